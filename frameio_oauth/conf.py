@@ -1,0 +1,172 @@
+"""Typed, lazy access to the ``FRAMEIO_OAUTH`` settings dict.
+
+Every property reads ``django.conf.settings`` when it is accessed, never at import time, so
+``override_settings`` works everywhere. Validation lives in :mod:`frameio_oauth.checks`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+SETTING_NAME = "FRAMEIO_OAUTH"
+
+
+@dataclass(frozen=True)
+class ProviderPreset:
+    """What differs between Frame.io's two authorization servers."""
+
+    name: str
+    authorize_url: str
+    token_url: str
+    revoke_url: str
+    userinfo_url: str
+    scopes: tuple[str, ...]
+    scope_separator: str
+    offline_scope: str
+    # Used when a token response leaves out ``expires_in``.
+    access_token_lifetime: int
+    # The key of the object that wraps the user in the user-info answer, if any.
+    userinfo_envelope: str | None
+
+
+PRESETS: dict[str, ProviderPreset] = {
+    "frameio": ProviderPreset(
+        name="frameio",
+        authorize_url="https://applications.frame.io/oauth2/auth",
+        token_url="https://applications.frame.io/oauth2/token",
+        # applications.frame.io is an ORY Hydra server; this is Hydra's RFC 7009 endpoint.
+        revoke_url="https://applications.frame.io/oauth2/revoke",
+        userinfo_url="https://api.frame.io/v2/me",
+        scopes=("account.read", "offline"),
+        scope_separator=" ",
+        offline_scope="offline",
+        access_token_lifetime=3600,
+        userinfo_envelope=None,
+    ),
+    "adobe-ims": ProviderPreset(
+        name="adobe-ims",
+        authorize_url="https://ims-na1.adobelogin.com/ims/authorize/v2",
+        token_url="https://ims-na1.adobelogin.com/ims/token/v3",
+        revoke_url="https://ims-na1.adobelogin.com/ims/revoke",
+        userinfo_url="https://api.frame.io/v4/me",
+        scopes=("openid", "email", "profile", "offline_access", "additional_info.roles"),
+        scope_separator=",",
+        offline_scope="offline_access",
+        access_token_lifetime=24 * 3600,
+        userinfo_envelope="data",
+    ),
+}
+
+KNOWN_KEYS = frozenset(
+    {
+        "PROVIDER",
+        "CLIENT_ID",
+        "CLIENT_SECRET",
+        "PKCE",
+        "SCOPES",
+        "REDIRECT_URI",
+        "AUTHORIZE_URL",
+        "TOKEN_URL",
+        "REVOKE_URL",
+        "USERINFO_URL",
+        "ENCRYPTION_KEYS",
+        "REFRESH_MARGIN",
+        "HTTP_TIMEOUT",
+        "ALLOW_SIGNUP",
+    }
+)
+
+
+class Conf:
+    """Read-through view of ``settings.FRAMEIO_OAUTH``; instantiate once as ``conf``."""
+
+    def _raw(self) -> dict[str, Any]:
+        value = getattr(settings, SETTING_NAME, {})
+        return value if isinstance(value, dict) else {}
+
+    def _get(self, key: str, default: Any = None) -> Any:
+        return self._raw().get(key, default)
+
+    @property
+    def provider_name(self) -> str:
+        return str(self._get("PROVIDER", "frameio"))
+
+    @property
+    def preset(self) -> ProviderPreset:
+        # An unknown name is reported by check E006; fall back so the rest stays readable.
+        return PRESETS.get(self.provider_name, PRESETS["frameio"])
+
+    @property
+    def client_id(self) -> str:
+        return str(self._get("CLIENT_ID") or "")
+
+    @property
+    def client_secret(self) -> str | None:
+        secret = self._get("CLIENT_SECRET")
+        return str(secret) if secret else None
+
+    @property
+    def is_public_client(self) -> bool:
+        return self.client_secret is None
+
+    @property
+    def pkce(self) -> bool:
+        return bool(self._get("PKCE", True))
+
+    @property
+    def scopes(self) -> list[str]:
+        scopes = self._get("SCOPES")
+        return list(scopes) if scopes is not None else list(self.preset.scopes)
+
+    @property
+    def scope_string(self) -> str:
+        return self.preset.scope_separator.join(self.scopes)
+
+    @property
+    def redirect_uri(self) -> str | None:
+        value = self._get("REDIRECT_URI")
+        return str(value) if value else None
+
+    @property
+    def authorize_url(self) -> str:
+        return str(self._get("AUTHORIZE_URL") or self.preset.authorize_url)
+
+    @property
+    def token_url(self) -> str:
+        return str(self._get("TOKEN_URL") or self.preset.token_url)
+
+    @property
+    def revoke_url(self) -> str:
+        return str(self._get("REVOKE_URL") or self.preset.revoke_url)
+
+    @property
+    def userinfo_url(self) -> str:
+        return str(self._get("USERINFO_URL") or self.preset.userinfo_url)
+
+    @property
+    def encryption_keys(self) -> list[str]:
+        keys = self._get("ENCRYPTION_KEYS") or []
+        if isinstance(keys, str):
+            keys = [keys]
+        return [str(key) for key in keys]
+
+    @property
+    def refresh_margin(self) -> int:
+        return int(self._get("REFRESH_MARGIN", 300))
+
+    @property
+    def http_timeout(self) -> float:
+        return float(self._get("HTTP_TIMEOUT", 10))
+
+    @property
+    def allow_signup(self) -> bool:
+        return bool(self._get("ALLOW_SIGNUP", False))
+
+    def unknown_keys(self) -> list[str]:
+        return sorted(set(self._raw()) - KNOWN_KEYS)
+
+
+conf = Conf()

@@ -1,0 +1,122 @@
+"""The token cipher: AES-256-GCM in a versioned envelope that names its key.
+
+An envelope reads ``v1:<kid>:<urlsafe base64 of nonce || ciphertext || tag>``. The key id is
+derived from the key itself, so rotating keys needs no bookkeeping: the first key in
+``ENCRYPTION_KEYS`` encrypts, every key decrypts. Callers pass associated data that names the
+row and field a secret belongs to, so a ciphertext copied elsewhere does not decrypt. Every
+failure raises :class:`DecryptionError`; nothing ever falls back to returning the ciphertext.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from functools import lru_cache
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .conf import conf
+from .exceptions import DecryptionError, ImproperlyConfigured
+
+VERSION = "v1"
+KEY_BYTES = 32
+NONCE_BYTES = 12
+KID_LENGTH = 8
+
+
+def generate_key() -> str:
+    """A new random 256-bit key, urlsafe-base64 encoded, ready for ``ENCRYPTION_KEYS``."""
+    return base64.urlsafe_b64encode(os.urandom(KEY_BYTES)).decode("ascii")
+
+
+def decode_key(key: str) -> bytes:
+    """The raw bytes of a configured key; raises ImproperlyConfigured if it is malformed."""
+    try:
+        raw = base64.urlsafe_b64decode(key.encode("ascii"))
+    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
+        raise ImproperlyConfigured("an encryption key is not urlsafe base64") from exc
+    if len(raw) != KEY_BYTES:
+        raise ImproperlyConfigured(
+            f"an encryption key decodes to {len(raw)} bytes; AES-256 needs {KEY_BYTES}"
+        )
+    return raw
+
+
+def key_id(raw_key: bytes) -> str:
+    """A short public name for a key; a hash, so it reveals nothing about the key."""
+    return hashlib.sha256(b"frameio_oauth key id\x00" + raw_key).hexdigest()[:KID_LENGTH]
+
+
+def envelope_key_id(envelope: str) -> str | None:
+    """The key id an envelope was sealed with, or None if it is not an envelope."""
+    parts = envelope.split(":", 2)
+    if len(parts) != 3 or parts[0] != VERSION:
+        return None
+    return parts[1]
+
+
+class TokenCipher:
+    """Encrypts with the first key, decrypts with whichever key the envelope names."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        if not keys:
+            raise ImproperlyConfigured("FRAMEIO_OAUTH['ENCRYPTION_KEYS'] is empty")
+        self._keys: dict[str, AESGCM] = {}
+        self.primary_kid = ""
+        for index, key in enumerate(keys):
+            raw = decode_key(key)
+            kid = key_id(raw)
+            self._keys.setdefault(kid, AESGCM(raw))
+            if index == 0:
+                self.primary_kid = kid
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return tuple(self._keys)
+
+    def encrypt(self, plaintext: str, associated_data: bytes) -> str:
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._keys[self.primary_kid].encrypt(
+            nonce, plaintext.encode("utf-8"), self._aad(self.primary_kid, associated_data)
+        )
+        body = base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        return f"{VERSION}:{self.primary_kid}:{body}"
+
+    def decrypt(self, envelope: str, associated_data: bytes) -> str:
+        kid = envelope_key_id(envelope)
+        if kid is None:
+            raise DecryptionError("stored value is not a frameio_oauth v1 envelope")
+        aead = self._keys.get(kid)
+        if aead is None:
+            raise DecryptionError(
+                f"stored value was encrypted with key id {kid!r}, which is not in "
+                "FRAMEIO_OAUTH['ENCRYPTION_KEYS']"
+            )
+        try:
+            blob = base64.urlsafe_b64decode(envelope.split(":", 2)[2].encode("ascii"))
+            plaintext = aead.decrypt(
+                blob[:NONCE_BYTES], blob[NONCE_BYTES:], self._aad(kid, associated_data)
+            )
+        except Exception as exc:  # InvalidTag, bad base64, short blob: all mean "not ours"
+            raise DecryptionError(
+                f"stored value failed authentication under key id {kid!r}: wrong key, "
+                "tampered value, or a value copied from another row"
+            ) from exc
+        return plaintext.decode("utf-8")
+
+    @staticmethod
+    def _aad(kid: str, associated_data: bytes) -> bytes:
+        # The version and kid are authenticated too, so an envelope cannot be relabelled.
+        return f"{VERSION}:{kid}:".encode("ascii") + associated_data
+
+
+@lru_cache(maxsize=8)
+def _cipher_for(keys: tuple[str, ...]) -> TokenCipher:
+    return TokenCipher(keys)
+
+
+def get_cipher() -> TokenCipher:
+    """The cipher for the current settings; cached per key list, so overrides take effect."""
+    return _cipher_for(tuple(conf.encryption_keys))

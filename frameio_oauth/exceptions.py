@@ -1,0 +1,53 @@
+"""Every error this app raises derives from :class:`FrameioOAuthError`.
+
+Messages never contain a token, an authorization code or a PKCE verifier, so they are safe to
+log and to show to an operator.
+"""
+
+from __future__ import annotations
+
+
+class FrameioOAuthError(Exception):
+    """Base class of every error raised by frameio_oauth."""
+
+
+class ImproperlyConfigured(FrameioOAuthError):
+    """The FRAMEIO_OAUTH setting cannot be used as it is (see ``manage.py check``)."""
+
+
+class NotConnected(FrameioOAuthError):
+    """The user has no Frame.io token stored."""
+
+
+class ReauthorizationRequired(FrameioOAuthError):
+    """The grant is gone (invalid_grant, revoked, expired refresh token): the user must sign in
+    with Frame.io again. Never retried."""
+
+
+class ProviderError(FrameioOAuthError):
+    """The provider refused the request or answered with something we cannot use.
+
+    Not transient: retrying the same request will fail the same way.
+    """
+
+
+class ProviderUnavailable(FrameioOAuthError):
+    """A transient failure: timeout, connection error, HTTP 5xx or 429. Safe to retry later."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DecryptionError(FrameioOAuthError):
+    """A stored secret could not be decrypted: unknown key id, wrong key, tampered or moved
+    ciphertext. Nothing is returned in its place."""
+
+
+class CallbackError(FrameioOAuthError):
+    """The OAuth callback cannot be completed; ``code`` names the reason for templates."""
+
+    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status

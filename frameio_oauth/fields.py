@@ -1,0 +1,98 @@
+"""A model field that keeps a secret encrypted in the database and plaintext on the instance.
+
+``token.access_token`` reads and writes plaintext; the column (``access_token_ciphertext``, the
+field's ``attname``) only ever holds an envelope from :mod:`frameio_oauth.crypto`. The
+associated data names the model, the field and the value of ``aad_field`` (the owning user), so
+a ciphertext copied into another user's row fails to decrypt instead of leaking.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from .crypto import get_cipher
+from .exceptions import DecryptionError
+
+# Plaintext set on an instance whose owner is not known yet; sealed in pre_save().
+_PENDING = "_frameio_oauth_pending"
+_CACHE = "_frameio_oauth_plaintext"
+
+
+class EncryptedTextDescriptor:
+    def __init__(self, field: EncryptedTextField) -> None:
+        self.field = field
+
+    def __get__(self, instance: models.Model | None, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        pending = instance.__dict__.get(_PENDING, {})
+        if self.field.name in pending:
+            return pending[self.field.name]
+        envelope = instance.__dict__.get(self.field.attname)
+        if envelope is None:
+            return None
+        cache = instance.__dict__.setdefault(_CACHE, {})
+        cached = cache.get(self.field.name)
+        # Keyed by the envelope, so refresh_from_db() or a raw attname write is never stale.
+        if cached is not None and cached[0] == envelope:
+            return cached[1]
+        plaintext = get_cipher().decrypt(envelope, self.field.associated_data(instance))
+        cache[self.field.name] = (envelope, plaintext)
+        return plaintext
+
+    def __set__(self, instance: models.Model, value: str | None) -> None:
+        pending = instance.__dict__.setdefault(_PENDING, {})
+        pending.pop(self.field.name, None)
+        if value is None:
+            instance.__dict__[self.field.attname] = None
+            return
+        if not isinstance(value, str):
+            raise TypeError(f"{self.field.name} must be a str or None")
+        if getattr(instance, self.field.aad_field, None) is None:
+            pending[self.field.name] = value
+            instance.__dict__[self.field.attname] = None
+            return
+        self.field.seal(instance, value)
+
+
+class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
+    """A TextField whose column holds ciphertext bound to ``aad_field`` of its row."""
+
+    def __init__(self, *args: Any, aad_field: str = "pk", **kwargs: Any) -> None:
+        self.aad_field = aad_field
+        kwargs.setdefault("editable", False)
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        kwargs["aad_field"] = self.aad_field
+        kwargs.pop("editable", None)
+        return name, path, args, kwargs
+
+    def get_attname(self) -> str:
+        return f"{self.name}_ciphertext"
+
+    def contribute_to_class(self, cls: type[models.Model], name: str, **kwargs: Any) -> None:
+        super().contribute_to_class(cls, name, **kwargs)
+        setattr(cls, name, EncryptedTextDescriptor(self))
+
+    def associated_data(self, instance: models.Model) -> bytes:
+        owner = getattr(instance, self.aad_field, None)
+        if owner is None:
+            raise DecryptionError(
+                f"{self.model._meta.label}.{self.name} has no {self.aad_field} to bind to"
+            )
+        return f"{self.model._meta.label_lower}:{self.name}:{owner}".encode()
+
+    def seal(self, instance: models.Model, plaintext: str) -> None:
+        envelope = get_cipher().encrypt(plaintext, self.associated_data(instance))
+        instance.__dict__[self.attname] = envelope
+        instance.__dict__.setdefault(_CACHE, {})[self.name] = (envelope, plaintext)
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> Any:
+        pending = model_instance.__dict__.get(_PENDING, {})
+        if self.name in pending:
+            self.seal(model_instance, pending.pop(self.name))
+        return super().pre_save(model_instance, add)

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from frameio_oauth.crypto import decode_key, generate_key, key_id
+
+
+class Command(BaseCommand):
+    help = "Print a new encryption key for FRAMEIO_OAUTH['ENCRYPTION_KEYS'] (put it first)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        key = generate_key()
+        self.stdout.write(key)
+        self.stderr.write(f"key id: {key_id(decode_key(key))}")

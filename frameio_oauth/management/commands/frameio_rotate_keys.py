@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from frameio_oauth import services
+from frameio_oauth.crypto import get_cipher
+
+
+class Command(BaseCommand):
+    help = "Re-encrypt every stored token under the first key in FRAMEIO_OAUTH['ENCRYPTION_KEYS']."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--batch-size", type=int, default=500)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.stdout.write(f"primary key id: {get_cipher().primary_kid}")
+
+        def progress(done: int, rewritten: int) -> None:
+            self.stdout.write(f"  {done} rows checked, {rewritten} re-encrypted")
+
+        summary = services.rotate_encryption_keys(options["batch_size"], progress=progress)
+        self.stdout.write(f"before: {self._counts(summary.before)}")
+        self.stdout.write(f"after:  {self._counts(summary.after)}")
+        self.stdout.write(self.style.SUCCESS(f"{summary.rewritten} rows re-encrypted"))
+
+    @staticmethod
+    def _counts(counts: dict[str, int]) -> str:
+        return ", ".join(f"{kid}={n}" for kid, n in sorted(counts.items())) or "no secrets"

@@ -1,0 +1,86 @@
+"""One Frame.io grant per user, its secrets encrypted at rest."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .crypto import envelope_key_id
+from .fields import EncryptedTextField
+
+
+class OAuthTokenQuerySet(models.QuerySet["OAuthToken"]):
+    def active(self) -> OAuthTokenQuerySet:
+        return self.filter(status=OAuthToken.Status.ACTIVE)
+
+    def due(self, now: datetime | None = None) -> OAuthTokenQuerySet:
+        """Active tokens whose refresh time has come, oldest first (one index range scan)."""
+        return self.filter(
+            status=OAuthToken.Status.ACTIVE,
+            next_refresh_at__lte=now or timezone.now(),
+        ).order_by("next_refresh_at")
+
+
+class OAuthToken(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        REAUTH_REQUIRED = "reauth_required", _("Re-authorization required")
+        REVOKED = "revoked", _("Revoked")
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="frameio_token",
+        verbose_name=_("user"),
+    )
+    provider = models.CharField(_("provider"), max_length=32)
+    provider_user_id = models.CharField(_("provider user id"), max_length=255, unique=True)
+    provider_email = models.EmailField(_("provider e-mail"), max_length=254, blank=True)
+    access_token = EncryptedTextField(_("access token"), aad_field="user_id")
+    # NULL, not "", when the provider sent none (no offline scope): the row is never due.
+    refresh_token = EncryptedTextField(_("refresh token"), aad_field="user_id", null=True)  # noqa: DJ001
+    token_type = models.CharField(_("token type"), max_length=32, default="Bearer")
+    scope = models.CharField(_("scope"), max_length=1024, blank=True)
+    expires_at = models.DateTimeField(_("expires at"))
+    # NULL when there is no refresh token: such a row is never due.
+    next_refresh_at = models.DateTimeField(_("next refresh at"), null=True, blank=True)
+    status = models.CharField(
+        _("status"), max_length=32, choices=Status.choices, default=Status.ACTIVE
+    )
+    last_refreshed_at = models.DateTimeField(_("last refreshed at"), null=True, blank=True)
+    failure_count = models.PositiveIntegerField(_("consecutive failures"), default=0)
+    last_error = models.CharField(_("last error"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = OAuthTokenQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("Frame.io token")
+        verbose_name_plural = _("Frame.io tokens")
+        indexes = [
+            models.Index(fields=["status", "next_refresh_at"], name="frameio_oauth_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Frame.io token of user {self.user_id} ({self.status})"
+
+    def __repr__(self) -> str:
+        return (
+            f"<OAuthToken id={self.pk} user_id={self.user_id} status={self.status} "
+            f"expires_at={self.expires_at}>"
+        )
+
+    @property
+    def key_id(self) -> str | None:
+        """The id of the key the access token is encrypted under (not secret)."""
+        envelope: Any = self.__dict__.get("access_token_ciphertext")
+        return envelope_key_id(envelope) if envelope else None
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at <= (now or timezone.now())

@@ -1,0 +1,310 @@
+"""All HTTP to the authorization server, and nothing else.
+
+Every call has a hard wall-clock deadline (``HTTP_TIMEOUT``) and a 1 MiB cap on the body, so a
+slow or huge answer cannot hang a worker. Answers are validated into small dataclasses; every
+failure becomes a typed error from :mod:`frameio_oauth.exceptions`:
+
+* ``invalid_grant`` → :class:`ReauthorizationRequired` (never retried)
+* timeouts, connection errors, 5xx, 429, ``temporarily_unavailable`` → :class:`ProviderUnavailable`
+* any other refusal or an unusable body → :class:`ProviderError`
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.util import Timeout
+
+from .conf import conf
+from .exceptions import ProviderError, ProviderUnavailable, ReauthorizationRequired
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+TRANSIENT_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+_session = requests.Session()
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    access_token: str = field(repr=False)
+    token_type: str
+    expires_in: int
+    refresh_token: str | None = field(default=None, repr=False)
+    scope: str | None = None
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    id: str
+    email: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    url: str
+    state: str = field(repr=False)
+    redirect_uri: str
+    code_verifier: str | None = field(default=None, repr=False)
+
+
+def make_code_verifier() -> str:
+    # 64 random bytes → 86 urlsafe characters, inside RFC 7636's 43–128.
+    return secrets.token_urlsafe(64)
+
+
+def code_challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def build_authorization_request(redirect_uri: str) -> AuthorizationRequest:
+    state = secrets.token_urlsafe(32)
+    params = {
+        "response_type": "code",
+        "client_id": conf.client_id,
+        "redirect_uri": redirect_uri,
+        "scope": conf.scope_string,
+        "state": state,
+    }
+    verifier = None
+    if conf.pkce:
+        verifier = make_code_verifier()
+        params["code_challenge"] = code_challenge(verifier)
+        params["code_challenge_method"] = "S256"
+    separator = "&" if "?" in conf.authorize_url else "?"
+    url = f"{conf.authorize_url}{separator}{urlencode(params)}"
+    return AuthorizationRequest(
+        url=url, state=state, redirect_uri=redirect_uri, code_verifier=verifier
+    )
+
+
+def exchange_code(code: str, *, redirect_uri: str, code_verifier: str | None) -> TokenResponse:
+    """Trade an authorization code for tokens (RFC 6749 §4.1.3, RFC 7636 §4.5)."""
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+    if code_verifier:
+        form["code_verifier"] = code_verifier
+    return _token_request(form)
+
+
+def refresh_grant(refresh_token: str, *, scope: str | None = None) -> TokenResponse:
+    """Use a refresh token once (RFC 6749 §6). The caller must hold the row lock."""
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    form["scope"] = scope or conf.scope_string
+    return _token_request(form)
+
+
+def revoke(token: str, *, token_type_hint: str = "refresh_token") -> None:
+    """Revoke a token at the provider (RFC 7009). 200 means revoked or already unknown."""
+    form = {"token": token, "token_type_hint": token_type_hint}
+    response, body = _post(conf.revoke_url, form)
+    if response.status_code == 200:
+        return
+    payload = _json_or_none(body)
+    _raise_for_error(response, payload, what="revocation endpoint")
+
+
+def fetch_userinfo(access_token: str) -> UserInfo:
+    response, body = _send(
+        "GET",
+        conf.userinfo_url,
+        headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+    )
+    payload = _json_or_none(body)
+    if response.status_code != 200 or not isinstance(payload, dict):
+        _raise_for_error(response, payload, what="user-info endpoint")
+        raise ProviderError("user-info endpoint returned a non-JSON body")
+    envelope = conf.preset.userinfo_envelope
+    if envelope is not None and isinstance(payload.get(envelope), dict):
+        payload = payload[envelope]
+    user_id = payload.get("id") or payload.get("sub")
+    if not isinstance(user_id, str | int) or isinstance(user_id, bool) or user_id == "":
+        raise ProviderError("user-info answer has no user id")
+    email = payload.get("email")
+    name = payload.get("name")
+    return UserInfo(
+        id=str(user_id),
+        email=email if isinstance(email, str) else "",
+        name=name if isinstance(name, str) else "",
+    )
+
+
+def _token_request(form: dict[str, str]) -> TokenResponse:
+    response, body = _post(conf.token_url, form)
+    payload = _json_or_none(body)
+    if response.status_code != 200 or not isinstance(payload, dict) or "error" in payload:
+        _raise_for_error(response, payload, what="token endpoint")
+        raise ProviderError(
+            f"token endpoint returned HTTP 200 with a non-JSON body "
+            f"({_content_type(response)})"
+        )
+    return parse_token_payload(payload)
+
+
+def parse_token_payload(payload: dict[str, Any]) -> TokenResponse:
+    access_token = payload.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise ProviderError("token endpoint answer has no access_token")
+    refresh_token = payload.get("refresh_token")
+    if refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token):
+        raise ProviderError("token endpoint answer has an unusable refresh_token")
+    token_type = payload.get("token_type") or "Bearer"
+    if not isinstance(token_type, str):
+        raise ProviderError("token endpoint answer has an unusable token_type")
+    scope = payload.get("scope")
+    if isinstance(scope, list):
+        scope = conf.preset.scope_separator.join(str(item) for item in scope)
+    return TokenResponse(
+        access_token=access_token,
+        token_type=token_type,
+        expires_in=_expires_in(payload.get("expires_in")),
+        refresh_token=refresh_token,
+        scope=scope if isinstance(scope, str) else None,
+    )
+
+
+def _expires_in(value: Any) -> int:
+    if value is None:
+        return conf.preset.access_token_lifetime
+    if isinstance(value, bool):
+        raise ProviderError("token endpoint answer has an unusable expires_in")
+    if isinstance(value, str):
+        value = value.strip()
+        if not value.isdigit():
+            raise ProviderError("token endpoint answer has an unusable expires_in")
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or value <= 0:
+        raise ProviderError("token endpoint answer has an unusable expires_in")
+    return value
+
+
+def _post(url: str, form: dict[str, str]) -> tuple[requests.Response, bytes]:
+    auth = None
+    if conf.client_secret is not None:
+        auth = requests.auth.HTTPBasicAuth(conf.client_id, conf.client_secret)
+    else:
+        form = {**form, "client_id": conf.client_id}
+    return _send("POST", url, data=form, auth=auth, headers={"Accept": "application/json"})
+
+
+def _send(method: str, url: str, **kwargs: Any) -> tuple[requests.Response, bytes]:
+    """One request under a hard deadline, body capped. Returns the response and its body."""
+    budget = conf.http_timeout
+    deadline = time.monotonic() + budget
+    try:
+        # total= makes the wait for the headers use what the connect step left of the budget.
+        response = _session.request(
+            method, url, stream=True, timeout=Timeout(total=budget), **kwargs
+        )
+    except requests.Timeout as exc:
+        raise ProviderUnavailable(f"{method} {_origin(url)} timed out after {budget}s") from exc
+    except requests.RequestException as exc:
+        raise ProviderUnavailable(
+            f"{method} {_origin(url)} failed: {type(exc).__name__}"
+        ) from exc
+    try:
+        body = _read_body(response, deadline, method, url)
+    finally:
+        response.close()
+    logger.debug("%s %s answered HTTP %s", method, _origin(url), response.status_code)
+    return response, body
+
+
+def _read_body(response: requests.Response, deadline: float, method: str, url: str) -> bytes:
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ProviderError(f"{method} {_origin(url)} sent a body over {MAX_BODY_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProviderUnavailable(f"{method} {_origin(url)} exceeded its deadline")
+            _set_read_timeout(response, remaining)
+            chunk = response.raw.read(64 * 1024, decode_content=True)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise ProviderError(
+                    f"{method} {_origin(url)} sent a body over {MAX_BODY_BYTES} bytes"
+                )
+            chunks.append(chunk)
+    except (requests.RequestException, Urllib3Error, OSError) as exc:
+        raise ProviderUnavailable(
+            f"{method} {_origin(url)} failed while reading: {type(exc).__name__}"
+        ) from exc
+    return b"".join(chunks)
+
+
+def _set_read_timeout(response: requests.Response, remaining: float) -> None:
+    # Each recv() may block at most until the deadline, so a server that drips one byte at a
+    # time cannot stretch the call past HTTP_TIMEOUT.
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(max(remaining, 0.001))
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _raise_for_error(response: requests.Response, payload: Any, *, what: str) -> None:
+    status = response.status_code
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if status == 429 or status >= 500 or error in TRANSIENT_OAUTH_ERRORS:
+        raise ProviderUnavailable(
+            f"{what} answered HTTP {status}" + (f" ({error})" if isinstance(error, str) else ""),
+            retry_after=_retry_after(response),
+        )
+    if error == "invalid_grant":
+        raise ReauthorizationRequired(f"{what} answered invalid_grant{_description(payload)}")
+    if isinstance(error, str):
+        raise ProviderError(f"{what} answered HTTP {status} {error}{_description(payload)}")
+    if payload is None and status != 200:
+        raise ProviderError(
+            f"{what} answered HTTP {status} with a non-JSON body ({_content_type(response)})"
+        )
+    if status != 200:
+        raise ProviderError(f"{what} answered HTTP {status}")
+
+
+def _description(payload: Any) -> str:
+    text = payload.get("error_description") if isinstance(payload, dict) else None
+    if not isinstance(text, str) or not text:
+        return ""
+    # Provider text, shown to operators: keep it short and printable.
+    cleaned = "".join(ch for ch in text if ch.isprintable())[:120]
+    return f": {cleaned}"
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.isdigit() else None
+
+
+def _content_type(response: requests.Response) -> str:
+    return response.headers.get("Content-Type", "no content type").split(";")[0]
+
+
+def _origin(url: str) -> str:
+    # Host and path only: query strings can carry secrets.
+    return url.split("?", 1)[0]

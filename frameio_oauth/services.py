@@ -1,0 +1,452 @@
+"""The public Python API of frameio_oauth, and the only module that locks token rows.
+
+Views, tasks, admin actions and management commands are thin wrappers around these functions.
+The refresh rule: one row, one refresh at a time, never an old refresh token twice; see
+``refresh()``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from . import provider, signals
+from .conf import conf
+from .crypto import envelope_key_id, get_cipher
+from .exceptions import (
+    CallbackError,
+    FrameioOAuthError,
+    NotConnected,
+    ProviderError,
+    ProviderUnavailable,
+    ReauthorizationRequired,
+)
+from .models import OAuthToken
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_BASE = 30.0
+BACKOFF_CAP = 30 * 60.0
+# On-demand callers wait for a refresh in progress at most this long beyond HTTP_TIMEOUT.
+LOCK_WAIT_SLACK = 5.0
+SECRET_FIELDS = ("access_token", "refresh_token")
+_CIPHERTEXT_COLUMNS = tuple(f"{name}_ciphertext" for name in SECRET_FIELDS)
+
+
+class Outcome(enum.Enum):
+    REFRESHED = "refreshed"
+    NOT_DUE = "not_due"
+    LOCKED = "locked"
+    FAILED = "failed"
+    REAUTH = "reauth"
+
+
+@dataclass
+class RefreshSummary:
+    refreshed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    reauth: int = 0
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome is Outcome.REFRESHED:
+            self.refreshed += 1
+        elif outcome is Outcome.FAILED:
+            self.failed += 1
+        elif outcome is Outcome.REAUTH:
+            self.reauth += 1
+        else:
+            self.skipped += 1
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "refreshed": self.refreshed,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "reauth": self.reauth,
+        }
+
+
+@dataclass(frozen=True)
+class DisconnectResult:
+    revoked_at_provider: bool
+    error: str = ""
+
+
+@dataclass
+class RotationSummary:
+    before: Counter[str] = field(default_factory=Counter)
+    after: Counter[str] = field(default_factory=Counter)
+    rewritten: int = 0
+
+
+# --- Sign-in and connect -------------------------------------------------------------------
+
+
+def exchange_code(
+    code: str, *, redirect_uri: str, code_verifier: str | None
+) -> tuple[provider.TokenResponse, provider.UserInfo]:
+    """Trade a code for tokens and learn whose they are. Stores nothing."""
+    tokens = provider.exchange_code(code, redirect_uri=redirect_uri, code_verifier=code_verifier)
+    return tokens, provider.fetch_userinfo(tokens.access_token)
+
+
+def user_for_sign_in(info: provider.UserInfo) -> Any:
+    """The local user for a provider identity: linked by provider user id, never by e-mail."""
+    linked = OAuthToken.objects.select_related("user").filter(provider_user_id=info.id).first()
+    if linked is not None:
+        if not linked.user.is_active:
+            raise CallbackError("inactive", "This account is disabled.", status=403)
+        return linked.user
+    if not conf.allow_signup:
+        raise CallbackError(
+            "no_account",
+            "No account here is connected to this Frame.io user. Sign in first, then connect.",
+            status=403,
+        )
+    user_model = get_user_model()
+    user = user_model(**{user_model.USERNAME_FIELD: _free_username(info)})
+    if info.email and hasattr(user, "email"):
+        user.email = info.email
+    user.set_unusable_password()
+    user.save()
+    return user
+
+
+def store_grant(
+    user: AbstractBaseUser, tokens: provider.TokenResponse, info: provider.UserInfo
+) -> OAuthToken:
+    """Attach a freshly obtained grant to ``user``, replacing any grant the user had."""
+    with transaction.atomic():
+        holder = (
+            OAuthToken.objects.select_for_update().filter(provider_user_id=info.id).first()
+        )
+        if holder is not None and holder.user_id != user.pk:
+            raise CallbackError(
+                "linked_elsewhere",
+                "This Frame.io account is already connected to another user.",
+                status=409,
+            )
+        token = OAuthToken.objects.select_for_update().filter(user=user).first()
+        created = token is None
+        if token is None:
+            token = OAuthToken(user=user)
+        token.provider = conf.provider_name
+        token.provider_user_id = info.id
+        token.provider_email = info.email
+        token.status = OAuthToken.Status.ACTIVE
+        token.failure_count = 0
+        token.last_error = ""
+        _apply_tokens(token, tokens, keep_refresh_token=False)
+        token.save()
+    logger.info("stored a Frame.io grant for user %s", user.pk)
+    signals.token_obtained.send(sender=OAuthToken, token=token, user=user, created=created)
+    return token
+
+
+# --- Fresh tokens and the refresh rule --------------------------------------------------------
+
+
+def get_access_token(user: AbstractBaseUser) -> str:
+    """A usable access token for ``user``: one query when fresh, a locked refresh when due."""
+    token = OAuthToken.objects.filter(user_id=user.pk).first()
+    if token is None:
+        raise NotConnected(f"user {user.pk} has not connected Frame.io")
+    if token.status != OAuthToken.Status.ACTIVE:
+        raise ReauthorizationRequired(f"user {user.pk} must sign in with Frame.io again")
+    now = timezone.now()
+    if not _needs_refresh(token, now):
+        return str(token.access_token)
+    try:
+        return str(refresh(token.pk).access_token)
+    except (ProviderUnavailable, ProviderError):
+        # The old access token may still have minutes to live; use it rather than fail.
+        if not token.is_expired(now):
+            return str(token.access_token)
+        raise
+
+
+def refresh(token_id: int, *, force: bool = False) -> OAuthToken:
+    """Refresh one token under its row lock; safe to call from any number of processes.
+
+    Waits (bounded) for a refresh already in progress and then returns its result without a
+    second provider call. Raises ReauthorizationRequired, ProviderUnavailable or ProviderError.
+    """
+    token, outcome, error = _refresh_locked(token_id, force=force, skip_locked=False)
+    if error is not None:
+        raise error
+    assert token is not None
+    return token
+
+
+def refresh_due(
+    limit: int | None = None,
+    *,
+    batch_size: int = 500,
+    progress: Callable[[int, Outcome], None] | None = None,
+) -> RefreshSummary:
+    """The sweep: refresh every token due now, skipping rows another worker holds."""
+    summary = RefreshSummary()
+    for token_id in _due_ids(limit, batch_size):
+        _, outcome, _ = _refresh_locked(token_id, force=False, skip_locked=True)
+        summary.add(outcome)
+        if progress is not None:
+            progress(token_id, outcome)
+    logger.info("refresh sweep done: %s", summary.as_dict())
+    return summary
+
+
+def _due_ids(limit: int | None, batch_size: int) -> Iterator[int]:
+    """Due token ids in (next_refresh_at, id) order, by keyset pages of one index scan each."""
+    now = timezone.now()
+    cursor: tuple[datetime, int] | None = None
+    yielded = 0
+    while limit is None or yielded < limit:
+        page = OAuthToken.objects.due(now).order_by("next_refresh_at", "pk")
+        if cursor is not None:
+            page = page.filter(next_refresh_at__gte=cursor[0]).exclude(
+                next_refresh_at=cursor[0], pk__lte=cursor[1]
+            )
+        size = batch_size if limit is None else min(batch_size, limit - yielded)
+        rows = list(page.values_list("next_refresh_at", "pk")[:size])
+        if not rows:
+            return
+        for _, token_id in rows:
+            yield token_id
+        yielded += len(rows)
+        cursor = rows[-1]
+
+
+def _refresh_locked(
+    token_id: int, *, force: bool, skip_locked: bool
+) -> tuple[OAuthToken | None, Outcome, FrameioOAuthError | None]:
+    error: FrameioOAuthError | None = None
+    retry_at: datetime | None = None
+    rotated = False
+    with transaction.atomic():
+        if not skip_locked:
+            _set_lock_timeout()
+        try:
+            token = (
+                OAuthToken.objects.select_for_update(skip_locked=skip_locked)
+                .filter(pk=token_id)
+                .first()
+            )
+        except DatabaseError as exc:
+            raise ProviderUnavailable(
+                "another process is refreshing this token and did not finish in time"
+            ) from exc
+        if token is None:
+            if skip_locked:
+                return None, Outcome.LOCKED, None
+            raise NotConnected(f"token {token_id} does not exist")
+        now = timezone.now()
+        if token.status != OAuthToken.Status.ACTIVE:
+            if skip_locked:
+                return token, Outcome.NOT_DUE, None
+            raise ReauthorizationRequired(f"token {token_id} needs re-authorization")
+        # Re-check under the lock: another worker may have refreshed while we waited.
+        if not force and not _needs_refresh(token, now, sweep=skip_locked):
+            return token, Outcome.NOT_DUE, None
+        refresh_token = token.refresh_token
+        if not refresh_token:
+            if not token.is_expired(now):
+                return token, Outcome.NOT_DUE, None
+            error = ReauthorizationRequired("no refresh token; the offline scope was not granted")
+            _mark_reauth(token, error)
+            outcome = Outcome.REAUTH
+        else:
+            try:
+                response = provider.refresh_grant(refresh_token)
+            except ReauthorizationRequired as exc:
+                error = exc
+                _mark_reauth(token, exc)
+                outcome = Outcome.REAUTH
+            except (ProviderUnavailable, ProviderError) as exc:
+                error = exc
+                retry_at = _mark_failed(token, exc, now)
+                outcome = Outcome.FAILED
+            else:
+                _apply_tokens(token, response, keep_refresh_token=True)
+                token.last_refreshed_at = now
+                token.failure_count = 0
+                token.last_error = ""
+                token.save()
+                outcome = Outcome.REFRESHED
+                rotated = response.refresh_token is not None
+    # Signals go out after the commit, so receivers see what was stored.
+    if outcome is Outcome.REFRESHED:
+        signals.token_refreshed.send(sender=OAuthToken, token=token, rotated=rotated)
+    elif outcome is Outcome.REAUTH:
+        logger.warning("token %s needs re-authorization: %s", token.pk, error)
+        signals.reauthorization_required.send(sender=OAuthToken, token=token, error=error)
+    else:
+        logger.warning("refresh of token %s failed, retry at %s: %s", token.pk, retry_at, error)
+        signals.refresh_failed.send(sender=OAuthToken, token=token, error=error, retry_at=retry_at)
+    return token, outcome, error
+
+
+def _needs_refresh(token: OAuthToken, now: datetime, *, sweep: bool = False) -> bool:
+    if token.expires_at - timedelta(seconds=conf.refresh_margin) <= now:
+        return True
+    # The sweep also honours the jittered schedule, which may fall a little earlier.
+    return sweep and token.next_refresh_at is not None and token.next_refresh_at <= now
+
+
+def _apply_tokens(
+    token: OAuthToken, response: provider.TokenResponse, *, keep_refresh_token: bool
+) -> None:
+    now = timezone.now()
+    token.access_token = response.access_token
+    if response.refresh_token is not None or not keep_refresh_token:
+        token.refresh_token = response.refresh_token
+    token.token_type = response.token_type
+    if response.scope is not None:
+        token.scope = response.scope[:1024]
+    token.expires_at = now + timedelta(seconds=response.expires_in)
+    token.next_refresh_at = (
+        next_refresh_time(now, response.expires_in) if token.refresh_token else None
+    )
+
+
+def next_refresh_time(issued_at: datetime, lifetime: int) -> datetime:
+    """Expiry − margin − jitter, so tokens issued together do not all refresh together."""
+    lead = min(conf.refresh_margin, lifetime // 2)
+    spread = random.uniform(0, min(lifetime * 0.1, conf.refresh_margin))  # noqa: S311
+    return issued_at + timedelta(seconds=max(lifetime - lead - spread, 0))
+
+
+def _mark_reauth(token: OAuthToken, error: FrameioOAuthError) -> None:
+    token.status = OAuthToken.Status.REAUTH_REQUIRED
+    token.next_refresh_at = None
+    token.last_error = str(error)[:255]
+    token.save(update_fields=["status", "next_refresh_at", "last_error", "updated_at"])
+
+
+def _mark_failed(token: OAuthToken, error: FrameioOAuthError, now: datetime) -> datetime:
+    token.failure_count += 1
+    delay = min(BACKOFF_BASE * 2 ** (token.failure_count - 1), BACKOFF_CAP)
+    delay = random.uniform(delay / 2, delay)  # noqa: S311
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after:
+        delay = max(delay, retry_after)
+    retry_at = now + timedelta(seconds=delay)
+    token.next_refresh_at = retry_at
+    token.last_error = str(error)[:255]
+    token.save(update_fields=["failure_count", "next_refresh_at", "last_error", "updated_at"])
+    return retry_at
+
+
+def _set_lock_timeout() -> None:
+    if connection.vendor == "postgresql":
+        wait_ms = int((conf.http_timeout + LOCK_WAIT_SLACK) * 1000)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = {wait_ms}")
+
+
+# --- Disconnect and key rotation ------------------------------------------------------------
+
+
+def disconnect(user: AbstractBaseUser) -> DisconnectResult:
+    """Revoke the grant at the provider (RFC 7009), then delete the local row.
+
+    The row goes even if the provider cannot be reached: the user asked to disconnect, and the
+    result says whether the provider confirmed.
+    """
+    with transaction.atomic():
+        token = OAuthToken.objects.select_for_update().filter(user_id=user.pk).first()
+        if token is None:
+            raise NotConnected(f"user {user.pk} has not connected Frame.io")
+        provider_user_id = token.provider_user_id
+        try:
+            if token.refresh_token:
+                provider.revoke(token.refresh_token, token_type_hint="refresh_token")
+            else:
+                provider.revoke(token.access_token, token_type_hint="access_token")
+        except FrameioOAuthError as exc:
+            result = DisconnectResult(revoked_at_provider=False, error=str(exc))
+            logger.warning("revocation for user %s failed: %s", user.pk, exc)
+        else:
+            result = DisconnectResult(revoked_at_provider=True)
+        token.delete()
+    signals.token_revoked.send(
+        sender=OAuthToken,
+        user=user,
+        provider_user_id=provider_user_id,
+        revoked_at_provider=result.revoked_at_provider,
+    )
+    return result
+
+
+def count_key_ids() -> Counter[str]:
+    """How many stored secrets each key id protects."""
+    counts: Counter[str] = Counter()
+    rows = OAuthToken.objects.values_list(*_CIPHERTEXT_COLUMNS).iterator(chunk_size=2000)
+    for envelopes in rows:
+        for envelope in envelopes:
+            if envelope:
+                counts[envelope_key_id(envelope) or "unknown"] += 1
+    return counts
+
+
+def rotate_encryption_keys(
+    batch_size: int = 500, *, progress: Callable[[int, int], None] | None = None
+) -> RotationSummary:
+    """Re-encrypt every secret still under an old key with the first key, batch by batch."""
+    primary = get_cipher().primary_kid
+    summary = RotationSummary(before=count_key_ids())
+    last_pk = 0
+    done = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                OAuthToken.objects.select_for_update()
+                .filter(pk__gt=last_pk)
+                .order_by("pk")[:batch_size]
+            )
+            if not batch:
+                break
+            stale = [row for row in batch if _needs_rekey(row, primary)]
+            for row in stale:
+                for name in SECRET_FIELDS:
+                    setattr(row, name, getattr(row, name))
+            OAuthToken.objects.bulk_update(stale, list(SECRET_FIELDS))
+        summary.rewritten += len(stale)
+        done += len(batch)
+        last_pk = batch[-1].pk
+        if progress is not None:
+            progress(done, summary.rewritten)
+    summary.after = count_key_ids()
+    return summary
+
+
+def _needs_rekey(row: OAuthToken, primary: str) -> bool:
+    return any(
+        (envelope := row.__dict__.get(column)) and envelope_key_id(envelope) != primary
+        for column in _CIPHERTEXT_COLUMNS
+    )
+
+
+def _free_username(info: provider.UserInfo) -> str:
+    user_model = get_user_model()
+    base = (info.email.split("@")[0] if info.email else "") or f"frameio-{info.id}"
+    base = base[:140]
+    candidate = base
+    suffix = 1
+    while user_model._default_manager.filter(
+        **{user_model.USERNAME_FIELD: candidate}
+    ).exists():
+        suffix += 1
+        candidate = f"{base}-{suffix}"
+    return candidate

@@ -1,0 +1,30 @@
+"""Signals sent by frameio_oauth. Each is sent with ``sender=OAuthToken``.
+
+Receivers run inside the request or task that caused them; keep them quick. No signal carries
+a secret: read ``token.access_token`` yourself if you must.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+# A grant was stored after a successful authorization-code exchange.
+# kwargs: token (OAuthToken), user, created (bool: False when an existing row was replaced)
+token_obtained = Signal()
+
+# A refresh succeeded and was committed.
+# kwargs: token (OAuthToken), rotated (bool: the provider issued a new refresh token)
+token_refreshed = Signal()
+
+# A refresh failed transiently; the token is unchanged and will be retried.
+# kwargs: token (OAuthToken), error (ProviderUnavailable), retry_at (datetime)
+refresh_failed = Signal()
+
+# The provider refused the refresh token (invalid_grant, revoked); status is now
+# reauth_required and nothing will retry until the user signs in again.
+# kwargs: token (OAuthToken), error (ReauthorizationRequired)
+reauthorization_required = Signal()
+
+# A grant was disconnected: revoked at the provider (if it answered) and deleted locally.
+# kwargs: user, provider_user_id (str), revoked_at_provider (bool)
+token_revoked = Signal()

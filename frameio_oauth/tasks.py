@@ -1,0 +1,50 @@
+"""Celery tasks: thin wrappers around services. Uses @shared_task, so the project's own Celery
+app (whatever it is called) picks them up; this module never imports one.
+
+Beat schedule (every minute)::
+
+    CELERY_BEAT_SCHEDULE = {
+        "frameio-oauth-refresh-due": {
+            "task": "frameio_oauth.tasks.refresh_due_tokens",
+            "schedule": 60.0,
+        },
+    }
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from . import services
+from .exceptions import ProviderUnavailable
+
+
+@shared_task(name="frameio_oauth.tasks.refresh_due_tokens", ignore_result=False)
+def refresh_due_tokens(limit: int | None = None) -> dict[str, int]:
+    """The beat sweep. Several workers and overlapping ticks are safe: rows are skip-locked."""
+    return services.refresh_due(limit).as_dict()
+
+
+@shared_task(
+    bind=True,
+    name="frameio_oauth.tasks.refresh_token",
+    acks_late=True,
+    autoretry_for=(ProviderUnavailable,),
+    retry_backoff=30,
+    retry_backoff_max=30 * 60,
+    retry_jitter=True,
+    max_retries=8,
+    soft_time_limit=60,
+    time_limit=90,
+)
+def refresh_token(self: Any, token_id: int, force: bool = False) -> str:
+    """Refresh one token now. Retries only transient failures, with backoff and jitter.
+
+    The time limits sit well above HTTP_TIMEOUT (10 s by default), whose deadline ends every
+    provider call first; raise them if you raise HTTP_TIMEOUT past 40 s.
+    """
+    del self
+    token = services.refresh(token_id, force=force)
+    return token.status

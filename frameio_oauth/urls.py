@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+app_name = "frameio_oauth"
+
+urlpatterns = [
+    path("login/", views.login, name="login"),
+    path("callback/", views.callback, name="callback"),
+    path("connected/", views.connected, name="connected"),
+    path("disconnect/", views.disconnect, name="disconnect"),
+]

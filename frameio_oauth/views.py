@@ -1,0 +1,189 @@
+"""Login, callback, connected and disconnect views. Thin: the rules live in services.py."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import time
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login as auth_login
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from . import provider, services
+from .conf import conf
+from .exceptions import (
+    CallbackError,
+    FrameioOAuthError,
+    NotConnected,
+    ProviderUnavailable,
+)
+from .models import OAuthToken
+
+logger = logging.getLogger(__name__)
+
+SESSION_KEY = "frameio_oauth_flows"
+# A user may start the flow in several tabs; keep a few pending states, each briefly.
+MAX_PENDING_FLOWS = 5
+FLOW_LIFETIME = 600
+
+PROVIDER_ERRORS = {
+    "access_denied": "You declined access on Frame.io, so nothing was connected.",
+    "login_required": "Frame.io asked you to sign in; please try again.",
+    "consent_required": "Frame.io needs your consent; please try again.",
+    "temporarily_unavailable": "Frame.io is temporarily unavailable; please try again later.",
+    "server_error": "Frame.io had a problem; please try again later.",
+}
+
+
+@never_cache
+@require_GET
+def login(request: HttpRequest) -> HttpResponse:
+    """Start the authorization-code flow: remember state (and verifier), go to Frame.io."""
+    redirect_uri = conf.redirect_uri or request.build_absolute_uri(
+        reverse("frameio_oauth:callback")
+    )
+    auth_request = provider.build_authorization_request(redirect_uri)
+    flows: dict[str, dict[str, Any]] = {
+        state: flow
+        for state, flow in request.session.get(SESSION_KEY, {}).items()
+        if flow.get("created", 0) > time.time() - FLOW_LIFETIME
+    }
+    while len(flows) >= MAX_PENDING_FLOWS:
+        flows.pop(min(flows, key=lambda state: flows[state]["created"]))
+    flows[auth_request.state] = {
+        "verifier": auth_request.code_verifier,
+        "redirect_uri": redirect_uri,
+        "next": _safe_next(request, request.GET.get("next")),
+        "created": time.time(),
+    }
+    request.session[SESSION_KEY] = flows
+    return HttpResponseRedirect(auth_request.url)
+
+
+@never_cache
+@require_GET
+def callback(request: HttpRequest) -> HttpResponse:
+    try:
+        response = _complete(request)
+    except CallbackError as exc:
+        logger.info("Frame.io callback refused: %s", exc.code)
+        response = _error_page(request, exc.code, str(exc), exc.status)
+    # The URL carried a code: never let it leak to the next page's resources.
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _complete(request: HttpRequest) -> HttpResponse:
+    error = request.GET.get("error")
+    if error:
+        # Spend the state if it is ours, so the same link cannot be replayed later.
+        with contextlib.suppress(CallbackError):
+            _pop_flow(request, request.GET.get("state", ""))
+        message = PROVIDER_ERRORS.get(error, _("Frame.io did not authorize the connection."))
+        raise CallbackError(error if error in PROVIDER_ERRORS else "provider_error", message)
+    flow = _pop_flow(request, request.GET.get("state", ""))
+    code = request.GET.get("code", "")
+    if not code:
+        raise CallbackError("missing_code", _("Frame.io sent no authorization code."))
+    try:
+        tokens, info = services.exchange_code(
+            code, redirect_uri=flow["redirect_uri"], code_verifier=flow["verifier"]
+        )
+    except ProviderUnavailable as exc:
+        logger.warning("code exchange failed: %s", exc)
+        raise CallbackError(
+            "unavailable", _("Frame.io could not be reached; please try again."), status=502
+        ) from exc
+    except FrameioOAuthError as exc:
+        logger.warning("code exchange refused: %s", exc)
+        raise CallbackError(
+            "exchange_failed", _("Frame.io did not accept the sign-in; please try again."),
+            status=502,
+        ) from exc
+    user = request.user if request.user.is_authenticated else services.user_for_sign_in(info)
+    services.store_grant(user, tokens, info)
+    if not request.user.is_authenticated:
+        auth_login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
+    return HttpResponseRedirect(flow["next"] or reverse("frameio_oauth:connected"))
+
+
+def _pop_flow(request: HttpRequest, state: str) -> dict[str, Any]:
+    """Consume the pending flow whose state matches; each state works exactly once."""
+    if not state:
+        raise CallbackError("missing_state", _("The sign-in link is incomplete; start again."))
+    flows: dict[str, dict[str, Any]] = request.session.get(SESSION_KEY, {})
+    match = None
+    for candidate in list(flows):
+        # Compare every pending state in constant time; do not stop at the first hit.
+        if hmac.compare_digest(candidate.encode(), state.encode()):
+            match = candidate
+    if match is None:
+        raise CallbackError(
+            "unknown_state", _("This sign-in link is unknown, used or expired; start again.")
+        )
+    flow = flows.pop(match)
+    request.session[SESSION_KEY] = flows
+    # Save now, before the slow exchange, so a replayed callback cannot reuse the state.
+    request.session.save()
+    if flow.get("created", 0) <= time.time() - FLOW_LIFETIME:
+        raise CallbackError("expired_state", _("The sign-in took too long; start again."))
+    return flow
+
+
+@never_cache
+@login_required
+def connected(request: HttpRequest) -> HttpResponse:
+    token = OAuthToken.objects.filter(user_id=request.user.pk).first()
+    return render(request, "frameio_oauth/connected.html", {"token": token})
+
+
+@never_cache
+@require_POST
+@login_required
+def disconnect(request: HttpRequest) -> HttpResponse:
+    try:
+        result = services.disconnect(request.user)
+    except NotConnected:
+        messages.info(request, _("Frame.io was not connected."))
+    else:
+        if result.revoked_at_provider:
+            messages.success(request, _("Frame.io is disconnected."))
+        else:
+            messages.warning(
+                request,
+                _(
+                    "Frame.io could not confirm the revocation; the token was removed here. "
+                    "You can also remove this app in your Frame.io account settings."
+                ),
+            )
+    return HttpResponseRedirect(
+        _safe_next(request, request.POST.get("next")) or reverse("frameio_oauth:connected")
+    )
+
+
+def _safe_next(request: HttpRequest, candidate: str | None) -> str:
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return ""
+
+
+def _error_page(request: HttpRequest, code: str, message: str, status: int) -> HttpResponse:
+    return render(
+        request,
+        "frameio_oauth/error.html",
+        {"error_code": code, "message": message},
+        status=status,
+    )

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import responses
+from django.db import connection
+from django.utils import timezone
+
+from frameio_oauth.models import OAuthToken
+from tests.services_probe import IN_CI, REDIS_URL, postgres_available, redis_available
+
+SERVICE_SKIP_PREFIX = "needs a real service:"
+
+TOKEN_URL = "https://applications.frame.io/oauth2/token"
+REVOKE_URL = "https://applications.frame.io/oauth2/revoke"
+USERINFO_URL = "https://api.frame.io/v2/me"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    pg = "PostgreSQL" if postgres_available() else "SQLite (PostgreSQL not answering)"
+    redis = REDIS_URL if redis_available() else "not answering (Celery runs eager)"
+    mode = "CI: every service is required" if IN_CI else "local: missing services skip"
+    return [f"frameio_oauth services: database={pg}; redis={redis}; {mode}"]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    missing = []
+    if item.get_closest_marker("postgres") and not postgres_available():
+        missing.append("PostgreSQL at 127.0.0.1:5432")
+    if item.get_closest_marker("redis") and not redis_available():
+        missing.append(f"Redis at {REDIS_URL}")
+    if not missing:
+        return
+    if IN_CI:
+        pytest.fail(f"CI requires {', '.join(missing)}, which did not answer", pytrace=False)
+    pytest.skip(f"{SERVICE_SKIP_PREFIX} {', '.join(missing)}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if SERVICE_SKIP_PREFIX in str(report.longrepr)
+    ]
+    if skipped:
+        terminalreporter.write_line(
+            f"frameio_oauth: {len(skipped)} test(s) skipped because a real service is missing; "
+            "CI runs them against PostgreSQL and Redis.",
+            yellow=True,
+        )
+
+
+@pytest.fixture
+def user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("alice", "alice@example.com", "pw")
+
+
+@pytest.fixture
+def other_user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("bob", "bob@example.com", "pw")
+
+
+@pytest.fixture
+def make_token() -> Callable[..., OAuthToken]:
+    def make(user: Any, **overrides: Any) -> OAuthToken:
+        values: dict[str, Any] = {
+            "provider": "frameio",
+            "provider_user_id": f"fio-{user.pk}",
+            "provider_email": f"{user.username}@frame.example",
+            "access_token": f"access-{user.pk}-secret",
+            "refresh_token": f"refresh-{user.pk}-secret",
+            "scope": "account.read offline",
+            "expires_at": timezone.now() + timedelta(hours=1),
+            "next_refresh_at": timezone.now() + timedelta(minutes=55),
+        }
+        values.update(overrides)
+        return OAuthToken.objects.create(user=user, **values)
+
+    return make
+
+
+@pytest.fixture
+def provider_http() -> Iterator[responses.RequestsMock]:
+    """Every HTTP call is mocked; an unexpected one fails the test."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def db_vendor(db: None) -> str:
+    return connection.vendor

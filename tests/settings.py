@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import os
+
+from tests.services_probe import PG_HOST, PG_PORT, REDIS_URL, postgres_available
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "frameio_oauth",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+ROOT_URLCONF = "tests.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+LOGIN_URL = "/accounts/login/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if postgres_available():
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("FRAMEIO_TEST_PGDATABASE", "frameio_oauth"),
+            "USER": os.environ.get("FRAMEIO_TEST_PGUSER", "postgres"),
+            "HOST": PG_HOST,
+            "PORT": PG_PORT,
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": ":memory:",
+            "OPTIONS": {"transaction_mode": "IMMEDIATE"},
+        }
+    }
+
+# Two fixed keys: tests that need "an old key" put the second one first.
+TEST_KEY = "G8ovZ3Q4mH8Q0Y3qk3dJ7u3k0M5w2m9zq6v0r1s2t3A="
+OLD_TEST_KEY = "bGVnYWN5LWtleS0wMDAwMDAwMDAwMDAwMDAwMDAwMDA="
+
+FRAMEIO_OAUTH = {
+    "PROVIDER": "frameio",
+    "CLIENT_ID": "test-client",
+    "CLIENT_SECRET": "test-secret",
+    "PKCE": True,
+    "SCOPES": ["account.read", "offline"],
+    "ENCRYPTION_KEYS": [TEST_KEY],
+    "HTTP_TIMEOUT": 2,
+}
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {"frameio_oauth": {"level": "DEBUG"}},
+}

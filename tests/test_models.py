@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test import override_settings
+from django.utils import timezone
+
+from frameio_oauth import services
+from frameio_oauth.crypto import get_cipher
+from frameio_oauth.exceptions import DecryptionError
+from frameio_oauth.models import OAuthToken
+from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
+
+pytestmark = pytest.mark.django_db
+
+NEW_FIRST = {**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": [OLD_TEST_KEY, TEST_KEY]}
+
+
+def raw_columns(token_id: int) -> tuple[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT access_token_ciphertext, refresh_token_ciphertext "
+            "FROM frameio_oauth_oauthtoken WHERE id = %s",
+            [token_id],
+        )
+        return cursor.fetchone()
+
+
+def test_the_database_holds_ciphertext_only(user: Any, make_token: Any) -> None:
+    token = make_token(user, access_token="plain-access-XYZ", refresh_token="plain-refresh-XYZ")
+    access, refresh = raw_columns(token.pk)
+    assert access.startswith(f"v1:{get_cipher().primary_kid}:")
+    assert refresh.startswith("v1:")
+    assert "XYZ" not in access + refresh
+
+
+def test_secrets_read_back_as_plaintext_from_a_fresh_query(user: Any, make_token: Any) -> None:
+    make_token(user, access_token="plain-access", refresh_token="plain-refresh")
+    token = OAuthToken.objects.get(user=user)
+    assert token.access_token == "plain-access"
+    assert token.refresh_token == "plain-refresh"
+
+
+def test_a_missing_refresh_token_is_stored_as_null(user: Any, make_token: Any) -> None:
+    token = make_token(user, refresh_token=None)
+    assert raw_columns(token.pk)[1] is None
+    assert OAuthToken.objects.get(pk=token.pk).refresh_token is None
+
+
+def test_a_secret_set_before_the_user_is_sealed_on_save(user: Any) -> None:
+    token = OAuthToken(provider_user_id="p1", expires_at=timezone.now())
+    token.access_token = "set-early"
+    token.user = user
+    token.save()
+    assert raw_columns(token.pk)[0].startswith("v1:")
+    assert OAuthToken.objects.get(pk=token.pk).access_token == "set-early"
+
+
+def test_reading_with_a_wrong_key_raises(user: Any, make_token: Any) -> None:
+    make_token(user)
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": [OLD_TEST_KEY]}):
+        token = OAuthToken.objects.get(user=user)
+        with pytest.raises(DecryptionError):
+            token.access_token  # noqa: B018
+
+
+def test_a_ciphertext_copied_to_another_users_row_fails_to_decrypt(
+    user: Any, other_user: Any, make_token: Any
+) -> None:
+    mine = make_token(user)
+    theirs = make_token(other_user)
+    OAuthToken.objects.filter(pk=theirs.pk).update(
+        access_token_ciphertext=raw_columns(mine.pk)[0]
+    )
+    with pytest.raises(DecryptionError, match="another row"):
+        OAuthToken.objects.get(pk=theirs.pk).access_token  # noqa: B018
+
+
+def test_str_and_repr_show_no_secret(user: Any, make_token: Any) -> None:
+    token = make_token(user)
+    for text in (str(token), repr(token)):
+        assert "secret" not in text
+        assert "v1:" not in text
+
+
+def test_due_finds_only_active_tokens_whose_time_has_come(
+    user: Any, other_user: Any, django_user_model: Any, make_token: Any
+) -> None:
+    past = timezone.now() - timedelta(seconds=1)
+    due = make_token(user, next_refresh_at=past)
+    make_token(other_user)  # next refresh in the future
+    carol = django_user_model.objects.create_user("carol")
+    make_token(carol, next_refresh_at=past, status=OAuthToken.Status.REAUTH_REQUIRED)
+    assert list(OAuthToken.objects.due()) == [due]
+
+
+def test_old_rows_still_read_after_a_new_first_key_is_added(user: Any, make_token: Any) -> None:
+    make_token(user, access_token="before-rotation")
+    with override_settings(FRAMEIO_OAUTH=NEW_FIRST):
+        assert OAuthToken.objects.get(user=user).access_token == "before-rotation"
+
+
+def test_rotate_keys_moves_every_row_to_the_new_key(
+    user: Any, other_user: Any, make_token: Any, capsys: Any
+) -> None:
+    make_token(user, access_token="a1", refresh_token="r1")
+    make_token(other_user, access_token="a2", refresh_token=None)
+    old_kid = get_cipher().primary_kid
+    with override_settings(FRAMEIO_OAUTH=NEW_FIRST):
+        new_kid = get_cipher().primary_kid
+        call_command("frameio_rotate_keys", "--batch-size", "1")
+        output = capsys.readouterr().out
+        assert f"before: {old_kid}=3" in output
+        assert f"after:  {new_kid}=3" in output
+        assert "2 rows re-encrypted" in output
+        assert services.count_key_ids() == {new_kid: 3}
+        tokens = {t.user_id: t for t in OAuthToken.objects.all()}
+        assert tokens[user.pk].access_token == "a1"
+        assert tokens[user.pk].refresh_token == "r1"
+        assert tokens[other_user.pk].refresh_token is None
+    # The old key alone can no longer read the rows: they really moved.
+    with pytest.raises(DecryptionError):
+        OAuthToken.objects.get(user=user).access_token  # noqa: B018
+
+
+def test_rotate_keys_twice_rewrites_nothing_the_second_time(user: Any, make_token: Any) -> None:
+    make_token(user)
+    with override_settings(FRAMEIO_OAUTH=NEW_FIRST):
+        assert services.rotate_encryption_keys().rewritten == 1
+        assert services.rotate_encryption_keys().rewritten == 0
+
+
+def test_generate_key_prints_a_usable_key(capsys: Any) -> None:
+    call_command("frameio_generate_key")
+    key = capsys.readouterr().out.strip()
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": [key]}):
+        cipher = get_cipher()
+        assert cipher.decrypt(cipher.encrypt("x", b"aad"), b"aad") == "x"
