@@ -235,7 +235,8 @@ def _read_body(response: requests.Response, deadline: float, method: str, url: s
             if remaining <= 0:
                 raise ProviderUnavailable(f"{method} {_origin(url)} exceeded its deadline")
             _set_read_timeout(response, remaining)
-            chunk = response.raw.read(64 * 1024, decode_content=True)
+            # read1 returns what one recv() gave, so the deadline is checked between recvs.
+            chunk = response.raw.read1(64 * 1024, decode_content=True)
             if not chunk:
                 break
             size += len(chunk)

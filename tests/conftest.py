@@ -92,3 +92,18 @@ def provider_http() -> Iterator[responses.RequestsMock]:
 @pytest.fixture
 def db_vendor(db: None) -> str:
     return connection.vendor
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The local Frame.io stand-in: django-oauth-toolkit with rotation and reuse protection."""
+    from tests.standin import start_standin
+
+    server = start_standin(
+        tmp_path_factory.mktemp("standin") / "standin.sqlite3",
+        redirect_uris=["http://testserver/frameio/callback/"],
+        users={"demo": "demo-pw", "erin": "erin-pw", "frank": "frank-pw"},
+    )
+    yield server
+    server.process.terminate()
+    server.process.wait(timeout=10)

@@ -1,0 +1,118 @@
+"""Run the local Frame.io stand-in (django-oauth-toolkit) as a real server on loopback, and
+play the part of the user's browser on its pages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIDENTIAL = {"CLIENT_ID": "example-confidential", "CLIENT_SECRET": "example-secret"}
+PUBLIC = {"CLIENT_ID": "example-public"}
+
+
+@dataclass
+class Standin:
+    url: str
+    process: subprocess.Popen[str]
+    users: dict[str, str] = field(default_factory=dict)
+
+    def settings(self, client: dict[str, str], **extra: Any) -> dict[str, Any]:
+        """A FRAMEIO_OAUTH dict pointing every endpoint at this stand-in."""
+        from tests.settings import FRAMEIO_OAUTH
+
+        base = {k: v for k, v in FRAMEIO_OAUTH.items() if k not in ("CLIENT_ID", "CLIENT_SECRET")}
+        return {
+            **base,
+            **client,
+            "PKCE": "CLIENT_SECRET" not in client,
+            "AUTHORIZE_URL": f"{self.url}/oauth2/auth",
+            "TOKEN_URL": f"{self.url}/oauth2/token",
+            "REVOKE_URL": f"{self.url}/oauth2/revoke",
+            "USERINFO_URL": f"{self.url}/v2/me",
+            "HTTP_TIMEOUT": 10,
+            **extra,
+        }
+
+    def stats(self) -> dict[str, int]:
+        return dict(requests.get(f"{self.url}/_standin/stats", timeout=5).json()["token_requests"])
+
+    def reset_stats(self) -> None:
+        requests.post(f"{self.url}/_standin/stats/reset", timeout=5).raise_for_status()
+
+    def me(self, access_token: str) -> requests.Response:
+        return requests.get(
+            f"{self.url}/v2/me", headers={"Authorization": f"Bearer {access_token}"}, timeout=5
+        )
+
+    def consent(self, authorize_url: str, username: str) -> str:
+        """Sign in at the stand-in, approve the consent page; return the callback URL."""
+        browser = requests.Session()
+        login_url = f"{self.url}/accounts/login/"
+        page = browser.get(login_url, timeout=10)
+        fields = form_fields(page.text)
+        fields.update(username=username, password=self.users[username])
+        browser.post(login_url, data=fields, timeout=10, headers={"Referer": login_url})
+        page = browser.get(authorize_url, timeout=10)
+        fields = form_fields(page.text, form_id="authorizationForm")
+        assert fields, f"no consent form at the stand-in: {page.status_code} {page.text[:300]}"
+        fields["allow"] = "Authorize"
+        answer = browser.post(
+            page.url, data=fields, allow_redirects=False, timeout=10, headers={"Referer": page.url}
+        )
+        assert answer.status_code == 302, answer.text[:300]
+        return answer.headers["Location"]
+
+
+class _FormParser(HTMLParser):
+    def __init__(self, form_id: str | None) -> None:
+        super().__init__()
+        self.form_id = form_id
+        self.inside = form_id is None
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "form" and self.form_id is not None:
+            self.inside = attributes.get("id") == self.form_id
+        if tag == "input" and self.inside and attributes.get("type") == "hidden":
+            self.fields[attributes.get("name") or ""] = attributes.get("value") or ""
+
+
+def form_fields(html: str, form_id: str | None = None) -> dict[str, str]:
+    parser = _FormParser(form_id)
+    parser.feed(html)
+    return parser.fields
+
+
+def start_standin(db_path: Path, redirect_uris: list[str], users: dict[str, str]) -> Standin:
+    env = {
+        **os.environ,
+        "FRAMEIO_STANDIN_DB": str(db_path),
+        "FRAMEIO_STANDIN_REDIRECT_URIS": " ".join(redirect_uris),
+        "FRAMEIO_STANDIN_USERS": ",".join(
+            f"{name}:{password}:{name}@example.com" for name, password in users.items()
+        ),
+    }
+    log = open(db_path.with_suffix(".log"), "w")  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen(
+        [sys.executable, "-m", "example_project.standin", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if not line.startswith("standin ready on "):
+        process.kill()
+        raise RuntimeError(f"the stand-in did not start: {line!r}; see {log.name}")
+    return Standin(url=line.removeprefix("standin ready on "), process=process, users=users)

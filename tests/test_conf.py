@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from django.test import override_settings
+
+from frameio_oauth.conf import conf
+from tests.settings import FRAMEIO_OAUTH
+
+
+def test_the_frameio_preset_uses_legacy_endpoints_and_space_separated_scopes() -> None:
+    with override_settings(FRAMEIO_OAUTH={"PROVIDER": "frameio"}):
+        assert conf.authorize_url == "https://applications.frame.io/oauth2/auth"
+        assert conf.token_url == "https://applications.frame.io/oauth2/token"
+        assert conf.userinfo_url == "https://api.frame.io/v2/me"
+        assert conf.scope_string == "account.read offline"
+        assert conf.preset.access_token_lifetime == 3600
+
+
+def test_the_adobe_ims_preset_uses_ims_endpoints_and_comma_separated_scopes() -> None:
+    with override_settings(FRAMEIO_OAUTH={"PROVIDER": "adobe-ims"}):
+        assert conf.authorize_url == "https://ims-na1.adobelogin.com/ims/authorize/v2"
+        assert conf.token_url == "https://ims-na1.adobelogin.com/ims/token/v3"
+        assert conf.revoke_url == "https://ims-na1.adobelogin.com/ims/revoke"
+        assert conf.userinfo_url == "https://api.frame.io/v4/me"
+        assert conf.scope_string == "openid,email,profile,offline_access,additional_info.roles"
+
+
+def test_every_url_can_be_overridden() -> None:
+    urls = {
+        "AUTHORIZE_URL": "https://idp.example/a",
+        "TOKEN_URL": "https://idp.example/t",
+        "REVOKE_URL": "https://idp.example/r",
+        "USERINFO_URL": "https://api.example/me",
+    }
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, **urls}):
+        assert [conf.authorize_url, conf.token_url, conf.revoke_url, conf.userinfo_url] == list(
+            urls.values()
+        )
+
+
+def test_settings_are_read_on_access_not_at_import() -> None:
+    assert conf.client_id == "test-client"
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "CLIENT_ID": "other"}):
+        assert conf.client_id == "other"
+
+
+def test_no_secret_means_a_public_client() -> None:
+    config = {key: value for key, value in FRAMEIO_OAUTH.items() if key != "CLIENT_SECRET"}
+    with override_settings(FRAMEIO_OAUTH=config):
+        assert conf.is_public_client
+        assert conf.client_secret is None
+
+
+def test_defaults_match_the_design() -> None:
+    with override_settings(FRAMEIO_OAUTH={}):
+        assert conf.pkce is True
+        assert conf.refresh_margin == 300
+        assert conf.http_timeout == 10
+        assert conf.allow_signup is False
+        assert conf.scopes == ["account.read", "offline"]

@@ -1,0 +1,151 @@
+"""End to end against a real OAuth 2.0 server: the stand-in (django-oauth-toolkit) configured
+like Frame.io, with rotating refresh tokens and reuse protection, running on loopback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.test import Client, override_settings
+
+from frameio_oauth import services
+from frameio_oauth.models import OAuthToken
+from frameio_oauth.views import SESSION_KEY
+from tests.standin import CONFIDENTIAL, PUBLIC, Standin
+
+pytestmark = pytest.mark.django_db
+
+
+def sign_in_with_frameio(
+    client: Client, standin: Standin, username: str, next_url: str = "/done/"
+) -> tuple[Any, dict[str, str]]:
+    """login → authorize at the stand-in → callback. Returns the callback response and the
+    callback's query plus the flow's PKCE verifier (if any) under "verifier"."""
+    start = client.get("/frameio/login/", {"next": next_url})
+    assert start.status_code == 302
+    pending = client.session[SESSION_KEY]
+    callback_url = standin.consent(start["Location"], username)
+    parts = urlsplit(callback_url)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == "http://testserver/frameio/callback/"
+    query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+    response = client.get(parts.path, query)
+    return response, {**query, "verifier": pending[query["state"]]["verifier"] or ""}
+
+
+@pytest.mark.parametrize(
+    "client_config", [PUBLIC, CONFIDENTIAL], ids=["pkce-public-client", "basic-auth-client"]
+)
+def test_connecting_stores_a_token_the_server_accepts(
+    client: Client, user: Any, standin: Standin, client_config: dict[str, str]
+) -> None:
+    client.force_login(user)
+    with override_settings(FRAMEIO_OAUTH=standin.settings(client_config)):
+        response, _ = sign_in_with_frameio(client, standin, "demo")
+    assert response.status_code == 302
+    assert response["Location"] == "/done/"
+    token = OAuthToken.objects.get(user=user)
+    assert token.refresh_token
+    assert token.provider_email == "demo@example.com"
+    me = standin.me(token.access_token)
+    assert me.status_code == 200
+    assert me.json()["id"] == token.provider_user_id
+
+
+def test_without_the_offline_scope_no_refresh_token_is_stored(
+    client: Client, user: Any, standin: Standin
+) -> None:
+    client.force_login(user)
+    config = standin.settings(PUBLIC, SCOPES=["account.read"])
+    with override_settings(FRAMEIO_OAUTH=config):
+        sign_in_with_frameio(client, standin, "demo")
+    token = OAuthToken.objects.get(user=user)
+    assert token.refresh_token is None
+    assert token.next_refresh_at is None
+
+
+def test_a_connected_user_signs_in_again_by_provider_id(
+    client: Client, user: Any, standin: Standin
+) -> None:
+    client.force_login(user)
+    with override_settings(FRAMEIO_OAUTH=standin.settings(PUBLIC)):
+        sign_in_with_frameio(client, standin, "erin")
+        anonymous = Client()
+        response, _ = sign_in_with_frameio(anonymous, standin, "erin")
+    assert response.status_code == 302
+    assert int(anonymous.session["_auth_user_id"]) == user.pk
+
+
+def test_a_new_frameio_user_gets_an_account_when_signup_is_allowed(
+    client: Client, standin: Standin, django_user_model: Any
+) -> None:
+    with override_settings(FRAMEIO_OAUTH=standin.settings(CONFIDENTIAL, ALLOW_SIGNUP=True)):
+        response, _ = sign_in_with_frameio(client, standin, "frank")
+    assert response.status_code == 302
+    created = django_user_model.objects.get(pk=client.session["_auth_user_id"])
+    assert created.email == "frank@example.com"
+    assert not created.has_usable_password()
+    assert standin.me(created.frameio_token.access_token).status_code == 200
+
+
+def test_a_refresh_rotates_at_the_server_and_the_old_refresh_token_is_spent(
+    client: Client, user: Any, standin: Standin
+) -> None:
+    client.force_login(user)
+    with override_settings(FRAMEIO_OAUTH=standin.settings(CONFIDENTIAL)):
+        sign_in_with_frameio(client, standin, "demo")
+        before = OAuthToken.objects.get(user=user)
+        standin.reset_stats()
+        after = services.refresh(before.pk, force=True)
+    assert standin.stats().get("refresh_token") == 1
+    assert after.refresh_token != before.refresh_token
+    assert after.access_token != before.access_token
+    assert standin.me(after.access_token).status_code == 200
+    assert OAuthToken.objects.get(user=user).access_token == after.access_token
+
+
+def test_disconnect_revokes_the_grant_at_the_server(
+    client: Client, user: Any, standin: Standin
+) -> None:
+    client.force_login(user)
+    with override_settings(FRAMEIO_OAUTH=standin.settings(CONFIDENTIAL)):
+        sign_in_with_frameio(client, standin, "demo")
+        access_token = OAuthToken.objects.get(user=user).access_token
+        response = client.post("/frameio/disconnect/")
+    assert response.status_code == 302
+    assert not OAuthToken.objects.filter(user=user).exists()
+    assert standin.me(access_token).status_code == 401
+
+
+@pytest.mark.parametrize("client_config", [PUBLIC, CONFIDENTIAL], ids=["pkce", "basic"])
+def test_a_whole_flow_at_debug_level_logs_no_token_code_or_verifier(
+    client: Client,
+    user: Any,
+    standin: Standin,
+    caplog: pytest.LogCaptureFixture,
+    client_config: dict[str, str],
+) -> None:
+    client.force_login(user)
+    caplog.set_level(logging.DEBUG)
+    with override_settings(FRAMEIO_OAUTH=standin.settings(client_config)):
+        _, flow = sign_in_with_frameio(client, standin, "demo")
+        token = OAuthToken.objects.get(user=user)
+        secrets = {
+            "code": flow["code"],
+            "access": token.access_token,
+            "refresh": token.refresh_token,
+        }
+        refreshed = services.refresh(token.pk, force=True)
+        secrets.update(access2=refreshed.access_token, refresh2=refreshed.refresh_token)
+        client.post("/frameio/disconnect/")
+    if client_config is PUBLIC:
+        secrets["verifier"] = flow["verifier"]
+    assert caplog.records, "the flow should have logged something at DEBUG"
+    logged = "\n".join(
+        f"{record.getMessage()} {record.args!r} {record.exc_text or ''}"
+        for record in caplog.records
+    )
+    for name, secret in secrets.items():
+        assert secret, name
+        assert secret not in logged, f"the {name} leaked into a log record"

@@ -1,0 +1,374 @@
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import responses
+from django.test import override_settings
+
+from frameio_oauth import provider
+from frameio_oauth.exceptions import ProviderError, ProviderUnavailable, ReauthorizationRequired
+from tests.conftest import REVOKE_URL, TOKEN_URL, USERINFO_URL
+from tests.settings import FRAMEIO_OAUTH
+
+PUBLIC = {key: value for key, value in FRAMEIO_OAUTH.items() if key != "CLIENT_SECRET"}
+GOOD = {
+    "access_token": "AT",
+    "refresh_token": "RT",
+    "expires_in": 3600,
+    "scope": "account.read offline",
+    "token_type": "bearer",
+}
+
+
+def form_of(call: Any) -> dict[str, str]:
+    return {key: values[0] for key, values in parse_qs(call.request.body).items()}
+
+
+def refresh_with(mock: responses.RequestsMock, **kwargs: Any) -> provider.TokenResponse:
+    mock.post(TOKEN_URL, **kwargs)
+    return provider.refresh_grant("old-refresh")
+
+
+# --- authorize URL -------------------------------------------------------------------------
+
+
+def test_authorize_url_carries_state_scopes_and_an_s256_challenge() -> None:
+    request = provider.build_authorization_request("https://site.example/frameio/callback/")
+    parts = urlsplit(request.url)
+    query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == FRAMEIO_AUTHORIZE
+    assert query["response_type"] == "code"
+    assert query["client_id"] == "test-client"
+    assert query["scope"] == "account.read offline"
+    assert query["state"] == request.state
+    assert query["redirect_uri"] == "https://site.example/frameio/callback/"
+    assert query["code_challenge_method"] == "S256"
+    digest = hashlib.sha256(request.code_verifier.encode()).digest()
+    assert query["code_challenge"] == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    assert request.code_verifier not in request.url
+
+
+FRAMEIO_AUTHORIZE = "https://applications.frame.io/oauth2/auth"
+
+
+def test_the_verifier_is_43_to_128_unreserved_characters() -> None:
+    verifier = provider.build_authorization_request("https://x/").code_verifier
+    assert verifier is not None
+    assert 43 <= len(verifier) <= 128
+    assert set(verifier) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def test_without_pkce_the_authorize_url_has_no_challenge() -> None:
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "PKCE": False}):
+        request = provider.build_authorization_request("https://x/")
+    assert "code_challenge" not in request.url
+    assert request.code_verifier is None
+
+
+def test_states_are_unpredictable() -> None:
+    states = {provider.build_authorization_request("https://x/").state for _ in range(50)}
+    assert len(states) == 50
+
+
+# --- client authentication ------------------------------------------------------------------
+
+
+def test_a_confidential_client_uses_http_basic_and_no_client_id_in_the_form(
+    provider_http: responses.RequestsMock,
+) -> None:
+    provider_http.post(TOKEN_URL, json=GOOD)
+    provider.exchange_code("CODE", redirect_uri="https://x/cb", code_verifier=None)
+    call = provider_http.calls[0]
+    expected = base64.b64encode(b"test-client:test-secret").decode()
+    assert call.request.headers["Authorization"] == f"Basic {expected}"
+    assert form_of(call) == {
+        "grant_type": "authorization_code",
+        "code": "CODE",
+        "redirect_uri": "https://x/cb",
+    }
+
+
+def test_a_public_pkce_client_sends_client_id_and_verifier_in_the_form(
+    provider_http: responses.RequestsMock,
+) -> None:
+    provider_http.post(TOKEN_URL, json=GOOD)
+    with override_settings(FRAMEIO_OAUTH=PUBLIC):
+        provider.exchange_code("CODE", redirect_uri="https://x/cb", code_verifier="V" * 43)
+    call = provider_http.calls[0]
+    assert "Authorization" not in call.request.headers
+    assert form_of(call)["client_id"] == "test-client"
+    assert form_of(call)["code_verifier"] == "V" * 43
+
+
+def test_a_refresh_sends_grant_type_scope_and_refresh_token(
+    provider_http: responses.RequestsMock,
+) -> None:
+    refresh_with(provider_http, json=GOOD)
+    assert form_of(provider_http.calls[0]) == {
+        "grant_type": "refresh_token",
+        "refresh_token": "old-refresh",
+        "scope": "account.read offline",
+    }
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
+def test_a_complete_answer_is_parsed(provider_http: responses.RequestsMock) -> None:
+    tokens = refresh_with(provider_http, json=GOOD)
+    assert tokens == provider.TokenResponse("AT", "bearer", 3600, "RT", "account.read offline")
+
+
+def test_the_parsed_answer_does_not_show_secrets_in_its_repr(
+    provider_http: responses.RequestsMock,
+) -> None:
+    text = repr(refresh_with(provider_http, json=GOOD))
+    assert "AT" not in text.replace("access_token", "")
+    assert "RT" not in text
+
+
+def test_expires_in_as_a_numeric_string_is_accepted(provider_http: responses.RequestsMock) -> None:
+    assert refresh_with(provider_http, json={**GOOD, "expires_in": "1800"}).expires_in == 1800
+
+
+def test_missing_expires_in_falls_back_to_the_presets_lifetime(
+    provider_http: responses.RequestsMock,
+) -> None:
+    answer = {key: value for key, value in GOOD.items() if key != "expires_in"}
+    assert refresh_with(provider_http, json=answer).expires_in == 3600
+
+
+@pytest.mark.parametrize("value", ["soon", -5, 0, True, "12.5", [3600]])
+def test_an_unusable_expires_in_is_a_provider_error(
+    provider_http: responses.RequestsMock, value: Any
+) -> None:
+    with pytest.raises(ProviderError, match="expires_in"):
+        refresh_with(provider_http, json={**GOOD, "expires_in": value})
+
+
+def test_a_missing_refresh_token_is_allowed(provider_http: responses.RequestsMock) -> None:
+    answer = {key: value for key, value in GOOD.items() if key != "refresh_token"}
+    assert refresh_with(provider_http, json=answer).refresh_token is None
+
+
+@pytest.mark.parametrize("value", [None, "", 42])
+def test_a_missing_or_empty_access_token_is_a_provider_error(
+    provider_http: responses.RequestsMock, value: Any
+) -> None:
+    with pytest.raises(ProviderError, match="access_token"):
+        refresh_with(provider_http, json={**GOOD, "access_token": value})
+
+
+def test_invalid_grant_means_reauthorization(provider_http: responses.RequestsMock) -> None:
+    with pytest.raises(ReauthorizationRequired, match="invalid_grant"):
+        refresh_with(
+            provider_http,
+            status=400,
+            json={"error": "invalid_grant", "error_description": "token reused"},
+        )
+
+
+def test_invalid_client_is_a_provider_error_not_a_reauthorization(
+    provider_http: responses.RequestsMock,
+) -> None:
+    with pytest.raises(ProviderError, match="invalid_client"):
+        refresh_with(provider_http, status=401, json={"error": "invalid_client"})
+
+
+def test_an_error_in_a_200_answer_is_still_an_error(provider_http: responses.RequestsMock) -> None:
+    with pytest.raises(ReauthorizationRequired):
+        refresh_with(provider_http, json={"error": "invalid_grant"})
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
+def test_server_errors_and_rate_limits_are_transient(
+    provider_http: responses.RequestsMock, status: int
+) -> None:
+    with pytest.raises(ProviderUnavailable, match=str(status)):
+        refresh_with(provider_http, status=status, json={"error": "server_error"})
+
+
+def test_retry_after_is_kept_on_a_429(provider_http: responses.RequestsMock) -> None:
+    with pytest.raises(ProviderUnavailable) as caught:
+        refresh_with(provider_http, status=429, headers={"Retry-After": "120"}, body="")
+    assert caught.value.retry_after == 120
+
+
+def test_temporarily_unavailable_is_transient(provider_http: responses.RequestsMock) -> None:
+    with pytest.raises(ProviderUnavailable):
+        refresh_with(provider_http, status=400, json={"error": "temporarily_unavailable"})
+
+
+def test_an_html_502_is_transient_not_a_json_error(provider_http: responses.RequestsMock) -> None:
+    with pytest.raises(ProviderUnavailable, match="502"):
+        refresh_with(
+            provider_http, status=502, body="<html>Bad gateway</html>", content_type="text/html"
+        )
+
+
+def test_an_html_200_is_a_clear_provider_error(provider_http: responses.RequestsMock) -> None:
+    with pytest.raises(ProviderError, match="non-JSON body .text/html"):
+        refresh_with(provider_http, body="<html>login</html>", content_type="text/html")
+
+
+def test_an_html_400_is_a_clear_provider_error(provider_http: responses.RequestsMock) -> None:
+    with pytest.raises(ProviderError, match="HTTP 400 with a non-JSON body"):
+        refresh_with(provider_http, status=400, body="<html>nope</html>", content_type="text/html")
+
+
+def test_a_json_array_is_a_provider_error(provider_http: responses.RequestsMock) -> None:
+    with pytest.raises(ProviderError):
+        refresh_with(provider_http, json=["access_token"])
+
+
+def test_a_timeout_is_transient(provider_http: responses.RequestsMock) -> None:
+    with pytest.raises(ProviderUnavailable, match="timed out"):
+        refresh_with(provider_http, body=requests.ConnectTimeout())
+
+
+def test_a_connection_error_is_transient(provider_http: responses.RequestsMock) -> None:
+    with pytest.raises(ProviderUnavailable, match="ConnectionError"):
+        refresh_with(provider_http, body=requests.ConnectionError())
+
+
+def test_error_messages_never_echo_the_refresh_token(provider_http: responses.RequestsMock) -> None:
+    with pytest.raises(ReauthorizationRequired) as caught:
+        refresh_with(provider_http, status=400, json={"error": "invalid_grant"})
+    assert "old-refresh" not in str(caught.value)
+
+
+# --- revoke and user info -------------------------------------------------------------------
+
+
+def test_revoke_posts_the_token_and_a_hint(provider_http: responses.RequestsMock) -> None:
+    provider_http.post(REVOKE_URL, body="")
+    provider.revoke("RT", token_type_hint="refresh_token")
+    assert form_of(provider_http.calls[0]) == {"token": "RT", "token_type_hint": "refresh_token"}
+
+
+def test_revoke_failure_is_typed(provider_http: responses.RequestsMock) -> None:
+    provider_http.post(REVOKE_URL, status=503, body="down")
+    with pytest.raises(ProviderUnavailable):
+        provider.revoke("RT")
+
+
+def test_legacy_user_info_is_parsed(provider_http: responses.RequestsMock) -> None:
+    provider_http.get(USERINFO_URL, json={"id": "u-1", "email": "a@b.c", "name": "A"})
+    assert provider.fetch_userinfo("AT") == provider.UserInfo("u-1", "a@b.c", "A")
+    assert provider_http.calls[0].request.headers["Authorization"] == "Bearer AT"
+
+
+def test_v4_user_info_is_unwrapped_from_data(provider_http: responses.RequestsMock) -> None:
+    provider_http.get("https://api.frame.io/v4/me", json={"data": {"id": "v4", "email": "x@y.z"}})
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "PROVIDER": "adobe-ims"}):
+        assert provider.fetch_userinfo("AT") == provider.UserInfo("v4", "x@y.z", "")
+
+
+def test_user_info_without_an_id_is_a_provider_error(provider_http: responses.RequestsMock) -> None:
+    provider_http.get(USERINFO_URL, json={"email": "a@b.c"})
+    with pytest.raises(ProviderError, match="no user id"):
+        provider.fetch_userinfo("AT")
+
+
+def test_user_info_401_is_a_provider_error(provider_http: responses.RequestsMock) -> None:
+    provider_http.get(USERINFO_URL, status=401, json={"error": "invalid_token"})
+    with pytest.raises(ProviderError):
+        provider.fetch_userinfo("AT")
+
+
+# --- deadline and size cap, against a real socket --------------------------------------------
+
+
+@pytest.fixture
+def slow_server() -> Iterator[tuple[str, dict[str, Any]]]:
+    """A loopback HTTP server whose behaviour each test sets in the returned dict."""
+    behaviour: dict[str, Any] = {}
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                behaviour["handler"](conn, stop)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/oauth2/token", behaviour
+    stop.set()
+    thread.join(timeout=5)
+    listener.close()
+
+
+def test_a_server_dripping_its_body_is_cut_off_at_the_deadline(
+    slow_server: tuple[str, dict[str, Any]],
+) -> None:
+    url, behaviour = slow_server
+
+    def drip(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{")
+        while not stop.wait(0.1):
+            try:
+                conn.sendall(b" ")
+            except OSError:
+                return
+
+    behaviour["handler"] = drip
+    started = time.monotonic()
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "TOKEN_URL": url, "HTTP_TIMEOUT": 1}):
+        with pytest.raises(ProviderUnavailable, match="deadline|reading"):
+            provider.refresh_grant("RT")
+    assert time.monotonic() - started < 2.5
+
+
+def test_a_server_that_never_answers_times_out(slow_server: tuple[str, dict[str, Any]]) -> None:
+    url, behaviour = slow_server
+    behaviour["handler"] = lambda conn, stop: stop.wait(5)
+    started = time.monotonic()
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "TOKEN_URL": url, "HTTP_TIMEOUT": 1}):
+        with pytest.raises(ProviderUnavailable, match="timed out"):
+            provider.refresh_grant("RT")
+    assert time.monotonic() - started < 2.5
+
+
+def test_a_body_over_one_mebibyte_is_refused(slow_server: tuple[str, dict[str, Any]]) -> None:
+    url, behaviour = slow_server
+
+    def huge(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+        chunk = b" " * 65536
+        for _ in range(40):  # 2.5 MiB without a Content-Length
+            try:
+                conn.sendall(chunk)
+            except OSError:
+                return
+
+    behaviour["handler"] = huge
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "TOKEN_URL": url}):
+        with pytest.raises(ProviderError, match="over 1048576 bytes"):
+            provider.refresh_grant("RT")
+
+
+def test_a_declared_huge_body_is_refused_before_reading(
+    provider_http: responses.RequestsMock,
+) -> None:
+    provider_http.post(
+        TOKEN_URL, body=json.dumps(GOOD), headers={"Content-Length": str(5 * 1024 * 1024)}
+    )
+    with pytest.raises(ProviderError, match="over"):
+        provider.refresh_grant("RT")
