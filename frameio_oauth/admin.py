@@ -114,9 +114,7 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             )
 
     @admin.action(description=_("Revoke and disconnect"), permissions=["delete"])
-    def revoke_and_disconnect(
-        self, request: HttpRequest, queryset: QuerySet[OAuthToken]
-    ) -> None:
+    def revoke_and_disconnect(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> None:
         confirmed, unconfirmed = 0, 0
         for token in queryset.select_related("user"):
             result = services.disconnect(token.user)

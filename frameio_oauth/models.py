@@ -43,7 +43,7 @@ class OAuthToken(models.Model):
     provider_email = models.EmailField(_("provider e-mail"), max_length=254, blank=True)
     access_token = EncryptedTextField(_("access token"), aad_field="user_id")
     # NULL, not "", when the provider sent none (no offline scope): the row is never due.
-    refresh_token = EncryptedTextField(_("refresh token"), aad_field="user_id", null=True)  # noqa: DJ001
+    refresh_token = EncryptedTextField(_("refresh token"), aad_field="user_id", null=True)
     token_type = models.CharField(_("token type"), max_length=32, default="Bearer")
     scope = models.CharField(_("scope"), max_length=1024, blank=True)
     expires_at = models.DateTimeField(_("expires at"))

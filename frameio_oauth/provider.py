@@ -60,7 +60,7 @@ class AuthorizationRequest:
 
 
 def make_code_verifier() -> str:
-    # 64 random bytes → 86 urlsafe characters, inside RFC 7636's 43–128.
+    # 64 random bytes → 86 urlsafe characters, inside RFC 7636's 43-128.
     return secrets.token_urlsafe(64)
 
 
@@ -146,8 +146,7 @@ def _token_request(form: dict[str, str]) -> TokenResponse:
     if response.status_code != 200 or not isinstance(payload, dict) or "error" in payload:
         _raise_for_error(response, payload, what="token endpoint")
         raise ProviderError(
-            f"token endpoint returned HTTP 200 with a non-JSON body "
-            f"({_content_type(response)})"
+            f"token endpoint returned HTTP 200 with a non-JSON body ({_content_type(response)})"
         )
     return parse_token_payload(payload)
 
@@ -212,9 +211,7 @@ def _send(method: str, url: str, **kwargs: Any) -> tuple[requests.Response, byte
     except requests.Timeout as exc:
         raise ProviderUnavailable(f"{method} {_origin(url)} timed out after {budget}s") from exc
     except requests.RequestException as exc:
-        raise ProviderUnavailable(
-            f"{method} {_origin(url)} failed: {type(exc).__name__}"
-        ) from exc
+        raise ProviderUnavailable(f"{method} {_origin(url)} failed: {type(exc).__name__}") from exc
     try:
         body = _read_body(response, deadline, method, url)
     finally:

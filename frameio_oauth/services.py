@@ -129,9 +129,7 @@ def store_grant(
 ) -> OAuthToken:
     """Attach a freshly obtained grant to ``user``, replacing any grant the user had."""
     with transaction.atomic():
-        holder = (
-            OAuthToken.objects.select_for_update().filter(provider_user_id=info.id).first()
-        )
+        holder = OAuthToken.objects.select_for_update().filter(provider_user_id=info.id).first()
         if holder is not None and holder.user_id != user.pk:
             raise CallbackError(
                 "linked_elsewhere",
@@ -183,7 +181,7 @@ def refresh(token_id: int, *, force: bool = False) -> OAuthToken:
     Waits (bounded) for a refresh already in progress and then returns its result without a
     second provider call. Raises ReauthorizationRequired, ProviderUnavailable or ProviderError.
     """
-    token, outcome, error = _refresh_locked(token_id, force=force, skip_locked=False)
+    token, _, error = _refresh_locked(token_id, force=force, skip_locked=False)
     if error is not None:
         raise error
     assert token is not None
@@ -321,7 +319,7 @@ def _apply_tokens(
 
 
 def next_refresh_time(issued_at: datetime, lifetime: int) -> datetime:
-    """Expiry − margin − jitter, so tokens issued together do not all refresh together."""
+    """Expiry - margin - jitter, so tokens issued together do not all refresh together."""
     lead = min(conf.refresh_margin, lifetime // 2)
     spread = random.uniform(0, min(lifetime * 0.1, conf.refresh_margin))  # noqa: S311
     return issued_at + timedelta(seconds=max(lifetime - lead - spread, 0))
@@ -444,9 +442,7 @@ def _free_username(info: provider.UserInfo) -> str:
     base = base[:140]
     candidate = base
     suffix = 1
-    while user_model._default_manager.filter(
-        **{user_model.USERNAME_FIELD: candidate}
-    ).exists():
+    while user_model._default_manager.filter(**{user_model.USERNAME_FIELD: candidate}).exists():
         suffix += 1
         candidate = f"{base}-{suffix}"
     return candidate

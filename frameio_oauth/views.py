@@ -108,7 +108,8 @@ def _complete(request: HttpRequest) -> HttpResponse:
     except FrameioOAuthError as exc:
         logger.warning("code exchange refused: %s", exc)
         raise CallbackError(
-            "exchange_failed", _("Frame.io did not accept the sign-in; please try again."),
+            "exchange_failed",
+            _("Frame.io did not accept the sign-in; please try again."),
             status=502,
         ) from exc
     user = request.user if request.user.is_authenticated else services.user_for_sign_in(info)

@@ -73,9 +73,7 @@ def test_a_ciphertext_copied_to_another_users_row_fails_to_decrypt(
 ) -> None:
     mine = make_token(user)
     theirs = make_token(other_user)
-    OAuthToken.objects.filter(pk=theirs.pk).update(
-        access_token_ciphertext=raw_columns(mine.pk)[0]
-    )
+    OAuthToken.objects.filter(pk=theirs.pk).update(access_token_ciphertext=raw_columns(mine.pk)[0])
     with pytest.raises(DecryptionError, match="another row"):
         OAuthToken.objects.get(pk=theirs.pk).access_token  # noqa: B018
 

@@ -65,7 +65,9 @@ def test_the_verifier_is_43_to_128_unreserved_characters() -> None:
     verifier = provider.build_authorization_request("https://x/").code_verifier
     assert verifier is not None
     assert 43 <= len(verifier) <= 128
-    assert set(verifier) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+    assert set(verifier) <= set(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+    )
 
 
 def test_without_pkce_the_authorize_url_has_no_challenge() -> None:
@@ -217,7 +219,7 @@ def test_an_html_502_is_transient_not_a_json_error(provider_http: responses.Requ
 
 
 def test_an_html_200_is_a_clear_provider_error(provider_http: responses.RequestsMock) -> None:
-    with pytest.raises(ProviderError, match="non-JSON body .text/html"):
+    with pytest.raises(ProviderError, match=r"non-JSON body \(text/html"):
         refresh_with(provider_http, body="<html>login</html>", content_type="text/html")
 
 
@@ -331,7 +333,7 @@ def test_a_server_dripping_its_body_is_cut_off_at_the_deadline(
     behaviour["handler"] = drip
     started = time.monotonic()
     with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "TOKEN_URL": url, "HTTP_TIMEOUT": 1}):
-        with pytest.raises(ProviderUnavailable, match="deadline|reading"):
+        with pytest.raises(ProviderUnavailable, match=r"deadline|reading"):
             provider.refresh_grant("RT")
     assert time.monotonic() - started < 2.5
 

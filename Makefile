@@ -1,0 +1,30 @@
+# Two commands for a fresh machine with Python 3.11+ and make:
+#   make run    the example project (SQLite, local Frame.io stand-in, Celery on a folder broker)
+#   make test   the test suite (PostgreSQL and Redis when they answer; CI=true requires them)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint check-migrations browser-deps clean
+
+$(STAMP): setup.cfg requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[test,redis,lint]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m example_project.run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,347 @@
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import responses
+from django.test import Client, override_settings
+
+from frameio_oauth import signals
+from frameio_oauth.models import OAuthToken
+from frameio_oauth.views import SESSION_KEY
+from tests.conftest import REVOKE_URL, TOKEN_URL, USERINFO_URL
+from tests.settings import FRAMEIO_OAUTH
+
+pytestmark = pytest.mark.django_db
+
+TOKENS = {"access_token": "AT-1", "refresh_token": "RT-1", "expires_in": 3600}
+ME = {"id": "fio-42", "email": "alice@frame.example", "name": "Alice"}
+
+
+def start(client: Client, next_url: str | None = None) -> str:
+    """Run the login view; return the state it put in the authorize URL."""
+    response = client.get("/frameio/login/", {"next": next_url} if next_url else {})
+    assert response.status_code == 302
+    return parse_qs(urlsplit(response["Location"]).query)["state"][0]
+
+
+def provider_answers(mock: responses.RequestsMock) -> None:
+    mock.post(TOKEN_URL, json=TOKENS)
+    mock.get(USERINFO_URL, json=ME)
+
+
+def callback(client: Client, **params: str) -> Any:
+    return client.get("/frameio/callback/", params)
+
+
+@pytest.fixture
+def signed_in(client: Client, user: Any) -> Client:
+    client.force_login(user)
+    return client
+
+
+# --- login ----------------------------------------------------------------------------------
+
+
+def test_login_redirects_to_the_provider_and_keeps_state_and_verifier_in_the_session(
+    signed_in: Client,
+) -> None:
+    state = start(signed_in, "/after/")
+    flow = signed_in.session[SESSION_KEY][state]
+    assert flow["next"] == "/after/"
+    assert 43 <= len(flow["verifier"]) <= 128
+    assert flow["redirect_uri"] == "http://testserver/frameio/callback/"
+
+
+@pytest.mark.parametrize("evil", ["https://evil.example/", "//evil.example", "javascript:x"])
+def test_login_drops_an_offsite_next(signed_in: Client, evil: str) -> None:
+    state = start(signed_in, evil)
+    assert signed_in.session[SESSION_KEY][state]["next"] == ""
+
+
+def test_login_keeps_only_a_few_pending_flows(signed_in: Client) -> None:
+    states = [start(signed_in) for _ in range(8)]
+    assert set(signed_in.session[SESSION_KEY]) == set(states[-5:])
+
+
+def test_configured_redirect_uri_is_used_in_both_requests(
+    signed_in: Client, provider_http: responses.RequestsMock
+) -> None:
+    fixed = "https://site.example/frameio/callback/"
+    provider_answers(provider_http)
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "REDIRECT_URI": fixed}):
+        state = start(signed_in)
+        callback(signed_in, state=state, code="C")
+    sent = parse_qs(provider_http.calls[0].request.body)
+    assert sent["redirect_uri"] == [fixed]
+
+
+# --- a good callback ------------------------------------------------------------------------
+
+
+def test_callback_connects_the_signed_in_user_and_redirects_to_next(
+    signed_in: Client, user: Any, provider_http: responses.RequestsMock
+) -> None:
+    provider_answers(provider_http)
+    state = start(signed_in, "/after/")
+    verifier = signed_in.session[SESSION_KEY][state]["verifier"]
+    response = callback(signed_in, state=state, code="C")
+    assert response.status_code == 302
+    assert response["Location"] == "/after/"
+    assert response["Referrer-Policy"] == "no-referrer"
+    token = OAuthToken.objects.get(user=user)
+    assert (token.access_token, token.refresh_token) == ("AT-1", "RT-1")
+    assert token.provider_user_id == "fio-42"
+    assert parse_qs(provider_http.calls[0].request.body)["code_verifier"] == [verifier]
+
+
+def test_callback_without_next_goes_to_the_connected_page(
+    signed_in: Client, provider_http: responses.RequestsMock
+) -> None:
+    provider_answers(provider_http)
+    response = callback(signed_in, state=start(signed_in), code="C")
+    assert response["Location"] == "/frameio/connected/"
+
+
+def test_callback_sends_token_obtained(
+    signed_in: Client, user: Any, provider_http: responses.RequestsMock
+) -> None:
+    provider_answers(provider_http)
+    received: list[dict[str, Any]] = []
+    signals.token_obtained.connect(lambda **kw: received.append(kw), weak=False, dispatch_uid="t")
+    try:
+        callback(signed_in, state=start(signed_in), code="C")
+    finally:
+        signals.token_obtained.disconnect(dispatch_uid="t")
+    assert [(r["user"], r["created"]) for r in received] == [(user, True)]
+
+
+def test_an_anonymous_user_without_a_link_is_refused_when_signup_is_off(
+    client: Client, provider_http: responses.RequestsMock
+) -> None:
+    provider_answers(provider_http)
+    response = callback(client, state=start(client), code="C")
+    assert response.status_code == 403
+    assert b"Sign in first" in response.content
+    assert not OAuthToken.objects.exists()
+
+
+def test_an_anonymous_user_gets_an_account_when_signup_is_on(
+    client: Client, provider_http: responses.RequestsMock, django_user_model: Any
+) -> None:
+    provider_answers(provider_http)
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ALLOW_SIGNUP": True}):
+        response = callback(client, state=start(client), code="C")
+    assert response.status_code == 302
+    created = django_user_model.objects.get(username="alice")
+    assert created.email == "alice@frame.example"
+    assert created.frameio_token.provider_user_id == "fio-42"
+
+
+def test_signup_never_links_by_email_to_an_existing_account(
+    client: Client, user: Any, provider_http: responses.RequestsMock, django_user_model: Any
+) -> None:
+    user.email = ME["email"]
+    user.save()
+    provider_answers(provider_http)
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ALLOW_SIGNUP": True}):
+        callback(client, state=start(client), code="C")
+    assert OAuthToken.objects.get().user != user
+    assert django_user_model.objects.count() == 2
+
+
+def test_an_anonymous_user_is_signed_in_by_provider_user_id(
+    client: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user, provider_user_id="fio-42", access_token="old")
+    provider_answers(provider_http)
+    response = callback(client, state=start(client), code="C")
+    assert response.status_code == 302
+    assert int(client.session["_auth_user_id"]) == user.pk
+    assert OAuthToken.objects.get(user=user).access_token == "AT-1"
+
+
+def test_a_frameio_account_linked_to_another_user_is_refused(
+    signed_in: Client, other_user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(other_user, provider_user_id="fio-42", access_token="theirs")
+    provider_answers(provider_http)
+    response = callback(signed_in, state=start(signed_in), code="C")
+    assert response.status_code == 409
+    assert OAuthToken.objects.get().access_token == "theirs"
+
+
+# --- bad callbacks: each one stores nothing ---------------------------------------------------
+
+
+def assert_refused(response: Any, code: str, status: int = 400) -> None:
+    assert response.status_code == status
+    assert f'data-error-code="{code}"'.encode() in response.content
+    assert response["Referrer-Policy"] == "no-referrer"
+    assert not OAuthToken.objects.exists()
+
+
+def test_callback_with_missing_state_is_rejected(
+    signed_in: Client, provider_http: responses.RequestsMock
+) -> None:
+    start(signed_in)
+    assert_refused(callback(signed_in, code="C"), "missing_state")
+    assert len(provider_http.calls) == 0
+
+
+def test_callback_with_unknown_state_is_rejected(
+    signed_in: Client, provider_http: responses.RequestsMock
+) -> None:
+    start(signed_in)
+    assert_refused(callback(signed_in, state="forged", code="C"), "unknown_state")
+    assert len(provider_http.calls) == 0
+
+
+def test_callback_with_reused_state_is_rejected(
+    signed_in: Client, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=400, json={"error": "invalid_request"})
+    state = start(signed_in)
+    callback(signed_in, state=state, code="C")
+    assert_refused(callback(signed_in, state=state, code="C2"), "unknown_state")
+    assert len(provider_http.calls) == 1
+
+
+def test_callback_with_a_replayed_code_is_rejected_without_a_second_exchange(
+    signed_in: Client, user: Any, provider_http: responses.RequestsMock
+) -> None:
+    provider_answers(provider_http)
+    state = start(signed_in)
+    assert callback(signed_in, state=state, code="C").status_code == 302
+    OAuthToken.objects.all().delete()
+    assert_refused(callback(signed_in, state=state, code="C"), "unknown_state")
+    assert len([c for c in provider_http.calls if c.request.url == TOKEN_URL]) == 1
+
+
+def test_callback_with_state_from_another_session_is_rejected(
+    signed_in: Client, user: Any, provider_http: responses.RequestsMock
+) -> None:
+    victim_state = start(Client())
+    assert_refused(callback(signed_in, state=victim_state, code="C"), "unknown_state")
+    assert len(provider_http.calls) == 0
+
+
+def test_callback_with_access_denied_shows_a_friendly_page(
+    signed_in: Client, provider_http: responses.RequestsMock
+) -> None:
+    state = start(signed_in)
+    response = callback(signed_in, state=state, error="access_denied")
+    assert_refused(response, "access_denied")
+    assert b"You declined access" in response.content
+    assert state not in signed_in.session[SESSION_KEY]
+
+
+def test_callback_with_an_unknown_provider_error_is_refused(signed_in: Client) -> None:
+    response = callback(signed_in, state=start(signed_in), error="<script>", error_description="x")
+    assert_refused(response, "provider_error")
+    assert b"<script>" not in response.content
+
+
+def test_callback_with_missing_code_is_rejected(
+    signed_in: Client, provider_http: responses.RequestsMock
+) -> None:
+    assert_refused(callback(signed_in, state=start(signed_in)), "missing_code")
+    assert len(provider_http.calls) == 0
+
+
+def test_callback_with_an_expired_flow_is_rejected(
+    signed_in: Client, provider_http: responses.RequestsMock
+) -> None:
+    state = start(signed_in)
+    session = signed_in.session
+    session[SESSION_KEY][state]["created"] -= 3600
+    session.save()
+    assert_refused(callback(signed_in, state=state, code="C"), "expired_state")
+
+
+@pytest.mark.parametrize("evil", ["https://evil.example", "//evil.example"])
+def test_callback_never_redirects_off_site(
+    signed_in: Client, provider_http: responses.RequestsMock, evil: str
+) -> None:
+    provider_answers(provider_http)
+    response = callback(signed_in, state=start(signed_in, evil), code="C")
+    assert response.status_code == 302
+    assert response["Location"] == "/frameio/connected/"
+
+
+def test_callback_when_the_exchange_fails_stores_nothing(
+    signed_in: Client, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
+    assert_refused(callback(signed_in, state=start(signed_in), code="C"), "exchange_failed", 502)
+
+
+def test_callback_when_the_provider_is_down_stores_nothing(
+    signed_in: Client, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=503, body="<html>down</html>")
+    assert_refused(callback(signed_in, state=start(signed_in), code="C"), "unavailable", 502)
+
+
+def test_callback_when_user_info_fails_stores_nothing(
+    signed_in: Client, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, json=TOKENS)
+    provider_http.get(USERINFO_URL, status=500)
+    assert_refused(callback(signed_in, state=start(signed_in), code="C"), "unavailable", 502)
+
+
+# --- connected page and disconnect -----------------------------------------------------------
+
+
+def test_connected_page_shows_the_account_but_no_secret(
+    signed_in: Client, user: Any, make_token: Any
+) -> None:
+    make_token(user)
+    response = signed_in.get("/frameio/connected/")
+    assert response.status_code == 200
+    assert b"alice@frame.example" in response.content
+    assert b"secret" not in response.content
+
+
+def test_disconnect_needs_post(signed_in: Client, user: Any, make_token: Any) -> None:
+    make_token(user)
+    assert signed_in.get("/frameio/disconnect/").status_code == 405
+    assert OAuthToken.objects.filter(user=user).exists()
+
+
+def test_disconnect_checks_csrf(user: Any, make_token: Any) -> None:
+    make_token(user)
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(user)
+    assert strict.post("/frameio/disconnect/").status_code == 403
+    assert OAuthToken.objects.filter(user=user).exists()
+
+
+def test_disconnect_revokes_then_deletes_and_signals(
+    signed_in: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user)
+    provider_http.post(REVOKE_URL, body="")
+    received: list[dict[str, Any]] = []
+    signals.token_revoked.connect(lambda **kw: received.append(kw), weak=False, dispatch_uid="r")
+    try:
+        response = signed_in.post("/frameio/disconnect/")
+    finally:
+        signals.token_revoked.disconnect(dispatch_uid="r")
+    assert response.status_code == 302
+    assert parse_qs(provider_http.calls[0].request.body)["token"] == [f"refresh-{user.pk}-secret"]
+    assert not OAuthToken.objects.filter(user=user).exists()
+    assert received[0]["revoked_at_provider"] is True
+
+
+def test_disconnect_when_the_provider_fails_still_removes_and_says_so(
+    signed_in: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user)
+    provider_http.post(REVOKE_URL, status=503)
+    response = signed_in.post("/frameio/disconnect/", follow=True)
+    assert len(provider_http.calls) == 1
+    assert not OAuthToken.objects.filter(user=user).exists()
+    assert b"could not confirm the revocation" in response.content
