@@ -1,0 +1,274 @@
+"""The refresh rule, unit by unit, with the provider mocked. Lock behaviour under real
+concurrency is in test_locking.py (PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import requests
+import responses
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from frameio_oauth import services, signals
+from frameio_oauth.exceptions import (
+    NotConnected,
+    ProviderError,
+    ProviderUnavailable,
+    ReauthorizationRequired,
+)
+from frameio_oauth.models import OAuthToken
+from tests.conftest import TOKEN_URL
+
+pytestmark = pytest.mark.django_db
+
+NEW = {"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3600}
+
+
+@pytest.fixture
+def due_token(user: Any, make_token: Any) -> OAuthToken:
+    """A token inside the refresh margin: 2 minutes left, margin 5 minutes."""
+    now = timezone.now()
+    return make_token(
+        user,
+        expires_at=now + timedelta(minutes=2),
+        next_refresh_at=now - timedelta(minutes=3),
+    )
+
+
+class Received:
+    def __init__(self, signal: Any) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.signal = signal
+
+    def __enter__(self) -> Received:
+        self.signal.connect(self.receive, weak=False, dispatch_uid=id(self))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.signal.disconnect(dispatch_uid=id(self))
+
+    def receive(self, **kwargs: Any) -> None:
+        self.calls.append(kwargs)
+
+
+def stored(token: OAuthToken) -> OAuthToken:
+    return OAuthToken.objects.get(pk=token.pk)
+
+
+# --- get_access_token ------------------------------------------------------------------------
+
+
+def test_a_fresh_token_costs_one_query_and_no_provider_call(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user, access_token="fresh")
+    with CaptureQueriesContext(connection) as queries:
+        assert services.get_access_token(user) == "fresh"
+    assert len(queries) == 1
+    assert len(provider_http.calls) == 0
+
+
+def test_a_due_token_is_refreshed_on_demand(
+    user: Any, due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, json=NEW)
+    assert services.get_access_token(user) == "AT-new"
+    assert stored(due_token).refresh_token == "RT-new"
+
+
+def test_a_user_without_a_token_is_not_connected(user: Any) -> None:
+    with pytest.raises(NotConnected):
+        services.get_access_token(user)
+
+
+def test_a_token_needing_reauthorization_raises(user: Any, make_token: Any) -> None:
+    make_token(user, status=OAuthToken.Status.REAUTH_REQUIRED)
+    with pytest.raises(ReauthorizationRequired):
+        services.get_access_token(user)
+
+
+def test_an_outage_still_hands_out_an_unexpired_token(
+    user: Any, due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=503)
+    assert services.get_access_token(user) == due_token.access_token
+
+
+def test_an_outage_with_an_expired_token_raises(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user, expires_at=timezone.now() - timedelta(seconds=1))
+    provider_http.post(TOKEN_URL, status=503)
+    with pytest.raises(ProviderUnavailable):
+        services.get_access_token(user)
+
+
+# --- refresh ---------------------------------------------------------------------------------
+
+
+def test_refresh_stores_everything_in_one_commit_and_signals(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, json=NEW)
+    with Received(signals.token_refreshed) as got, time_machine.travel(timezone.now(), tick=False):
+        services.refresh(due_token.pk)
+        now = timezone.now()
+    token = stored(due_token)
+    assert (token.access_token, token.refresh_token) == ("AT-new", "RT-new")
+    assert token.expires_at == now + timedelta(seconds=3600)
+    assert token.last_refreshed_at == now
+    # Expiry - margin - jitter (up to the margin): between 50 and 55 minutes from now.
+    assert now + timedelta(minutes=50) <= token.next_refresh_at <= now + timedelta(minutes=55)
+    assert [call["rotated"] for call in got.calls] == [True]
+
+
+def test_a_refresh_without_a_new_refresh_token_keeps_the_old_one(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, json={"access_token": "AT-new", "expires_in": 3600})
+    services.refresh(due_token.pk)
+    assert stored(due_token).refresh_token == due_token.refresh_token
+
+
+def test_a_fresh_token_is_not_refreshed_unless_forced(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user)
+    provider_http.post(TOKEN_URL, json=NEW)
+    assert services.refresh(token.pk).access_token == token.access_token
+    assert len(provider_http.calls) == 0
+    assert services.refresh(token.pk, force=True).access_token == "AT-new"
+
+
+def test_invalid_grant_marks_reauth_required_signals_and_never_retries(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
+    with Received(signals.reauthorization_required) as got:
+        with pytest.raises(ReauthorizationRequired):
+            services.refresh(due_token.pk)
+    token = stored(due_token)
+    assert token.status == OAuthToken.Status.REAUTH_REQUIRED
+    assert token.next_refresh_at is None
+    assert token.refresh_token == due_token.refresh_token
+    assert len(got.calls) == 1
+    assert services.refresh_due().as_dict() == {
+        "refreshed": 0,
+        "skipped": 0,
+        "failed": 0,
+        "reauth": 0,
+    }
+    assert len(provider_http.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"status": 503, "body": "busy"},
+        {"status": 502, "body": "<html>bad gateway</html>", "content_type": "text/html"},
+        {"body": requests.ReadTimeout()},
+    ],
+    ids=["503", "html-502", "timeout"],
+)
+def test_a_transient_failure_keeps_the_token_and_backs_off(
+    due_token: OAuthToken, provider_http: responses.RequestsMock, answer: dict[str, Any]
+) -> None:
+    provider_http.post(TOKEN_URL, **answer)
+    with Received(signals.refresh_failed) as got:
+        with pytest.raises(ProviderUnavailable):
+            services.refresh(due_token.pk)
+    token = stored(due_token)
+    assert token.status == OAuthToken.Status.ACTIVE
+    assert (token.access_token, token.refresh_token) == (
+        due_token.access_token,
+        due_token.refresh_token,
+    )
+    assert token.failure_count == 1
+    assert token.next_refresh_at > timezone.now()
+    assert got.calls[0]["retry_at"] == token.next_refresh_at
+
+
+def test_backoff_grows_with_each_failure(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=503)
+    delays = []
+    for _ in range(4):
+        with pytest.raises(ProviderUnavailable):
+            services.refresh(due_token.pk, force=True)
+        delays.append((stored(due_token).next_refresh_at - timezone.now()).total_seconds())
+    # Full jitter in [d/2, d] with d = 30, 60, 120, 240 s.
+    assert 14 <= delays[0] <= 30
+    assert 119 <= delays[3] <= 240
+    assert stored(due_token).failure_count == 4
+
+
+def test_a_configuration_error_keeps_the_token(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=401, json={"error": "invalid_client"})
+    with pytest.raises(ProviderError):
+        services.refresh(due_token.pk)
+    token = stored(due_token)
+    assert token.access_token == due_token.access_token
+    assert "invalid_client" in token.last_error
+
+
+def test_success_after_failures_resets_the_count(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    OAuthToken.objects.filter(pk=due_token.pk).update(failure_count=3, last_error="x")
+    provider_http.post(TOKEN_URL, json=NEW)
+    services.refresh(due_token.pk)
+    token = stored(due_token)
+    assert (token.failure_count, token.last_error) == (0, "")
+
+
+# --- the sweep -------------------------------------------------------------------------------
+
+
+def test_refresh_due_refreshes_every_due_token_once(
+    django_user_model: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    past = timezone.now() - timedelta(seconds=1)
+    for index in range(7):
+        make_token(django_user_model.objects.create_user(f"u{index}"), next_refresh_at=past)
+    make_token(django_user_model.objects.create_user("later"))
+    provider_http.post(TOKEN_URL, json=NEW)
+    summary = services.refresh_due(batch_size=3)
+    assert summary.refreshed == 7
+    assert len(provider_http.calls) == 7
+    assert not OAuthToken.objects.due().exists()
+
+
+def test_refresh_due_respects_its_limit(
+    django_user_model: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    past = timezone.now() - timedelta(seconds=1)
+    for index in range(5):
+        make_token(django_user_model.objects.create_user(f"u{index}"), next_refresh_at=past)
+    provider_http.post(TOKEN_URL, json=NEW)
+    assert services.refresh_due(limit=2).refreshed == 2
+    assert OAuthToken.objects.due().count() == 3
+
+
+def test_refresh_due_counts_failures_and_reauth(
+    user: Any, other_user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    past = timezone.now() - timedelta(seconds=1)
+    make_token(user, refresh_token="bad", next_refresh_at=past)
+    make_token(other_user, refresh_token="flaky", next_refresh_at=past)
+
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        if "refresh_token=bad" in request.body:
+            return 400, {}, '{"error": "invalid_grant"}'
+        return 503, {}, "busy"
+
+    provider_http.add_callback(responses.POST, TOKEN_URL, callback=answer)
+    summary = services.refresh_due()
+    assert (summary.reauth, summary.failed, summary.refreshed) == (1, 1, 0)
