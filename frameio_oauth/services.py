@@ -188,6 +188,24 @@ def refresh(token_id: int, *, force: bool = False) -> OAuthToken:
     return token
 
 
+def replace_rejected_token(user: AbstractBaseUser, rejected: str) -> str:
+    """A new access token after the API answered 401 to ``rejected``.
+
+    Refreshes only if ``rejected`` is still the stored token; if another thread or process
+    already replaced it, returns the replacement without a second provider call.
+    """
+    token = OAuthToken.objects.filter(user_id=user.pk).only("pk").first()
+    if token is None:
+        raise NotConnected(f"user {user.pk} has not connected Frame.io")
+    refreshed, _, error = _refresh_locked(
+        token.pk, force=False, skip_locked=False, rejected=rejected
+    )
+    if error is not None:
+        raise error
+    assert refreshed is not None
+    return str(refreshed.access_token)
+
+
 def refresh_due(
     limit: int | None = None,
     *,
@@ -227,7 +245,7 @@ def _due_ids(limit: int | None, batch_size: int) -> Iterator[int]:
 
 
 def _refresh_locked(
-    token_id: int, *, force: bool, skip_locked: bool
+    token_id: int, *, force: bool, skip_locked: bool, rejected: str | None = None
 ) -> tuple[OAuthToken | None, Outcome, FrameioOAuthError | None]:
     error: FrameioOAuthError | None = None
     retry_at: datetime | None = None
@@ -254,6 +272,11 @@ def _refresh_locked(
             if skip_locked:
                 return token, Outcome.NOT_DUE, None
             raise ReauthorizationRequired(f"token {token_id} needs re-authorization")
+        if rejected is not None:
+            # The API refused this token: refresh only if nobody has replaced it yet.
+            force = token.access_token == rejected
+            if not force:
+                return token, Outcome.NOT_DUE, None
         # Re-check under the lock: another worker may have refreshed while we waited.
         if not force and not _needs_refresh(token, now, sweep=skip_locked):
             return token, Outcome.NOT_DUE, None

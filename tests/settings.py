@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 
 from tests.services_probe import PG_HOST, PG_PORT, REDIS_URL, postgres_available
@@ -75,6 +76,10 @@ FRAMEIO_OAUTH = {
     "ENCRYPTION_KEYS": [TEST_KEY],
     "HTTP_TIMEOUT": 2,
 }
+
+# Subprocesses started by the tests (sweeps, workers) get the test's provider URLs this way.
+if os.environ.get("FRAMEIO_TEST_OAUTH_JSON"):
+    FRAMEIO_OAUTH.update(json.loads(os.environ["FRAMEIO_TEST_OAUTH_JSON"]))
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = True

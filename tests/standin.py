@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import requests
+
+from frameio_oauth.views import SESSION_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIDENTIAL = {"CLIENT_ID": "example-confidential", "CLIENT_SECRET": "example-secret"}
@@ -116,3 +119,19 @@ def start_standin(db_path: Path, redirect_uris: list[str], users: dict[str, str]
         process.kill()
         raise RuntimeError(f"the stand-in did not start: {line!r}; see {log.name}")
     return Standin(url=line.removeprefix("standin ready on "), process=process, users=users)
+
+
+def sign_in_with_frameio(
+    client: Any, standin: Standin, username: str, next_url: str = "/done/"
+) -> tuple[Any, dict[str, str]]:
+    """login → authorize at the stand-in → callback. Returns the callback response and the
+    callback's query plus the flow's PKCE verifier (if any) under "verifier"."""
+    start = client.get("/frameio/login/", {"next": next_url})
+    assert start.status_code == 302
+    pending = client.session[SESSION_KEY]
+    callback_url = standin.consent(start["Location"], username)
+    parts = urlsplit(callback_url)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == "http://testserver/frameio/callback/"
+    query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+    response = client.get(parts.path, query)
+    return response, {**query, "verifier": pending[query["state"]]["verifier"] or ""}

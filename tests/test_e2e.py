@@ -5,33 +5,15 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.test import Client, override_settings
 
 from frameio_oauth import services
 from frameio_oauth.models import OAuthToken
-from frameio_oauth.views import SESSION_KEY
-from tests.standin import CONFIDENTIAL, PUBLIC, Standin
+from tests.standin import CONFIDENTIAL, PUBLIC, Standin, sign_in_with_frameio
 
 pytestmark = pytest.mark.django_db
-
-
-def sign_in_with_frameio(
-    client: Client, standin: Standin, username: str, next_url: str = "/done/"
-) -> tuple[Any, dict[str, str]]:
-    """login → authorize at the stand-in → callback. Returns the callback response and the
-    callback's query plus the flow's PKCE verifier (if any) under "verifier"."""
-    start = client.get("/frameio/login/", {"next": next_url})
-    assert start.status_code == 302
-    pending = client.session[SESSION_KEY]
-    callback_url = standin.consent(start["Location"], username)
-    parts = urlsplit(callback_url)
-    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == "http://testserver/frameio/callback/"
-    query = {key: values[0] for key, values in parse_qs(parts.query).items()}
-    response = client.get(parts.path, query)
-    return response, {**query, "verifier": pending[query["state"]]["verifier"] or ""}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from frameio_oauth import services
+from frameio_oauth.exceptions import FrameioOAuthError
+from frameio_oauth.models import OAuthToken
+
+
+class Command(BaseCommand):
+    help = "Refresh Frame.io tokens: every due one (default), or one user's."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        target = parser.add_mutually_exclusive_group()
+        target.add_argument("--due", action="store_true", help="every due token (default)")
+        target.add_argument("--user", help="only this user's token (username)")
+        parser.add_argument("--force", action="store_true", help="refresh even if not due")
+        parser.add_argument("--dry-run", action="store_true", help="list, change nothing")
+        parser.add_argument("--limit", type=int, default=None)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["user"]:
+            self._one_user(options["user"], force=options["force"], dry_run=options["dry_run"])
+            return
+        if options["force"]:
+            raise CommandError("--force needs --user; the sweep only takes due tokens")
+        if options["dry_run"]:
+            due = OAuthToken.objects.due().values_list("pk", "user_id", "next_refresh_at")
+            rows = list(due[: options["limit"]] if options["limit"] else due)
+            for pk, user_id, when in rows:
+                self.stdout.write(f"would refresh token {pk} of user {user_id} (due {when})")
+            self.stdout.write(f"{len(rows)} token(s) due")
+            return
+
+        verbose = options["verbosity"] >= 2
+
+        def progress(token_id: int, outcome: services.Outcome) -> None:
+            if verbose:
+                self.stdout.write(f"  token {token_id}: {outcome.value}")
+
+        summary = services.refresh_due(options["limit"], progress=progress)
+        self.stdout.write(
+            self.style.SUCCESS(
+                "refreshed {refreshed}, skipped {skipped}, failed {failed}, reauth {reauth}".format(
+                    **summary.as_dict()
+                )
+            )
+        )
+
+    def _one_user(self, username: str, *, force: bool, dry_run: bool) -> None:
+        user_model = get_user_model()
+        token = OAuthToken.objects.filter(
+            **{f"user__{user_model.USERNAME_FIELD}": username}
+        ).first()
+        if token is None:
+            raise CommandError(f"{username} has no Frame.io token")
+        if dry_run:
+            self.stdout.write(f"would refresh token {token.pk} (expires {token.expires_at})")
+            return
+        try:
+            token = services.refresh(token.pk, force=force)
+        except FrameioOAuthError as exc:
+            raise CommandError(f"refresh failed: {exc}") from exc
+        self.stdout.write(self.style.SUCCESS(f"token {token.pk} expires {token.expires_at}"))
