@@ -3,7 +3,13 @@ from __future__ import annotations
 import json
 import os
 
-from tests.services_probe import PG_HOST, PG_PORT, REDIS_URL, postgres_available
+from tests.services_probe import (
+    PG_HOST,
+    PG_PORT,
+    REDIS_URL,
+    postgres_available,
+    redis_available,
+)
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -17,6 +23,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django_celery_beat",
     "frameio_oauth",
 ]
 MIDDLEWARE = [
@@ -81,8 +88,12 @@ FRAMEIO_OAUTH = {
 if os.environ.get("FRAMEIO_TEST_OAUTH_JSON"):
     FRAMEIO_OAUTH.update(json.loads(os.environ["FRAMEIO_TEST_OAUTH_JSON"]))
 
+# Tasks run eagerly unless a test starts a real worker (tests/test_celery.py); without Redis
+# the broker URL is never dialled.
 CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL if redis_available() else None
 CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import runpy
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+from celery.contrib.testing.worker import start_worker
+from celery.exceptions import Retry
+from celery.result import EagerResult
+from django.utils import timezone
+
+from frameio_oauth.exceptions import ProviderUnavailable, ReauthorizationRequired
+from frameio_oauth.models import OAuthToken
+from frameio_oauth.tasks import refresh_due_tokens, refresh_token
+from tests.celery_app import app
+from tests.conftest import TOKEN_URL
+from tests.services_probe import REDIS_URL
+
+ROOT = Path(__file__).resolve().parent.parent
+NEW = {"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3600}
+SCHEDULE = {
+    "frameio-oauth-refresh-due": {
+        "task": "frameio_oauth.tasks.refresh_due_tokens",
+        "schedule": 60.0,
+    }
+}
+
+
+@pytest.fixture
+def due_token(user: Any, make_token: Any) -> OAuthToken:
+    return make_token(
+        user,
+        expires_at=timezone.now() + timedelta(minutes=2),
+        next_refresh_at=timezone.now() - timedelta(seconds=1),
+    )
+
+
+@pytest.mark.django_db
+def test_the_sweep_task_returns_its_summary(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, json=NEW)
+    summary = refresh_due_tokens.apply().get()
+    assert summary == {"refreshed": 1, "skipped": 0, "failed": 0, "reauth": 0}
+
+
+@pytest.mark.django_db
+def test_the_token_task_retries_a_transient_failure(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=503)
+    with pytest.raises(Retry) as caught:
+        refresh_token.apply(args=[due_token.pk]).get()
+    assert isinstance(caught.value.exc, ProviderUnavailable)
+    assert caught.value.when > 0  # a backoff delay, not an immediate retry
+    assert len(provider_http.calls) == 1
+
+
+@pytest.mark.django_db
+def test_the_token_task_never_retries_invalid_grant(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
+    with pytest.raises(ReauthorizationRequired):
+        refresh_token.apply(args=[due_token.pk]).get()
+    assert len(provider_http.calls) == 1
+
+
+def test_the_token_task_acks_late_and_outlives_the_http_deadline() -> None:
+    assert refresh_token.acks_late is True
+    assert refresh_token.autoretry_for == (ProviderUnavailable,)
+    assert refresh_token.retry_jitter is True
+    assert refresh_token.soft_time_limit > 10  # HTTP_TIMEOUT's default
+    assert refresh_token.time_limit > refresh_token.soft_time_limit
+
+
+def test_the_example_project_ships_a_beat_entry_for_the_sweep(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXAMPLE_VAR_DIR", str(tmp_path))
+    # Read the settings file alone: importing the package would create its Celery app.
+    example = runpy.run_path(str(ROOT / "example_project" / "settings.py"))
+    assert example["CELERY_BEAT_SCHEDULE"] == SCHEDULE
+    assert refresh_due_tokens.name == SCHEDULE["frameio-oauth-refresh-due"]["task"]
+
+
+# The scheduler closes database connections as it goes, so it needs committed transactions.
+@pytest.mark.django_db(transaction=True)
+def test_django_celery_beats_database_scheduler_takes_the_schedule() -> None:
+    from django_celery_beat.models import PeriodicTask
+    from django_celery_beat.schedulers import DatabaseScheduler
+
+    app.conf.beat_schedule = SCHEDULE
+    try:
+        scheduler = DatabaseScheduler(app=app)
+        task = PeriodicTask.objects.get(name="frameio-oauth-refresh-due")
+        assert task.task == "frameio_oauth.tasks.refresh_due_tokens"
+        assert (task.interval.every, task.interval.period) == (60, "seconds")
+        assert "frameio-oauth-refresh-due" in scheduler.schedule
+    finally:
+        app.conf.beat_schedule = {}
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_on_redis_runs_the_sweep_and_the_token_changes(
+    due_token: OAuthToken,
+) -> None:
+    from tests.fake_provider import rotating_provider
+
+    with rotating_provider() as (url, provider):
+        token = OAuthToken.objects.get(pk=due_token.pk)
+        token.refresh_token = provider.issue()
+        token.save()
+        app.conf.update(task_always_eager=False, broker_url=REDIS_URL, result_backend=REDIS_URL)
+        try:
+            from django.conf import settings
+            from django.test import override_settings
+
+            oauth = {**settings.FRAMEIO_OAUTH, "TOKEN_URL": url}
+            with (
+                override_settings(FRAMEIO_OAUTH=oauth),
+                start_worker(app, pool="threads", concurrency=2, perform_ping_check=False),
+            ):
+                result = app.tasks[refresh_due_tokens.name].delay()
+                summary = result.get(timeout=30)
+        finally:
+            app.conf.update(task_always_eager=True)
+    assert not isinstance(result, EagerResult)
+    assert summary["refreshed"] == 1
+    after = OAuthToken.objects.get(pk=due_token.pk)
+    assert after.access_token != due_token.access_token
+    assert after.refresh_token in provider.live
