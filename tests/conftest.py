@@ -10,7 +10,13 @@ from django.db import connection
 from django.utils import timezone
 
 from frameio_oauth.models import OAuthToken
-from tests.services_probe import IN_CI, REDIS_URL, postgres_available, redis_available
+from tests.services_probe import (
+    IN_CI,
+    REDIS_URL,
+    browser_available,
+    postgres_available,
+    redis_available,
+)
 
 SERVICE_SKIP_PREFIX = "needs a real service:"
 
@@ -32,6 +38,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         missing.append("PostgreSQL at 127.0.0.1:5432")
     if item.get_closest_marker("redis") and not redis_available():
         missing.append(f"Redis at {REDIS_URL}")
+    if item.get_closest_marker("browser") and not browser_available():
+        missing.append("chromium and chromedriver (apt-get install chromium chromium-driver)")
     if not missing:
         return
     if IN_CI:
@@ -101,7 +109,9 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     server = start_standin(
         tmp_path_factory.mktemp("standin") / "standin.sqlite3",
-        redirect_uris=["http://testserver/frameio/callback/"],
+        # DOT accepts any port on a loopback-IP redirect URI (RFC 8252), as the live server
+        # of the browser tests picks its port at random.
+        redirect_uris=["http://testserver/frameio/callback/", "http://127.0.0.1/frameio/callback/"],
         users={"demo": "demo-pw", "erin": "erin-pw", "frank": "frank-pw"},
     )
     yield server

@@ -8,6 +8,7 @@ need the real service, saying so in the summary.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from functools import cache
 
@@ -37,3 +38,8 @@ def redis_available() -> bool:
     host_port = REDIS_URL.split("//", 1)[1].split("/", 1)[0]
     host, _, port = host_port.rpartition(":")
     return _answers(host or "127.0.0.1", int(port or 6379))
+
+
+@cache
+def browser_available() -> bool:
+    return bool(shutil.which("chromium") and shutil.which("chromedriver"))

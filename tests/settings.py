@@ -48,6 +48,7 @@ TEMPLATES = [
     }
 ]
 LOGIN_URL = "/accounts/login/"
+STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -1,0 +1,104 @@
+"""A person in Debian's chromium signs in with Frame.io: our pages, the stand-in's login and
+consent pages, back to the connected page, then disconnects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from frameio_oauth.models import OAuthToken
+from tests.standin import PUBLIC, Standin
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def wait_for(browser: Any, element_id: str) -> Any:
+    """The element once the page that has it has loaded (clicks return before navigation)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 20).until(
+        expected_conditions.presence_of_element_located((By.ID, element_id))
+    )
+
+
+def test_a_person_signs_up_with_frameio_and_disconnects(
+    browser: Any, live_server: Any, standin: Standin, tmp_path: Path, django_user_model: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    site = live_server.url.replace("localhost", "127.0.0.1")
+    config = standin.settings(PUBLIC, ALLOW_SIGNUP=True, REDIRECT_URI=f"{site}/frameio/callback/")
+    with override_settings(FRAMEIO_OAUTH=config, ALLOWED_HOSTS=["127.0.0.1", "testserver"]):
+        browser.get(f"{site}/frameio/login/?next=/frameio/connected/")
+        assert browser.current_url.startswith(f"{standin.url}/accounts/login/")
+        browser.find_element(By.NAME, "username").send_keys("demo")
+        browser.find_element(By.NAME, "password").send_keys(standin.users["demo"])
+        browser.find_element(By.CSS_SELECTOR, "form [type=submit]").click()
+
+        consent = wait_for(browser, "authorizationForm")
+        assert browser.current_url.startswith(f"{standin.url}/oauth2/auth")
+        consent.find_element(By.CSS_SELECTOR, "[name=allow]").click()
+
+        assert wait_for(browser, "frameio-email").text == "demo@example.com"
+        assert browser.current_url == f"{site}/frameio/connected/"
+        browser.save_screenshot(str(tmp_path / "connected.png"))
+        token = OAuthToken.objects.get()
+        assert token.user.email == "demo@example.com"
+        assert token.access_token not in browser.page_source
+
+        browser.find_element(By.ID, "frameio-disconnect").click()
+        wait_for(browser, "frameio-connect")
+        assert "Frame.io is disconnected." in browser.page_source
+    assert not OAuthToken.objects.exists()
+
+
+def test_declining_at_frameio_shows_the_friendly_error_page(
+    browser: Any, live_server: Any, standin: Standin
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    site = live_server.url.replace("localhost", "127.0.0.1")
+    config = standin.settings(PUBLIC, REDIRECT_URI=f"{site}/frameio/callback/")
+    with override_settings(FRAMEIO_OAUTH=config, ALLOWED_HOSTS=["127.0.0.1", "testserver"]):
+        browser.get(f"{site}/frameio/login/")
+        browser.find_element(By.NAME, "username").send_keys("erin")
+        browser.find_element(By.NAME, "password").send_keys(standin.users["erin"])
+        browser.find_element(By.CSS_SELECTOR, "form [type=submit]").click()
+        wait_for(browser, "authorizationForm").find_element(
+            By.CSS_SELECTOR, "[value=Cancel]"
+        ).click()
+        error = wait_for(browser, "frameio-error")
+        assert error.get_attribute("data-error-code") == "access_denied"
+        assert "You declined access" in error.text
+    assert not OAuthToken.objects.exists()
