@@ -74,8 +74,10 @@ class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
     def get_attname(self) -> str:
         return f"{self.name}_ciphertext"
 
-    def contribute_to_class(self, cls: type[models.Model], name: str, **kwargs: Any) -> None:
-        super().contribute_to_class(cls, name, **kwargs)
+    def contribute_to_class(
+        self, cls: type[models.Model], name: str, private_only: bool = False
+    ) -> None:
+        super().contribute_to_class(cls, name, private_only=private_only)
         setattr(cls, name, EncryptedTextDescriptor(self))
 
     def associated_data(self, instance: models.Model) -> bytes:

@@ -29,7 +29,7 @@ class FrameioAuth(requests.auth.AuthBase):
         token = services.get_access_token(self.user)
         request.headers["Authorization"] = f"Bearer {token}"
         setattr(request, _SENT, token)
-        request.register_hook("response", self._retry_once_on_401)
+        request.register_hook("response", self._retry_once_on_401)  # type: ignore[no-untyped-call]
         return request
 
     def _retry_once_on_401(self, response: requests.Response, **kwargs: Any) -> requests.Response:

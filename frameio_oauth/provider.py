@@ -206,7 +206,12 @@ def _send(method: str, url: str, **kwargs: Any) -> tuple[requests.Response, byte
     try:
         # total= makes the wait for the headers use what the connect step left of the budget.
         response = _session.request(
-            method, url, stream=True, timeout=Timeout(total=budget), **kwargs
+            method,
+            url,
+            stream=True,
+            # requests passes a urllib3 Timeout through as it is; its stubs don't say so.
+            timeout=Timeout(total=budget),  # type: ignore[arg-type]
+            **kwargs,
         )
     except requests.Timeout as exc:
         raise ProviderUnavailable(f"{method} {_origin(url)} timed out after {budget}s") from exc

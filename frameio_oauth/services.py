@@ -136,10 +136,10 @@ def store_grant(
                 "This Frame.io account is already connected to another user.",
                 status=409,
             )
-        token = OAuthToken.objects.select_for_update().filter(user=user).first()
+        token = OAuthToken.objects.select_for_update().filter(user_id=user.pk).first()
         created = token is None
         if token is None:
-            token = OAuthToken(user=user)
+            token = OAuthToken(user_id=user.pk)
         token.provider = conf.provider_name
         token.provider_user_id = info.id
         token.provider_email = info.email
@@ -226,7 +226,7 @@ def refresh_due(
 def _due_ids(limit: int | None, batch_size: int) -> Iterator[int]:
     """Due token ids in (next_refresh_at, id) order, by keyset pages of one index scan each."""
     now = timezone.now()
-    cursor: tuple[datetime, int] | None = None
+    cursor: tuple[Any, int] | None = None
     yielded = 0
     while limit is None or yielded < limit:
         page = OAuthToken.objects.due(now).order_by("next_refresh_at", "pk")
@@ -235,7 +235,8 @@ def _due_ids(limit: int | None, batch_size: int) -> Iterator[int]:
                 next_refresh_at=cursor[0], pk__lte=cursor[1]
             )
         size = batch_size if limit is None else min(batch_size, limit - yielded)
-        rows = list(page.values_list("next_refresh_at", "pk")[:size])
+        # next_refresh_at is never NULL here: due() filters on it.
+        rows: list[tuple[Any, int]] = list(page.values_list("next_refresh_at", "pk")[:size])
         if not rows:
             return
         for _, token_id in rows:

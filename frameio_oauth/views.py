@@ -145,7 +145,7 @@ def _pop_flow(request: HttpRequest, state: str) -> dict[str, Any]:
 @never_cache
 @login_required
 def connected(request: HttpRequest) -> HttpResponse:
-    token = OAuthToken.objects.filter(user_id=request.user.pk).first()
+    token = OAuthToken.objects.filter(user_id=request.user.pk or 0).first()
     return render(request, "frameio_oauth/connected.html", {"token": token})
 
 
@@ -154,7 +154,7 @@ def connected(request: HttpRequest) -> HttpResponse:
 @login_required
 def disconnect(request: HttpRequest) -> HttpResponse:
     try:
-        result = services.disconnect(request.user)
+        result = services.disconnect(request.user)  # type: ignore[arg-type]  # login_required
     except NotConnected:
         messages.info(request, _("Frame.io was not connected."))
     else:
