@@ -82,22 +82,24 @@ def test_32_threads_and_4_processes_cause_exactly_one_refresh(
 
     def caller(index: int) -> None:
         try:
-            with override_settings(FRAMEIO_OAUTH=config):
-                time.sleep(max(start_at - time.time(), 0))
-                if index % 2:
-                    results.append(services.get_access_token(user))
-                else:
-                    results.append(services.refresh(token.pk).access_token)
+            time.sleep(max(start_at - time.time(), 0))
+            if index % 2:
+                results.append(services.get_access_token(user))
+            else:
+                results.append(services.refresh(token.pk).access_token)
         except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(32)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    # One override around all threads: override_settings swaps a global and is not
+    # thread-safe to enter and leave from many threads at once.
+    with override_settings(FRAMEIO_OAUTH=config):
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(32)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
     outputs = [process.communicate(timeout=60) for process in processes]
 
     assert errors == []
