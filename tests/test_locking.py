@@ -23,6 +23,7 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from frameio_oauth import services
+from frameio_oauth.exceptions import ProviderUnavailable
 from frameio_oauth.models import OAuthToken
 from tests.fake_provider import rotating_provider
 from tests.standin import CONFIDENTIAL, Standin, sign_in_with_frameio
@@ -213,3 +214,40 @@ def _settings() -> dict[str, Any]:
     from django.conf import settings
 
     return dict(settings.FRAMEIO_OAUTH)
+
+
+def test_an_on_demand_caller_waits_for_a_held_lock_only_so_long(user: Any) -> None:
+    token = OAuthToken.objects.create(
+        user=user,
+        provider="frameio",
+        provider_user_id="fio-1",
+        access_token="at-original",
+        refresh_token="rt-original",
+        expires_at=timezone.now() + timedelta(minutes=2),
+    )
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        try:
+            with transaction.atomic():
+                OAuthToken.objects.select_for_update().get(pk=token.pk)
+                held.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(10)
+        # The wait is bounded by HTTP_TIMEOUT + LOCK_WAIT_SLACK (0.5 s + 5 s here).
+        with override_settings(FRAMEIO_OAUTH={**_settings(), "HTTP_TIMEOUT": 0.5}):
+            started = time.monotonic()
+            with pytest.raises(ProviderUnavailable, match="did not finish in time"):
+                services.refresh(token.pk)
+            waited = time.monotonic() - started
+    finally:
+        release.set()
+        thread.join(timeout=10)
+    assert 5 <= waited < 10
+    assert OAuthToken.objects.get(pk=token.pk).access_token == "at-original"
