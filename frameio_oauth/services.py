@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from . import provider, signals
+from . import accounts, provider, signals
 from .conf import conf
 from .crypto import envelope_key_id, get_cipher
 from .exceptions import (
@@ -102,25 +101,17 @@ def exchange_code(
     return tokens, provider.fetch_userinfo(tokens.access_token)
 
 
-def user_for_sign_in(info: provider.UserInfo) -> Any:
-    """The local user for a provider identity: linked by provider user id, never by e-mail."""
-    linked = OAuthToken.objects.select_related("user").filter(provider_user_id=info.id).first()
-    if linked is not None:
-        if not linked.user.is_active:
-            raise CallbackError("inactive", "This account is disabled.", status=403)
-        return linked.user
-    if not conf.allow_signup:
-        raise CallbackError(
-            "no_account",
-            "No account here is connected to this Frame.io user. Sign in first, then connect.",
-            status=403,
-        )
-    user_model = get_user_model()
-    user = user_model(**{user_model.USERNAME_FIELD: _free_username(info)})
-    if info.email and hasattr(user, "email"):
-        user.email = info.email
-    user.set_unusable_password()
-    user.save()
+def connect_or_sign_in(
+    current_user: AbstractBaseUser | None,
+    tokens: provider.TokenResponse,
+    info: provider.UserInfo,
+) -> AbstractBaseUser:
+    """Store a new grant: for the signed-in user (connect), or for the user the Frame.io
+    identity is linked to, or a new user if sign-up is allowed. One transaction, so a refused
+    grant never leaves a new account behind. Returns the user the grant belongs to."""
+    with transaction.atomic():
+        user = current_user if current_user is not None else accounts.user_for_identity(info)
+        store_grant(user, tokens, info)
     return user
 
 
@@ -458,15 +449,3 @@ def _needs_rekey(row: OAuthToken, primary: str) -> bool:
         (envelope := row.__dict__.get(column)) and envelope_key_id(envelope) != primary
         for column in _CIPHERTEXT_COLUMNS
     )
-
-
-def _free_username(info: provider.UserInfo) -> str:
-    user_model = get_user_model()
-    base = (info.email.split("@")[0] if info.email else "") or f"frameio-{info.id}"
-    base = base[:140]
-    candidate = base
-    suffix = 1
-    while user_model._default_manager.filter(**{user_model.USERNAME_FIELD: candidate}).exists():
-        suffix += 1
-        candidate = f"{base}-{suffix}"
-    return candidate

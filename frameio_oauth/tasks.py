@@ -13,8 +13,6 @@ Beat schedule (every minute)::
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import shared_task
 
 from . import services
@@ -28,7 +26,6 @@ def refresh_due_tokens(limit: int | None = None) -> dict[str, int]:
 
 
 @shared_task(
-    bind=True,
     name="frameio_oauth.tasks.refresh_token",
     acks_late=True,
     autoretry_for=(ProviderUnavailable,),
@@ -39,12 +36,11 @@ def refresh_due_tokens(limit: int | None = None) -> dict[str, int]:
     soft_time_limit=60,
     time_limit=90,
 )
-def refresh_token(self: Any, token_id: int, force: bool = False) -> str:
+def refresh_token(token_id: int, force: bool = False) -> str:
     """Refresh one token now. Retries only transient failures, with backoff and jitter.
 
     The time limits sit well above HTTP_TIMEOUT (10 s by default), whose deadline ends every
     provider call first; raise them if you raise HTTP_TIMEOUT past 40 s.
     """
-    del self
     token = services.refresh(token_id, force=force)
     return token.status

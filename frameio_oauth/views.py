@@ -112,10 +112,10 @@ def _complete(request: HttpRequest) -> HttpResponse:
             _("Frame.io did not accept the sign-in; please try again."),
             status=502,
         ) from exc
-    user = request.user if request.user.is_authenticated else services.user_for_sign_in(info)
-    services.store_grant(user, tokens, info)
-    if not request.user.is_authenticated:
-        auth_login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
+    current = request.user if request.user.is_authenticated else None
+    user = services.connect_or_sign_in(current, tokens, info)
+    if current is None:
+        auth_login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])  # type: ignore[arg-type]
     return HttpResponseRedirect(flow["next"] or reverse("frameio_oauth:connected"))
 
 
