@@ -205,8 +205,8 @@ def refresh_due(
 ) -> RefreshSummary:
     """The sweep: refresh every token due now, skipping rows another worker holds."""
     summary = RefreshSummary()
-    for token_id in _due_ids(limit, batch_size):
-        _, outcome, _ = _refresh_locked(token_id, force=False, skip_locked=True)
+    for token_id in due_token_ids(limit, batch_size=batch_size):
+        outcome = refresh_if_due(token_id)
         summary.add(outcome)
         if progress is not None:
             progress(token_id, outcome)
@@ -214,7 +214,14 @@ def refresh_due(
     return summary
 
 
-def _due_ids(limit: int | None, batch_size: int) -> Iterator[int]:
+def refresh_if_due(token_id: int) -> Outcome:
+    """The sweep's step for one row: skip it if another worker holds it or it is no longer
+    due, else refresh. Failures are recorded on the row (and retried by a later sweep), not
+    raised."""
+    return _refresh_locked(token_id, force=False, skip_locked=True)[1]
+
+
+def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterator[int]:
     """Due token ids in (next_refresh_at, id) order, by keyset pages of one index scan each."""
     now = timezone.now()
     cursor: tuple[Any, int] | None = None

@@ -20,9 +20,32 @@ from .exceptions import ProviderUnavailable
 
 
 @shared_task(name="frameio_oauth.tasks.refresh_due_tokens", ignore_result=False)
-def refresh_due_tokens(limit: int | None = None) -> dict[str, int]:
-    """The beat sweep. Several workers and overlapping ticks are safe: rows are skip-locked."""
-    return services.refresh_due(limit).as_dict()
+def refresh_due_tokens(limit: int | None = None, fanout: bool = False) -> dict[str, int]:
+    """The beat sweep. Several workers and overlapping ticks are safe: rows are skip-locked.
+
+    ``fanout=True`` enqueues one ``refresh_due_token`` task per due row instead of refreshing
+    in this task, so a large backlog spreads over every worker (see README, "1,000,000 users").
+    """
+    if not fanout:
+        return services.refresh_due(limit).as_dict()
+    enqueued = 0
+    for token_id in services.due_token_ids(limit):
+        refresh_due_token.delay(token_id)
+        enqueued += 1
+    return {"enqueued": enqueued}
+
+
+@shared_task(
+    name="frameio_oauth.tasks.refresh_due_token",
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=60,
+    time_limit=90,
+)
+def refresh_due_token(token_id: int) -> str:
+    """One row of a fanned-out sweep. No Celery retry: a failure pushes the row's
+    next_refresh_at back with backoff, and a later sweep picks it up again."""
+    return services.refresh_if_due(token_id).value
 
 
 @shared_task(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import runpy
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from frameio_oauth.exceptions import ProviderUnavailable, ReauthorizationRequired
 from frameio_oauth.models import OAuthToken
-from frameio_oauth.tasks import refresh_due_tokens, refresh_token
+from frameio_oauth.tasks import refresh_due_token, refresh_due_tokens, refresh_token
 from tests.celery_app import app
 from tests.conftest import TOKEN_URL
 from tests.services_probe import REDIS_URL
@@ -45,6 +46,31 @@ def test_the_sweep_task_returns_its_summary(
     provider_http.post(TOKEN_URL, json=NEW)
     summary = refresh_due_tokens.apply().get()
     assert summary == {"refreshed": 1, "skipped": 0, "failed": 0, "reauth": 0}
+
+
+@pytest.mark.django_db
+def test_a_fanned_out_sweep_enqueues_one_task_per_due_row(
+    django_user_model: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    past = timezone.now() - timedelta(seconds=1)
+    for index in range(3):
+        make_token(django_user_model.objects.create_user(f"u{index}"), next_refresh_at=past)
+    make_token(django_user_model.objects.create_user("later"))
+    provider_http.post(TOKEN_URL, json=NEW)
+    assert refresh_due_tokens.apply(kwargs={"fanout": True}).get() == {"enqueued": 3}
+    assert len(provider_http.calls) == 3
+    assert not OAuthToken.objects.due().exists()
+
+
+@pytest.mark.django_db
+def test_a_fanned_out_row_that_is_no_longer_due_is_skipped(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, json=NEW)
+    assert refresh_due_token.apply(args=[due_token.pk]).get() == "refreshed"
+    # A second enqueue of the same row (an overlapping beat tick) makes no provider call.
+    assert refresh_due_token.apply(args=[due_token.pk]).get() == "not_due"
+    assert len(provider_http.calls) == 1
 
 
 @pytest.mark.django_db
@@ -107,8 +133,9 @@ def test_django_celery_beats_database_scheduler_takes_the_schedule() -> None:
 @pytest.mark.redis
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fanout", [False, True], ids=["in-task", "fanned-out"])
 def test_a_real_worker_on_redis_runs_the_sweep_and_the_token_changes(
-    due_token: OAuthToken,
+    due_token: OAuthToken, fanout: bool
 ) -> None:
     from tests.fake_provider import rotating_provider
 
@@ -126,12 +153,19 @@ def test_a_real_worker_on_redis_runs_the_sweep_and_the_token_changes(
                 override_settings(FRAMEIO_OAUTH=oauth),
                 start_worker(app, pool="threads", concurrency=2, perform_ping_check=False),
             ):
-                result = app.tasks[refresh_due_tokens.name].delay()
+                result = app.tasks[refresh_due_tokens.name].delay(fanout=fanout)
                 summary = result.get(timeout=30)
+                if fanout:
+                    deadline = time.monotonic() + 30
+                    while OAuthToken.objects.due().exists() and time.monotonic() < deadline:
+                        time.sleep(0.1)
         finally:
             app.conf.update(task_always_eager=True)
     assert not isinstance(result, EagerResult)
-    assert summary["refreshed"] == 1
+    if fanout:
+        assert summary == {"enqueued": 1}
+    else:
+        assert summary["refreshed"] == 1
     after = OAuthToken.objects.get(pk=due_token.pk)
     assert after.access_token != due_token.access_token
     assert after.refresh_token in provider.live
