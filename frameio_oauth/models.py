@@ -64,7 +64,9 @@ class OAuthToken(models.Model):
         verbose_name = _("Frame.io token")
         verbose_name_plural = _("Frame.io tokens")
         indexes = [
-            models.Index(fields=["status", "next_refresh_at"], name="frameio_oauth_due_idx"),
+            # id last: the sweep's keyset pages seek on (next_refresh_at, id) and read the
+            # rows in index order, even when many share one next_refresh_at.
+            models.Index(fields=["status", "next_refresh_at", "id"], name="frameio_oauth_due_idx"),
         ]
 
     def __str__(self) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DatabaseError, connection, transaction
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from . import accounts, provider, signals
@@ -25,6 +27,7 @@ from .conf import conf
 from .crypto import envelope_key_id, get_cipher
 from .exceptions import (
     CallbackError,
+    DecryptionError,
     FrameioOAuthError,
     NotConnected,
     ProviderError,
@@ -40,6 +43,19 @@ BACKOFF_CAP = 30 * 60.0
 # On-demand callers wait for a refresh in progress at most this long beyond HTTP_TIMEOUT.
 LOCK_WAIT_SLACK = 5.0
 SECRET_FIELDS = ("access_token", "refresh_token")
+# What a successful refresh changes; the UPDATE names these columns only.
+REFRESHED_FIELDS = [
+    *SECRET_FIELDS,
+    "token_type",
+    "scope",
+    "expires_at",
+    "next_refresh_at",
+    "last_refreshed_at",
+    "failure_count",
+    "last_error",
+    "updated_at",
+]
+_NEXT_REFRESH_FIELD = OAuthToken._meta.get_field("next_refresh_at")
 _CIPHERTEXT_COLUMNS = tuple(f"{name}_ciphertext" for name in SECRET_FIELDS)
 
 
@@ -200,16 +216,22 @@ def replace_rejected_token(user: AbstractBaseUser, rejected: str) -> str:
 def refresh_due(
     limit: int | None = None,
     *,
-    batch_size: int = 500,
     progress: Callable[[int, Outcome], None] | None = None,
 ) -> RefreshSummary:
-    """The sweep: refresh every token due now, skipping rows another worker holds."""
+    """The sweep: refresh every token due now, one claimed row at a time.
+
+    Rows another worker holds are skipped without a wait, and rows that come due after the
+    sweep started are left for the next one, so the loop always ends.
+    """
     summary = RefreshSummary()
-    for token_id in due_token_ids(limit, batch_size=batch_size):
-        outcome = refresh_if_due(token_id)
-        summary.add(outcome)
+    now = timezone.now()
+    while limit is None or summary.refreshed + summary.failed + summary.reauth < limit:
+        claimed = _claim_next_due(now)
+        if claimed is None:
+            break
+        summary.add(claimed[1])
         if progress is not None:
-            progress(token_id, outcome)
+            progress(claimed[0], claimed[1])
     logger.info("refresh sweep done: %s", summary.as_dict())
     return summary
 
@@ -229,8 +251,16 @@ def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterato
     while limit is None or yielded < limit:
         page = OAuthToken.objects.due(now).order_by("next_refresh_at", "pk")
         if cursor is not None:
-            page = page.filter(next_refresh_at__gte=cursor[0]).exclude(
-                next_refresh_at=cursor[0], pk__lte=cursor[1]
+            # A row comparison, so the index (status, next_refresh_at, id) seeks straight to
+            # the cursor even when many rows share one next_refresh_at.
+            # RawSQL params skip field conversion, so adapt the timestamp for this backend.
+            when = _NEXT_REFRESH_FIELD.get_db_prep_value(cursor[0], connection)
+            page = page.filter(
+                RawSQL(
+                    '("next_refresh_at", "id") > (%s, %s)',
+                    (when, cursor[1]),
+                    output_field=BooleanField(),
+                )
             )
         size = batch_size if limit is None else min(batch_size, limit - yielded)
         # next_refresh_at is never NULL here: due() filters on it.
@@ -243,12 +273,17 @@ def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterato
         cursor = rows[-1]
 
 
+@dataclass
+class _Result:
+    outcome: Outcome
+    error: FrameioOAuthError | None = None
+    retry_at: datetime | None = None
+    rotated: bool = False
+
+
 def _refresh_locked(
     token_id: int, *, force: bool, skip_locked: bool, rejected: str | None = None
 ) -> tuple[OAuthToken | None, Outcome, FrameioOAuthError | None]:
-    error: FrameioOAuthError | None = None
-    retry_at: datetime | None = None
-    rotated = False
     with transaction.atomic():
         if not skip_locked:
             _set_lock_timeout()
@@ -279,42 +314,74 @@ def _refresh_locked(
         # Re-check under the lock: another worker may have refreshed while we waited.
         if not force and not _needs_refresh(token, now, sweep=skip_locked):
             return token, Outcome.NOT_DUE, None
+        result = _refresh_row(token, now)
+    _announce(token, result)
+    return token, result.outcome, result.error
+
+
+def _claim_next_due(now: datetime) -> tuple[int, Outcome] | None:
+    """Lock the first due row no other worker holds and refresh it; None when none is left.
+
+    The queue pattern (ORDER BY next_refresh_at LIMIT 1 FOR UPDATE SKIP LOCKED): concurrent
+    sweeps each take a different row and never spend a lock attempt on one another's rows.
+    """
+    with transaction.atomic():
+        token = OAuthToken.objects.due(now).select_for_update(skip_locked=True).first()
+        if token is None:
+            return None
+        result = _refresh_row(token, now)
+    _announce(token, result)
+    return token.pk, result.outcome
+
+
+def _refresh_row(token: OAuthToken, now: datetime) -> _Result:
+    """One provider call for a locked row, and its outcome saved on the row. Never raises a
+    provider or decryption error: they are recorded and returned."""
+    try:
         refresh_token = token.refresh_token
-        if not refresh_token:
-            if not token.is_expired(now):
-                return token, Outcome.NOT_DUE, None
-            error = ReauthorizationRequired("no refresh token; the offline scope was not granted")
-            _mark_reauth(token, error)
-            outcome = Outcome.REAUTH
-        else:
-            try:
-                response = provider.refresh_grant(refresh_token)
-            except ReauthorizationRequired as exc:
-                error = exc
-                _mark_reauth(token, exc)
-                outcome = Outcome.REAUTH
-            except (ProviderUnavailable, ProviderError) as exc:
-                error = exc
-                retry_at = _mark_failed(token, exc, now)
-                outcome = Outcome.FAILED
-            else:
-                _apply_tokens(token, response, keep_refresh_token=True)
-                token.last_refreshed_at = now
-                token.failure_count = 0
-                token.last_error = ""
-                token.save()
-                outcome = Outcome.REFRESHED
-                rotated = response.refresh_token is not None
+    except DecryptionError as exc:
+        # A missing key is an operator's mistake to fix, not the user's: keep the row as it
+        # is, back off, and let the sweep move on to the next row.
+        logger.error("token %s cannot be decrypted: %s", token.pk, exc)
+        return _Result(Outcome.FAILED, exc, retry_at=_mark_failed(token, exc, now))
+    if not refresh_token:
+        if not token.is_expired(now):
+            # Nothing to refresh with until it expires: take the row off the schedule.
+            token.next_refresh_at = None
+            token.save(update_fields=["next_refresh_at", "updated_at"])
+            return _Result(Outcome.NOT_DUE)
+        error = ReauthorizationRequired("no refresh token; the offline scope was not granted")
+        _mark_reauth(token, error)
+        return _Result(Outcome.REAUTH, error)
+    try:
+        response = provider.refresh_grant(refresh_token)
+    except ReauthorizationRequired as exc:
+        _mark_reauth(token, exc)
+        return _Result(Outcome.REAUTH, exc)
+    except (ProviderUnavailable, ProviderError) as exc:
+        return _Result(Outcome.FAILED, exc, retry_at=_mark_failed(token, exc, now))
+    _apply_tokens(token, response, keep_refresh_token=True)
+    token.last_refreshed_at = now
+    token.failure_count = 0
+    token.last_error = ""
+    token.save(update_fields=REFRESHED_FIELDS)
+    return _Result(Outcome.REFRESHED, rotated=response.refresh_token is not None)
+
+
+def _announce(token: OAuthToken, result: _Result) -> None:
     # Signals go out after the commit, so receivers see what was stored.
-    if outcome is Outcome.REFRESHED:
-        signals.token_refreshed.send(sender=OAuthToken, token=token, rotated=rotated)
-    elif outcome is Outcome.REAUTH:
-        logger.warning("token %s needs re-authorization: %s", token.pk, error)
-        signals.reauthorization_required.send(sender=OAuthToken, token=token, error=error)
-    else:
-        logger.warning("refresh of token %s failed, retry at %s: %s", token.pk, retry_at, error)
-        signals.refresh_failed.send(sender=OAuthToken, token=token, error=error, retry_at=retry_at)
-    return token, outcome, error
+    if result.outcome is Outcome.REFRESHED:
+        signals.token_refreshed.send(sender=OAuthToken, token=token, rotated=result.rotated)
+    elif result.outcome is Outcome.REAUTH:
+        logger.warning("token %s needs re-authorization: %s", token.pk, result.error)
+        signals.reauthorization_required.send(sender=OAuthToken, token=token, error=result.error)
+    elif result.outcome is Outcome.FAILED:
+        logger.warning(
+            "refresh of token %s failed, retry at %s: %s", token.pk, result.retry_at, result.error
+        )
+        signals.refresh_failed.send(
+            sender=OAuthToken, token=token, error=result.error, retry_at=result.retry_at
+        )
 
 
 def _needs_refresh(token: OAuthToken, now: datetime, *, sweep: bool = False) -> bool:

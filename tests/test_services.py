@@ -240,7 +240,7 @@ def test_refresh_due_refreshes_every_due_token_once(
         make_token(django_user_model.objects.create_user(f"u{index}"), next_refresh_at=past)
     make_token(django_user_model.objects.create_user("later"))
     provider_http.post(TOKEN_URL, json=NEW)
-    summary = services.refresh_due(batch_size=3)
+    summary = services.refresh_due()
     assert summary.refreshed == 7
     assert len(provider_http.calls) == 7
     assert not OAuthToken.objects.due().exists()
@@ -272,3 +272,50 @@ def test_refresh_due_counts_failures_and_reauth(
     provider_http.add_callback(responses.POST, TOKEN_URL, callback=answer)
     summary = services.refresh_due()
     assert (summary.reauth, summary.failed, summary.refreshed) == (1, 1, 0)
+
+
+def test_an_undecryptable_row_is_recorded_and_the_sweep_goes_on(
+    user: Any, other_user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    past = timezone.now() - timedelta(seconds=1)
+    broken = make_token(user, next_refresh_at=past - timedelta(minutes=1))
+    healthy = make_token(other_user, next_refresh_at=past)
+    foreign = OAuthToken.objects.values_list("refresh_token_ciphertext", flat=True).get(
+        pk=healthy.pk
+    )
+    OAuthToken.objects.filter(pk=broken.pk).update(refresh_token_ciphertext=foreign)
+    provider_http.post(TOKEN_URL, json=NEW)
+    summary = services.refresh_due()
+    assert (summary.failed, summary.refreshed) == (1, 1)
+    row = stored(broken)
+    assert row.refresh_token_ciphertext == foreign  # kept for when the right key comes back
+    assert "another row" in row.last_error
+    assert row.next_refresh_at > timezone.now()
+    assert stored(healthy).access_token == "AT-new"
+
+
+def test_a_due_row_without_a_refresh_token_leaves_the_schedule(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user, refresh_token=None, next_refresh_at=timezone.now())
+    assert services.refresh_due().as_dict() == {
+        "refreshed": 0,
+        "skipped": 1,
+        "failed": 0,
+        "reauth": 0,
+    }
+    assert stored(token).next_refresh_at is None
+    assert len(provider_http.calls) == 0
+
+
+def test_due_ids_page_through_rows_that_share_one_refresh_time(
+    django_user_model: Any, make_token: Any
+) -> None:
+    same = timezone.now() - timedelta(seconds=5)
+    ids = {
+        make_token(django_user_model.objects.create_user(f"u{i}"), next_refresh_at=same).pk
+        for i in range(25)
+    }
+    listed = list(services.due_token_ids(batch_size=10))
+    assert sorted(listed) == sorted(ids)
+    assert listed == sorted(listed)
