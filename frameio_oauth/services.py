@@ -281,19 +281,41 @@ class _Result:
     rotated: bool = False
 
 
+class _RowBusy(Exception):
+    """The NOWAIT lock attempt found the row locked."""
+
+
 def _refresh_locked(
     token_id: int, *, force: bool, skip_locked: bool, rejected: str | None = None
 ) -> tuple[OAuthToken | None, Outcome, FrameioOAuthError | None]:
+    if skip_locked:
+        return _refresh_locked_once(token_id, "skip", force=force, rejected=rejected)
+    # Uncontended (the usual case): lock with NOWAIT, no lock_timeout round trip. Contended:
+    # that transaction is rolled back and a second one waits, bounded by lock_timeout.
+    try:
+        return _refresh_locked_once(token_id, "nowait", force=force, rejected=rejected)
+    except _RowBusy:
+        return _refresh_locked_once(token_id, "wait", force=force, rejected=rejected)
+
+
+def _refresh_locked_once(
+    token_id: int, lock: str, *, force: bool, rejected: str | None
+) -> tuple[OAuthToken | None, Outcome, FrameioOAuthError | None]:
+    skip_locked = lock == "skip"
     with transaction.atomic():
-        if not skip_locked:
+        if lock == "wait":
             _set_lock_timeout()
         try:
             token = (
-                OAuthToken.objects.select_for_update(skip_locked=skip_locked)
+                OAuthToken.objects.select_for_update(
+                    nowait=lock == "nowait", skip_locked=skip_locked
+                )
                 .filter(pk=token_id)
                 .first()
             )
         except DatabaseError as exc:
+            if lock == "nowait":
+                raise _RowBusy from exc
             raise ProviderUnavailable(
                 "another process is refreshing this token and did not finish in time"
             ) from exc
