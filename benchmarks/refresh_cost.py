@@ -278,7 +278,7 @@ def main() -> None:
     )
     print(
         f"target statements <= {TARGET_STATEMENTS}, on-demand refresh (NOWAIT "
-        f"lock_timeout): {len(real)} besides BEGIN, {len(sent)} round trips -> "
+        f"lock first): {len(real)} besides BEGIN, {len(sent)} round trips -> "
         f"{verdict(len(real) <= TARGET_STATEMENTS)}"
     )
     print(

@@ -1,4 +1,4 @@
-"""Login, callback, connected and disconnect views. Thin: the rules live in services.py."""
+"""Login, callback, connected and disconnect views. Thin: the rules live in services."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""The public Python API of frameio_oauth, and the only module that locks token rows.
+"""The refresh rule: one row, one refresh at a time, never an old refresh token twice.
 
-Views, tasks, admin actions and management commands are thin wrappers around these functions.
-The refresh rule: one row, one refresh at a time, never an old refresh token twice; see
-``refresh()``.
+Every function here that touches a token row locks it first (``select_for_update``): NOWAIT
+then a bounded wait for on-demand callers, SKIP LOCKED for the sweep.
 """
 
 from __future__ import annotations
@@ -10,9 +9,8 @@ from __future__ import annotations
 import enum
 import logging
 import random
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,11 +20,9 @@ from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from . import accounts, provider, signals
-from .conf import conf
-from .crypto import envelope_key_id, get_cipher
-from .exceptions import (
-    CallbackError,
+from .. import provider, signals
+from ..conf import conf
+from ..exceptions import (
     DecryptionError,
     FrameioOAuthError,
     NotConnected,
@@ -34,9 +30,9 @@ from .exceptions import (
     ProviderUnavailable,
     ReauthorizationRequired,
 )
-from .models import OAuthToken
+from ..models import OAuthToken
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("frameio_oauth.services")
 
 BACKOFF_BASE = 30.0
 BACKOFF_CAP = 30 * 60.0
@@ -56,7 +52,6 @@ REFRESHED_FIELDS = [
     "updated_at",
 ]
 _NEXT_REFRESH_FIELD = OAuthToken._meta.get_field("next_refresh_at")
-_CIPHERTEXT_COLUMNS = tuple(f"{name}_ciphertext" for name in SECRET_FIELDS)
 
 
 class Outcome(enum.Enum):
@@ -91,76 +86,6 @@ class RefreshSummary:
             "failed": self.failed,
             "reauth": self.reauth,
         }
-
-
-@dataclass(frozen=True)
-class DisconnectResult:
-    revoked_at_provider: bool
-    error: str = ""
-
-
-@dataclass
-class RotationSummary:
-    before: Counter[str] = field(default_factory=Counter)
-    after: Counter[str] = field(default_factory=Counter)
-    rewritten: int = 0
-
-
-# --- Sign-in and connect -------------------------------------------------------------------
-
-
-def exchange_code(
-    code: str, *, redirect_uri: str, code_verifier: str | None
-) -> tuple[provider.TokenResponse, provider.UserInfo]:
-    """Trade a code for tokens and learn whose they are. Stores nothing."""
-    tokens = provider.exchange_code(code, redirect_uri=redirect_uri, code_verifier=code_verifier)
-    return tokens, provider.fetch_userinfo(tokens.access_token)
-
-
-def connect_or_sign_in(
-    current_user: AbstractBaseUser | None,
-    tokens: provider.TokenResponse,
-    info: provider.UserInfo,
-) -> AbstractBaseUser:
-    """Store a new grant: for the signed-in user (connect), or for the user the Frame.io
-    identity is linked to, or a new user if sign-up is allowed. One transaction, so a refused
-    grant never leaves a new account behind. Returns the user the grant belongs to."""
-    with transaction.atomic():
-        user = current_user if current_user is not None else accounts.user_for_identity(info)
-        store_grant(user, tokens, info)
-    return user
-
-
-def store_grant(
-    user: AbstractBaseUser, tokens: provider.TokenResponse, info: provider.UserInfo
-) -> OAuthToken:
-    """Attach a freshly obtained grant to ``user``, replacing any grant the user had."""
-    with transaction.atomic():
-        holder = OAuthToken.objects.select_for_update().filter(provider_user_id=info.id).first()
-        if holder is not None and holder.user_id != user.pk:
-            raise CallbackError(
-                "linked_elsewhere",
-                "This Frame.io account is already connected to another user.",
-                status=409,
-            )
-        token = OAuthToken.objects.select_for_update().filter(user_id=user.pk).first()
-        created = token is None
-        if token is None:
-            token = OAuthToken(user_id=user.pk)
-        token.provider = conf.provider_name
-        token.provider_user_id = info.id
-        token.provider_email = info.email
-        token.status = OAuthToken.Status.ACTIVE
-        token.failure_count = 0
-        token.last_error = ""
-        _apply_tokens(token, tokens, keep_refresh_token=False)
-        token.save()
-    logger.info("stored a Frame.io grant for user %s", user.pk)
-    signals.token_obtained.send(sender=OAuthToken, token=token, user=user, created=created)
-    return token
-
-
-# --- Fresh tokens and the refresh rule --------------------------------------------------------
 
 
 def get_access_token(user: AbstractBaseUser) -> str:
@@ -382,7 +307,7 @@ def _refresh_row(token: OAuthToken, now: datetime) -> _Result:
         return _Result(Outcome.REAUTH, exc)
     except (ProviderUnavailable, ProviderError) as exc:
         return _Result(Outcome.FAILED, exc, retry_at=_mark_failed(token, exc, now))
-    _apply_tokens(token, response, keep_refresh_token=True)
+    apply_tokens(token, response, keep_refresh_token=True)
     token.last_refreshed_at = now
     token.failure_count = 0
     token.last_error = ""
@@ -413,7 +338,7 @@ def _needs_refresh(token: OAuthToken, now: datetime, *, sweep: bool = False) -> 
     return sweep and token.next_refresh_at is not None and token.next_refresh_at <= now
 
 
-def _apply_tokens(
+def apply_tokens(
     token: OAuthToken, response: provider.TokenResponse, *, keep_refresh_token: bool
 ) -> None:
     now = timezone.now()
@@ -462,86 +387,3 @@ def _set_lock_timeout() -> None:
         wait_ms = int((conf.http_timeout + LOCK_WAIT_SLACK) * 1000)
         with connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL lock_timeout = {wait_ms}")
-
-
-# --- Disconnect and key rotation ------------------------------------------------------------
-
-
-def disconnect(user: AbstractBaseUser) -> DisconnectResult:
-    """Revoke the grant at the provider (RFC 7009), then delete the local row.
-
-    The row goes even if the provider cannot be reached: the user asked to disconnect, and the
-    result says whether the provider confirmed.
-    """
-    with transaction.atomic():
-        token = OAuthToken.objects.select_for_update().filter(user_id=user.pk).first()
-        if token is None:
-            raise NotConnected(f"user {user.pk} has not connected Frame.io")
-        provider_user_id = token.provider_user_id
-        try:
-            if token.refresh_token:
-                provider.revoke(token.refresh_token, token_type_hint="refresh_token")
-            else:
-                provider.revoke(token.access_token, token_type_hint="access_token")
-        except FrameioOAuthError as exc:
-            result = DisconnectResult(revoked_at_provider=False, error=str(exc))
-            logger.warning("revocation for user %s failed: %s", user.pk, exc)
-        else:
-            result = DisconnectResult(revoked_at_provider=True)
-        token.delete()
-    signals.token_revoked.send(
-        sender=OAuthToken,
-        user=user,
-        provider_user_id=provider_user_id,
-        revoked_at_provider=result.revoked_at_provider,
-    )
-    return result
-
-
-def count_key_ids() -> Counter[str]:
-    """How many stored secrets each key id protects."""
-    counts: Counter[str] = Counter()
-    rows = OAuthToken.objects.values_list(*_CIPHERTEXT_COLUMNS).iterator(chunk_size=2000)
-    for envelopes in rows:
-        for envelope in envelopes:
-            if envelope:
-                counts[envelope_key_id(envelope) or "unknown"] += 1
-    return counts
-
-
-def rotate_encryption_keys(
-    batch_size: int = 500, *, progress: Callable[[int, int], None] | None = None
-) -> RotationSummary:
-    """Re-encrypt every secret still under an old key with the first key, batch by batch."""
-    primary = get_cipher().primary_kid
-    summary = RotationSummary(before=count_key_ids())
-    last_pk = 0
-    done = 0
-    while True:
-        with transaction.atomic():
-            batch = list(
-                OAuthToken.objects.select_for_update()
-                .filter(pk__gt=last_pk)
-                .order_by("pk")[:batch_size]
-            )
-            if not batch:
-                break
-            stale = [row for row in batch if _needs_rekey(row, primary)]
-            for row in stale:
-                for name in SECRET_FIELDS:
-                    setattr(row, name, getattr(row, name))
-            OAuthToken.objects.bulk_update(stale, list(SECRET_FIELDS))
-        summary.rewritten += len(stale)
-        done += len(batch)
-        last_pk = batch[-1].pk
-        if progress is not None:
-            progress(done, summary.rewritten)
-    summary.after = count_key_ids()
-    return summary
-
-
-def _needs_rekey(row: OAuthToken, primary: str) -> bool:
-    return any(
-        (envelope := row.__dict__.get(column)) and envelope_key_id(envelope) != primary
-        for column in _CIPHERTEXT_COLUMNS
-    )

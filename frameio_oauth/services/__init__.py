@@ -1,0 +1,50 @@
+"""The public Python API of frameio_oauth, and the only package that locks token rows.
+
+Views, tasks, admin actions and management commands are thin wrappers around these functions.
+The refresh rule (one row, one refresh at a time, never an old refresh token twice) lives in
+``_refresh.py``; storing and removing grants in ``_grants.py``; key rotation in ``_keys.py``.
+"""
+
+from __future__ import annotations
+
+from ._grants import (
+    DisconnectResult,
+    connect_or_sign_in,
+    disconnect,
+    exchange_code,
+    store_grant,
+)
+from ._keys import RotationSummary, count_key_ids, rotate_encryption_keys
+from ._refresh import (
+    REFRESHED_FIELDS,
+    Outcome,
+    RefreshSummary,
+    due_token_ids,
+    get_access_token,
+    next_refresh_time,
+    refresh,
+    refresh_due,
+    refresh_if_due,
+    replace_rejected_token,
+)
+
+__all__ = [
+    "REFRESHED_FIELDS",
+    "DisconnectResult",
+    "Outcome",
+    "RefreshSummary",
+    "RotationSummary",
+    "connect_or_sign_in",
+    "count_key_ids",
+    "disconnect",
+    "due_token_ids",
+    "exchange_code",
+    "get_access_token",
+    "next_refresh_time",
+    "refresh",
+    "refresh_due",
+    "refresh_if_due",
+    "replace_rejected_token",
+    "rotate_encryption_keys",
+    "store_grant",
+]

@@ -1,0 +1,105 @@
+"""Storing and removing grants: sign-in, connect, disconnect."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+
+from .. import accounts, provider, signals
+from ..conf import conf
+from ..exceptions import CallbackError, FrameioOAuthError, NotConnected
+from ..models import OAuthToken
+from ._refresh import apply_tokens
+
+logger = logging.getLogger("frameio_oauth.services")
+
+
+@dataclass(frozen=True)
+class DisconnectResult:
+    revoked_at_provider: bool
+    error: str = ""
+
+
+def exchange_code(
+    code: str, *, redirect_uri: str, code_verifier: str | None
+) -> tuple[provider.TokenResponse, provider.UserInfo]:
+    """Trade a code for tokens and learn whose they are. Stores nothing."""
+    tokens = provider.exchange_code(code, redirect_uri=redirect_uri, code_verifier=code_verifier)
+    return tokens, provider.fetch_userinfo(tokens.access_token)
+
+
+def connect_or_sign_in(
+    current_user: AbstractBaseUser | None,
+    tokens: provider.TokenResponse,
+    info: provider.UserInfo,
+) -> AbstractBaseUser:
+    """Store a new grant: for the signed-in user (connect), or for the user the Frame.io
+    identity is linked to, or a new user if sign-up is allowed. One transaction, so a refused
+    grant never leaves a new account behind. Returns the user the grant belongs to."""
+    with transaction.atomic():
+        user = current_user if current_user is not None else accounts.user_for_identity(info)
+        store_grant(user, tokens, info)
+    return user
+
+
+def store_grant(
+    user: AbstractBaseUser, tokens: provider.TokenResponse, info: provider.UserInfo
+) -> OAuthToken:
+    """Attach a freshly obtained grant to ``user``, replacing any grant the user had."""
+    with transaction.atomic():
+        holder = OAuthToken.objects.select_for_update().filter(provider_user_id=info.id).first()
+        if holder is not None and holder.user_id != user.pk:
+            raise CallbackError(
+                "linked_elsewhere",
+                "This Frame.io account is already connected to another user.",
+                status=409,
+            )
+        token = OAuthToken.objects.select_for_update().filter(user_id=user.pk).first()
+        created = token is None
+        if token is None:
+            token = OAuthToken(user_id=user.pk)
+        token.provider = conf.provider_name
+        token.provider_user_id = info.id
+        token.provider_email = info.email
+        token.status = OAuthToken.Status.ACTIVE
+        token.failure_count = 0
+        token.last_error = ""
+        apply_tokens(token, tokens, keep_refresh_token=False)
+        token.save()
+    logger.info("stored a Frame.io grant for user %s", user.pk)
+    signals.token_obtained.send(sender=OAuthToken, token=token, user=user, created=created)
+    return token
+
+
+def disconnect(user: AbstractBaseUser) -> DisconnectResult:
+    """Revoke the grant at the provider (RFC 7009), then delete the local row.
+
+    The row goes even if the provider cannot be reached: the user asked to disconnect, and the
+    result says whether the provider confirmed.
+    """
+    with transaction.atomic():
+        token = OAuthToken.objects.select_for_update().filter(user_id=user.pk).first()
+        if token is None:
+            raise NotConnected(f"user {user.pk} has not connected Frame.io")
+        provider_user_id = token.provider_user_id
+        try:
+            if token.refresh_token:
+                provider.revoke(token.refresh_token, token_type_hint="refresh_token")
+            else:
+                provider.revoke(token.access_token, token_type_hint="access_token")
+        except FrameioOAuthError as exc:
+            result = DisconnectResult(revoked_at_provider=False, error=str(exc))
+            logger.warning("revocation for user %s failed: %s", user.pk, exc)
+        else:
+            result = DisconnectResult(revoked_at_provider=True)
+        token.delete()
+    signals.token_revoked.send(
+        sender=OAuthToken,
+        user=user,
+        provider_user_id=provider_user_id,
+        revoked_at_provider=result.revoked_at_provider,
+    )
+    return result
