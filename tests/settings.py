@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from pathlib import Path
 
 from tests.services_probe import (
     PG_HOST,
@@ -10,6 +12,8 @@ from tests.services_probe import (
     postgres_available,
     redis_available,
 )
+
+_CHECKOUT = hashlib.sha256(str(Path(__file__).resolve().parent).encode()).hexdigest()[:8]
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -56,7 +60,9 @@ if postgres_available():
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": os.environ.get("FRAMEIO_TEST_PGDATABASE", "frameio_oauth"),
+            # Named after the checkout, so two checkouts on one server (a developer's and
+            # CI's) never fight over one test database.
+            "NAME": os.environ.get("FRAMEIO_TEST_PGDATABASE", f"frameio_oauth_{_CHECKOUT}"),
             "USER": os.environ.get("FRAMEIO_TEST_PGUSER", "postgres"),
             "HOST": PG_HOST,
             "PORT": PG_PORT,
