@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import responses
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from frameio_oauth.models import OAuthToken
+from tests.conftest import TOKEN_URL
+
+pytestmark = pytest.mark.django_db
+
+NEW = {"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3600}
+
+
+def test_the_sweep_prints_its_summary(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock, capsys: Any
+) -> None:
+    make_token(user, next_refresh_at=timezone.now() - timedelta(seconds=1))
+    provider_http.post(TOKEN_URL, json=NEW)
+    call_command("frameio_refresh_tokens", "-v", "2")
+    out = capsys.readouterr().out
+    assert ": refreshed" in out
+    assert "refreshed 1, skipped 0, failed 0, reauth 0" in out
+
+
+def test_dry_run_lists_due_tokens_and_changes_nothing(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock, capsys: Any
+) -> None:
+    token = make_token(user, next_refresh_at=timezone.now() - timedelta(seconds=1))
+    call_command("frameio_refresh_tokens", "--dry-run")
+    out = capsys.readouterr().out
+    assert f"would refresh token {token.pk} of user {user.pk}" in out
+    assert "1 token(s) due" in out
+    assert len(provider_http.calls) == 0
+    assert OAuthToken.objects.get(pk=token.pk).access_token == token.access_token
+
+
+def test_user_and_force_refresh_one_fresh_token(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user)
+    provider_http.post(TOKEN_URL, json=NEW)
+    call_command("frameio_refresh_tokens", "--user", "alice", "--force")
+    assert OAuthToken.objects.get(user=user).access_token == "AT-new"
+
+
+def test_a_failed_refresh_is_a_command_error(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user)
+    provider_http.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
+    with pytest.raises(CommandError, match="invalid_grant"):
+        call_command("frameio_refresh_tokens", "--user", "alice", "--force")
+
+
+def test_force_without_a_user_is_refused() -> None:
+    with pytest.raises(CommandError, match="--force needs --user"):
+        call_command("frameio_refresh_tokens", "--force")
+
+
+def test_an_unknown_user_is_refused(user: Any) -> None:
+    with pytest.raises(CommandError, match=r"has no Frame\.io token"):
+        call_command("frameio_refresh_tokens", "--user", "alice")
