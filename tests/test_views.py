@@ -121,10 +121,14 @@ def test_an_anonymous_user_without_a_link_is_refused_when_signup_is_off(
     client: Client, provider_http: responses.RequestsMock
 ) -> None:
     provider_answers(provider_http)
+    provider_http.post(REVOKE_URL, body="")
     response = callback(client, state=start(client), code="C")
     assert response.status_code == 403
     assert b"Sign in first" in response.content
     assert not OAuthToken.objects.exists()
+    # The grant nobody will use is handed back to the provider.
+    revoked = [c for c in provider_http.calls if c.request.url == REVOKE_URL]
+    assert parse_qs(revoked[0].request.body)["token"] == ["RT-1"]
 
 
 def test_an_anonymous_user_gets_an_account_when_signup_is_on(

@@ -39,10 +39,28 @@ def connect_or_sign_in(
     """Store a new grant: for the signed-in user (connect), or for the user the Frame.io
     identity is linked to, or a new user if sign-up is allowed. One transaction, so a refused
     grant never leaves a new account behind. Returns the user the grant belongs to."""
-    with transaction.atomic():
-        user = current_user if current_user is not None else accounts.user_for_identity(info)
-        store_grant(user, tokens, info)
+    try:
+        with transaction.atomic():
+            user = current_user if current_user is not None else accounts.user_for_identity(info)
+            store_grant(user, tokens, info)
+    except CallbackError as exc:
+        if exc.code == "no_account":
+            # Nobody here holds a grant for this identity, so giving back the one we were
+            # just handed cannot hurt another user's connection. Elsewhere (linked_elsewhere,
+            # inactive) a provider that revokes per user and client could cut a live grant.
+            _give_back(tokens)
+        raise
     return user
+
+
+def _give_back(tokens: provider.TokenResponse) -> None:
+    try:
+        if tokens.refresh_token:
+            provider.revoke(tokens.refresh_token, token_type_hint="refresh_token")
+        else:
+            provider.revoke(tokens.access_token, token_type_hint="access_token")
+    except FrameioOAuthError as exc:
+        logger.info("could not revoke a refused grant: %s", exc)
 
 
 def store_grant(
