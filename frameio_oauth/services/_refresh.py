@@ -31,6 +31,7 @@ from ..exceptions import (
     ReauthorizationRequired,
 )
 from ..models import OAuthToken
+from . import _rows
 
 logger = logging.getLogger("frameio_oauth.services")
 
@@ -231,13 +232,7 @@ def _refresh_locked_once(
         if lock == "wait":
             _set_lock_timeout()
         try:
-            token = (
-                OAuthToken.objects.select_for_update(
-                    nowait=lock == "nowait", skip_locked=skip_locked
-                )
-                .filter(pk=token_id)
-                .first()
-            )
+            token = _rows.lock_by_id(token_id, lock)
         except DatabaseError as exc:
             if lock == "nowait":
                 raise _RowBusy from exc
@@ -273,7 +268,7 @@ def _claim_next_due(now: datetime) -> tuple[int, Outcome] | None:
     sweeps each take a different row and never spend a lock attempt on one another's rows.
     """
     with transaction.atomic():
-        token = OAuthToken.objects.due(now).select_for_update(skip_locked=True).first()
+        token = _rows.claim_due(now)
         if token is None:
             return None
         result = _refresh_row(token, now)
@@ -295,7 +290,7 @@ def _refresh_row(token: OAuthToken, now: datetime) -> _Result:
         if not token.is_expired(now):
             # Nothing to refresh with until it expires: take the row off the schedule.
             token.next_refresh_at = None
-            token.save(update_fields=["next_refresh_at", "updated_at"])
+            _rows.save_fields(token, ["next_refresh_at", "updated_at"])
             return _Result(Outcome.NOT_DUE)
         error = ReauthorizationRequired("no refresh token; the offline scope was not granted")
         _mark_reauth(token, error)
@@ -311,7 +306,7 @@ def _refresh_row(token: OAuthToken, now: datetime) -> _Result:
     token.last_refreshed_at = now
     token.failure_count = 0
     token.last_error = ""
-    token.save(update_fields=REFRESHED_FIELDS)
+    _rows.save_fields(token, REFRESHED_FIELDS)
     return _Result(Outcome.REFRESHED, rotated=response.refresh_token is not None)
 
 
@@ -365,7 +360,7 @@ def _mark_reauth(token: OAuthToken, error: FrameioOAuthError) -> None:
     token.status = OAuthToken.Status.REAUTH_REQUIRED
     token.next_refresh_at = None
     token.last_error = str(error)[:255]
-    token.save(update_fields=["status", "next_refresh_at", "last_error", "updated_at"])
+    _rows.save_fields(token, ["status", "next_refresh_at", "last_error", "updated_at"])
 
 
 def _mark_failed(token: OAuthToken, error: FrameioOAuthError, now: datetime) -> datetime:
@@ -378,7 +373,7 @@ def _mark_failed(token: OAuthToken, error: FrameioOAuthError, now: datetime) -> 
     retry_at = now + timedelta(seconds=delay)
     token.next_refresh_at = retry_at
     token.last_error = str(error)[:255]
-    token.save(update_fields=["failure_count", "next_refresh_at", "last_error", "updated_at"])
+    _rows.save_fields(token, ["failure_count", "next_refresh_at", "last_error", "updated_at"])
     return retry_at
 
 
