@@ -81,7 +81,8 @@ def test_the_token_task_retries_a_transient_failure(
     with pytest.raises(Retry) as caught:
         refresh_token.apply(args=[due_token.pk]).get()
     assert isinstance(caught.value.exc, ProviderUnavailable)
-    assert caught.value.when > 0  # a backoff delay, not an immediate retry
+    # Full jitter: a delay drawn from [0, retry_backoff] for the first retry.
+    assert 0 <= caught.value.when <= refresh_token.retry_backoff
     assert len(provider_http.calls) == 1
 
 
