@@ -120,7 +120,7 @@ def test_two_sweeps_at_once_refresh_each_of_500_tokens_exactly_once(
     django_user_model: Any,
 ) -> None:
     with rotating_provider() as (url, provider):
-        provider.delay = 0.002
+        provider.delay = 0.004  # keeps both sweeps busy long enough to overlap
         users = django_user_model.objects.bulk_create(
             [django_user_model(username=f"user{i}") for i in range(500)]
         )
