@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -37,7 +39,7 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     list_filter = ("status", "provider")
     list_select_related = ("user",)
-    search_fields = ("user__username", "user__email", "provider_email")
+    search_fields = ("provider_email",)
     ordering = ("-updated_at",)
     actions = ("refresh_now", "revoke_and_disconnect")
     fields = (
@@ -60,6 +62,19 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "updated_at",
     )
     readonly_fields = fields
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        # The user's own login name and e-mail, whatever the custom user model calls them.
+        user_model = get_user_model()
+        names = {user_model.USERNAME_FIELD, user_model.get_email_field_name()}
+        own = {field.name for field in user_model._meta.get_fields()}
+        return [f"user__{name}" for name in sorted(names & own)] + list(self.search_fields)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        # Deleting a row would leave the grant alive at Frame.io: use "Revoke and disconnect".
+        actions.pop("delete_selected", None)
+        return actions
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Rows come only from a completed sign-in; a hand-made row would hold no real grant.

@@ -4,6 +4,7 @@ E001 no CLIENT_ID                     E005 non-https provider or redirect URL ou
 E002 no ENCRYPTION_KEYS               E006 unknown PROVIDER preset
 E003 a malformed encryption key       W001 no offline scope: no refresh token will come back
 E004 public client with PKCE off      W002 unknown keys in FRAMEIO_OAUTH (a typo?)
+                                      W003 ATOMIC_REQUESTS: no on-demand refresh inside views
 """
 
 from __future__ import annotations
@@ -63,6 +64,19 @@ def check_settings(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> li
             )
         )
     messages += _check_urls()
+    atomic = [alias for alias, db in settings.DATABASES.items() if db.get("ATOMIC_REQUESTS")]
+    if atomic:
+        messages.append(
+            Warning(
+                f"ATOMIC_REQUESTS is on for {', '.join(atomic)}: frameio_oauth will not refresh "
+                "a token inside a view's transaction (a rollback could restore a spent "
+                "refresh token), so get_access_token there hands out the current token until "
+                "it expires and then raises RefreshInsideTransaction.",
+                hint="Run the Celery beat sweep, and mark views that must refresh on demand "
+                "with @transaction.non_atomic_requests.",
+                id="frameio_oauth.W003",
+            )
+        )
     unknown = conf.unknown_keys()
     if unknown:
         messages.append(

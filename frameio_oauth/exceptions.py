@@ -39,6 +39,14 @@ class ProviderUnavailable(FrameioOAuthError):
         self.retry_after = retry_after
 
 
+class RefreshInsideTransaction(FrameioOAuthError):
+    """A refresh was asked for inside the caller's open transaction (e.g. ATOMIC_REQUESTS).
+
+    Refused, because a rollback of that transaction after the provider rotated the refresh
+    token would restore the spent one, and presenting it again can revoke the user's grant.
+    """
+
+
 class DecryptionError(FrameioOAuthError):
     """A stored secret could not be decrypted: unknown key id, wrong key, tampered or moved
     ciphertext. Nothing is returned in its place."""

@@ -18,10 +18,12 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlencode
 
 import requests
+from django.views.decorators.debug import sensitive_variables
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util import Timeout
 
@@ -33,6 +35,8 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 TRANSIENT_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 _session = requests.Session()
+# One session serves every user and thread: never carry a cookie from one call to the next.
+_session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ def build_authorization_request(redirect_uri: str) -> AuthorizationRequest:
     )
 
 
+@sensitive_variables("code", "code_verifier", "form")
 def exchange_code(code: str, *, redirect_uri: str, code_verifier: str | None) -> TokenResponse:
     """Trade an authorization code for tokens (RFC 6749 §4.1.3, RFC 7636 §4.5)."""
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
@@ -98,6 +103,7 @@ def exchange_code(code: str, *, redirect_uri: str, code_verifier: str | None) ->
     return _token_request(form)
 
 
+@sensitive_variables("refresh_token", "form")
 def refresh_grant(refresh_token: str, *, scope: str | None = None) -> TokenResponse:
     """Use a refresh token once (RFC 6749 §6). The caller must hold the row lock."""
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
@@ -105,6 +111,7 @@ def refresh_grant(refresh_token: str, *, scope: str | None = None) -> TokenRespo
     return _token_request(form)
 
 
+@sensitive_variables("token", "form")
 def revoke(token: str, *, token_type_hint: str = "refresh_token") -> None:
     """Revoke a token at the provider (RFC 7009). 200 means revoked or already unknown."""
     form = {"token": token, "token_type_hint": token_type_hint}
@@ -115,6 +122,7 @@ def revoke(token: str, *, token_type_hint: str = "refresh_token") -> None:
     _raise_for_error(response, payload, what="revocation endpoint")
 
 
+@sensitive_variables("access_token")
 def fetch_userinfo(access_token: str) -> UserInfo:
     response, body = _send(
         "GET",
@@ -140,6 +148,7 @@ def fetch_userinfo(access_token: str) -> UserInfo:
     )
 
 
+@sensitive_variables("form", "payload", "body")
 def _token_request(form: dict[str, str]) -> TokenResponse:
     response, body = _post(conf.token_url, form)
     payload = _json_or_none(body)
@@ -173,23 +182,30 @@ def parse_token_payload(payload: dict[str, Any]) -> TokenResponse:
     )
 
 
+# Longer than any real access token lives; a bigger number is a provider bug, not a promise.
+MAX_EXPIRES_IN = 366 * 24 * 3600
+
+
 def _expires_in(value: Any) -> int:
     if value is None:
         return conf.preset.access_token_lifetime
+    unusable = ProviderError("token endpoint answer has an unusable expires_in")
     if isinstance(value, bool):
-        raise ProviderError("token endpoint answer has an unusable expires_in")
+        raise unusable
     if isinstance(value, str):
         value = value.strip()
-        if not value.isdigit():
-            raise ProviderError("token endpoint answer has an unusable expires_in")
+        # isascii(): str.isdigit() also accepts digits such as "²" that int() refuses.
+        if not (value.isascii() and value.isdigit()) or len(value) > 12:
+            raise unusable
         value = int(value)
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_EXPIRES_IN:
         value = int(value)
-    if not isinstance(value, int) or value <= 0:
-        raise ProviderError("token endpoint answer has an unusable expires_in")
+    if not isinstance(value, int) or not 0 < value <= MAX_EXPIRES_IN:
+        raise unusable
     return value
 
 
+@sensitive_variables("form", "auth")
 def _post(url: str, form: dict[str, str]) -> tuple[requests.Response, bytes]:
     auth = None
     if conf.client_secret is not None:
@@ -199,6 +215,7 @@ def _post(url: str, form: dict[str, str]) -> tuple[requests.Response, bytes]:
     return _send("POST", url, data=form, auth=auth, headers={"Accept": "application/json"})
 
 
+@sensitive_variables("kwargs", "body")
 def _send(method: str, url: str, **kwargs: Any) -> tuple[requests.Response, bytes]:
     """One request under a hard deadline, body capped. Returns the response and its body."""
     budget = conf.http_timeout
@@ -209,6 +226,8 @@ def _send(method: str, url: str, **kwargs: Any) -> tuple[requests.Response, byte
             method,
             url,
             stream=True,
+            # A redirect would re-send codes and refresh tokens to another URL.
+            allow_redirects=False,
             # requests passes a urllib3 Timeout through as it is; its stubs don't say so.
             timeout=Timeout(total=budget),  # type: ignore[arg-type]
             **kwargs,
@@ -266,7 +285,7 @@ def _set_read_timeout(response: requests.Response, remaining: float) -> None:
 def _json_or_none(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
 import logging
 import time
@@ -12,12 +13,16 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
 from . import provider, services
@@ -73,6 +78,9 @@ def login(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @require_GET
+# Under ATOMIC_REQUESTS the spent state would not be committed before the slow exchange, and
+# the refresh rule refuses to run inside a caller's transaction anyway.
+@transaction.non_atomic_requests
 def callback(request: HttpRequest) -> HttpResponse:
     try:
         response = _complete(request)
@@ -84,6 +92,7 @@ def callback(request: HttpRequest) -> HttpResponse:
     return response
 
 
+@sensitive_variables("code", "flow", "tokens")
 def _complete(request: HttpRequest) -> HttpResponse:
     error = request.GET.get("error")
     if error:
@@ -115,7 +124,7 @@ def _complete(request: HttpRequest) -> HttpResponse:
     current = request.user if request.user.is_authenticated else None
     user = services.connect_or_sign_in(current, tokens, info)
     if current is None:
-        auth_login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])  # type: ignore[arg-type]
+        auth_login(request, user, backend=_login_backend())  # type: ignore[arg-type]
     return HttpResponseRedirect(flow["next"] or reverse("frameio_oauth:connected"))
 
 
@@ -137,6 +146,13 @@ def _pop_flow(request: HttpRequest, state: str) -> dict[str, Any]:
     request.session[SESSION_KEY] = flows
     # Save now, before the slow exchange, so a replayed callback cannot reuse the state.
     request.session.save()
+    # Two requests racing with one session (a reload during the exchange) both read the state
+    # before either saved; the cache's atomic add lets exactly one of them through.
+    spent_key = "frameio_oauth:spent-state:" + hashlib.sha256(state.encode()).hexdigest()
+    if not cache.add(spent_key, 1, FLOW_LIFETIME):
+        raise CallbackError(
+            "unknown_state", _("This sign-in link is unknown, used or expired; start again.")
+        )
     if flow.get("created", 0) <= time.time() - FLOW_LIFETIME:
         raise CallbackError("expired_state", _("The sign-in took too long; start again."))
     return flow
@@ -171,6 +187,15 @@ def disconnect(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(
         _safe_next(request, request.POST.get("next")) or reverse("frameio_oauth:connected")
     )
+
+
+def _login_backend() -> str:
+    """The first configured backend that can load a user back from the session (django-axes'
+    standalone backend, often listed first, cannot)."""
+    for path in settings.AUTHENTICATION_BACKENDS:
+        if hasattr(import_string(path), "get_user"):
+            return str(path)
+    return str(settings.AUTHENTICATION_BACKENDS[0])
 
 
 def _safe_next(request: HttpRequest, candidate: str | None) -> str:

@@ -132,3 +132,13 @@ def test_revoke_and_disconnect_action_removes_the_rows(
     assert b"2 tokens were revoked and removed" in response.content
     assert not OAuthToken.objects.exists()
     assert len(provider_http.calls) == 2
+
+
+def test_plain_delete_is_not_offered_because_it_would_not_revoke(
+    admin_browser: Client, user: Any, make_token: Any
+) -> None:
+    make_token(user)
+    response = admin_browser.get(CHANGELIST)
+    actions = [choice[0] for choice in response.context["action_form"].fields["action"].choices]
+    assert "delete_selected" not in actions
+    assert {"refresh_now", "revoke_and_disconnect"} <= set(actions)

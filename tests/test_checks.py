@@ -74,3 +74,10 @@ def test_unknown_keys_are_w002() -> None:
 def test_a_setting_that_is_not_a_dict_is_e000() -> None:
     with override_settings(FRAMEIO_OAUTH=["CLIENT_ID"]):
         assert [m.id for m in check_settings(None)] == ["frameio_oauth.E000"]
+
+
+def test_atomic_requests_is_w003(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.conf import settings
+
+    monkeypatch.setitem(settings.DATABASES["default"], "ATOMIC_REQUESTS", True)
+    assert ids_for() == {"frameio_oauth.W003"}

@@ -150,7 +150,9 @@ def test_missing_expires_in_falls_back_to_the_presets_lifetime(
     assert refresh_with(provider_http, json=answer).expires_in == 3600
 
 
-@pytest.mark.parametrize("value", ["soon", -5, 0, True, "12.5", [3600]])
+@pytest.mark.parametrize(
+    "value", ["soon", -5, 0, True, "12.5", [3600], "\u00b2", 1e15, 10**15, "9" * 40]
+)
 def test_an_unusable_expires_in_is_a_provider_error(
     provider_http: responses.RequestsMock, value: Any
 ) -> None:
@@ -389,3 +391,16 @@ def test_a_declared_huge_body_is_refused_before_reading(
     )
     with pytest.raises(ProviderError, match="over"):
         provider.refresh_grant("RT")
+
+
+def test_absurdly_nested_json_is_a_provider_error(provider_http: responses.RequestsMock) -> None:
+    with pytest.raises(ProviderError):
+        refresh_with(provider_http, body="[" * 100_000, content_type="application/json")
+
+
+def test_a_redirect_is_not_followed_with_the_refresh_token(
+    provider_http: responses.RequestsMock,
+) -> None:
+    with pytest.raises(ProviderError, match="307"):
+        refresh_with(provider_http, status=307, headers={"Location": "https://x.example/"})
+    assert all(call.request.url == TOKEN_URL for call in provider_http.calls)

@@ -10,16 +10,17 @@ import pytest
 import requests
 import responses
 import time_machine
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from frameio_oauth import services, signals
+from frameio_oauth import provider, services, signals
 from frameio_oauth.exceptions import (
     NotConnected,
     ProviderError,
     ProviderUnavailable,
     ReauthorizationRequired,
+    RefreshInsideTransaction,
 )
 from frameio_oauth.models import OAuthToken
 from tests.conftest import TOKEN_URL
@@ -319,3 +320,60 @@ def test_due_ids_page_through_rows_that_share_one_refresh_time(
     listed = list(services.due_token_ids(batch_size=10))
     assert sorted(listed) == sorted(ids)
     assert listed == sorted(listed)
+
+
+def test_inside_a_callers_transaction_a_due_but_valid_token_is_handed_out_unrefreshed(
+    user: Any, due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    with transaction.atomic():
+        assert services.get_access_token(user) == due_token.access_token
+    assert len(provider_http.calls) == 0
+
+
+def test_inside_a_callers_transaction_a_refresh_is_refused(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user, expires_at=timezone.now() - timedelta(seconds=1))
+    with transaction.atomic(), pytest.raises(RefreshInsideTransaction):
+        services.get_access_token(user)
+    with transaction.atomic(), pytest.raises(RefreshInsideTransaction):
+        services.refresh(token.pk, force=True)
+    assert len(provider_http.calls) == 0
+
+
+def test_an_unexpected_error_is_recorded_and_the_sweep_goes_on(
+    user: Any,
+    other_user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    past = timezone.now() - timedelta(seconds=1)
+    odd = make_token(user, refresh_token="odd", next_refresh_at=past - timedelta(minutes=1))
+    make_token(other_user, next_refresh_at=past)
+    real = provider.refresh_grant
+
+    def flaky(refresh_token: str, **kwargs: Any) -> Any:
+        if refresh_token == "odd":
+            raise KeyError("a bug somewhere below us")
+        return real(refresh_token, **kwargs)
+
+    monkeypatch.setattr(provider, "refresh_grant", flaky)
+    provider_http.post(TOKEN_URL, json=NEW)
+    summary = services.refresh_due()
+    assert (summary.failed, summary.refreshed) == (1, 1)
+    row = stored(odd)
+    assert row.refresh_token == "odd"
+    assert "unexpected KeyError" in row.last_error
+    assert row.next_refresh_at > timezone.now()
+
+
+def test_a_huge_retry_after_does_not_park_the_token_for_years(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=429, headers={"Retry-After": "99999999999"}, body="")
+    with pytest.raises(ProviderUnavailable):
+        services.refresh(due_token.pk)
+    assert stored(due_token).next_refresh_at <= timezone.now() + timedelta(
+        seconds=services._refresh.BACKOFF_CAP + 5
+    )

@@ -104,17 +104,43 @@ def test_callback_without_next_goes_to_the_connected_page(
     assert response["Location"] == "/frameio/connected/"
 
 
-def test_callback_sends_token_obtained(
-    signed_in: Client, user: Any, provider_http: responses.RequestsMock
+def test_callback_sends_token_obtained_after_the_commit(
+    signed_in: Client,
+    user: Any,
+    provider_http: responses.RequestsMock,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     provider_answers(provider_http)
     received: list[dict[str, Any]] = []
     signals.token_obtained.connect(lambda **kw: received.append(kw), weak=False, dispatch_uid="t")
     try:
-        callback(signed_in, state=start(signed_in), code="C")
+        with django_capture_on_commit_callbacks(execute=False) as pending:
+            callback(signed_in, state=start(signed_in), code="C")
+        assert received == []  # nothing before the commit
+        for run in pending:
+            run()
     finally:
         signals.token_obtained.disconnect(dispatch_uid="t")
     assert [(r["user"], r["created"]) for r in received] == [(user, True)]
+
+
+class StandaloneBackend:
+    """Like django-axes' AxesStandaloneBackend: authenticates nothing, loads no user."""
+
+    def authenticate(self, request: Any, **credentials: Any) -> None:
+        return None
+
+
+def test_sign_in_records_a_backend_that_can_load_the_user(
+    client: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user, provider_user_id="fio-42")
+    provider_answers(provider_http)
+    backends = ["tests.test_views.StandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+    with override_settings(AUTHENTICATION_BACKENDS=backends):
+        callback(client, state=start(client), code="C")
+        assert client.session["_auth_user_backend"] == backends[1]
+        assert client.get("/frameio/connected/").status_code == 200
 
 
 def test_an_anonymous_user_without_a_link_is_refused_when_signup_is_off(

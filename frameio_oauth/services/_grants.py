@@ -88,7 +88,13 @@ def store_grant(
         apply_tokens(token, tokens, keep_refresh_token=False)
         token.save()
     logger.info("stored a Frame.io grant for user %s", user.pk)
-    signals.token_obtained.send(sender=OAuthToken, token=token, user=user, created=created)
+    # After the outermost commit: a receiver must find the row, and must not be able to roll
+    # back a grant the provider has already issued.
+    transaction.on_commit(
+        lambda: signals.token_obtained.send(
+            sender=OAuthToken, token=token, user=user, created=created
+        )
+    )
     return token
 
 

@@ -6,10 +6,12 @@ then a bounded wait for on-demand callers, SKIP LOCKED for the sweep.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import random
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +21,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from .. import provider, signals
 from ..conf import conf
@@ -29,6 +32,7 @@ from ..exceptions import (
     ProviderError,
     ProviderUnavailable,
     ReauthorizationRequired,
+    RefreshInsideTransaction,
 )
 from ..models import OAuthToken
 from . import _rows
@@ -101,6 +105,11 @@ def get_access_token(user: AbstractBaseUser) -> str:
         return str(token.access_token)
     try:
         return str(refresh(token.pk).access_token)
+    except RefreshInsideTransaction:
+        # The sweep will refresh it; until it expires the current token still works.
+        if not token.is_expired(now):
+            return str(token.access_token)
+        raise
     except (ProviderUnavailable, ProviderError):
         # The old access token may still have minutes to live; use it rather than fail.
         if not token.is_expired(now):
@@ -224,11 +233,26 @@ def _refresh_locked(
         return _refresh_locked_once(token_id, "wait", force=force, rejected=rejected)
 
 
+@contextmanager
+def _own_transaction() -> Iterator[None]:
+    """A transaction of our own, never a savepoint in the caller's: a caller's rollback after
+    the provider rotated the refresh token would restore the spent one."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(transaction.atomic(durable=True))
+        except RuntimeError as exc:
+            raise RefreshInsideTransaction(
+                "a Frame.io refresh cannot run inside an open transaction; call it outside "
+                "transaction.atomic() (views: @transaction.non_atomic_requests)"
+            ) from exc
+        yield
+
+
 def _refresh_locked_once(
     token_id: int, lock: str, *, force: bool, rejected: str | None
 ) -> tuple[OAuthToken | None, Outcome, FrameioOAuthError | None]:
     skip_locked = lock == "skip"
-    with transaction.atomic():
+    with _own_transaction():
         if lock == "wait":
             _set_lock_timeout()
         try:
@@ -267,7 +291,7 @@ def _claim_next_due(now: datetime) -> tuple[int, Outcome] | None:
     The queue pattern (ORDER BY next_refresh_at LIMIT 1 FOR UPDATE SKIP LOCKED): concurrent
     sweeps each take a different row and never spend a lock attempt on one another's rows.
     """
-    with transaction.atomic():
+    with _own_transaction():
         token = _rows.claim_due(now)
         if token is None:
             return None
@@ -276,6 +300,7 @@ def _claim_next_due(now: datetime) -> tuple[int, Outcome] | None:
     return token.pk, result.outcome
 
 
+@sensitive_variables("refresh_token", "response")
 def _refresh_row(token: OAuthToken, now: datetime) -> _Result:
     """One provider call for a locked row, and its outcome saved on the row. Never raises a
     provider or decryption error: they are recorded and returned."""
@@ -292,9 +317,9 @@ def _refresh_row(token: OAuthToken, now: datetime) -> _Result:
             token.next_refresh_at = None
             _rows.save_fields(token, ["next_refresh_at", "updated_at"])
             return _Result(Outcome.NOT_DUE)
-        error = ReauthorizationRequired("no refresh token; the offline scope was not granted")
-        _mark_reauth(token, error)
-        return _Result(Outcome.REAUTH, error)
+        missing = ReauthorizationRequired("no refresh token; the offline scope was not granted")
+        _mark_reauth(token, missing)
+        return _Result(Outcome.REAUTH, missing)
     try:
         response = provider.refresh_grant(refresh_token)
     except ReauthorizationRequired as exc:
@@ -302,6 +327,12 @@ def _refresh_row(token: OAuthToken, now: datetime) -> _Result:
         return _Result(Outcome.REAUTH, exc)
     except (ProviderUnavailable, ProviderError) as exc:
         return _Result(Outcome.FAILED, exc, retry_at=_mark_failed(token, exc, now))
+    except Exception as exc:
+        # Whatever else goes wrong must not stop the sweep on this row forever: record it and
+        # back off like any other failure.
+        logger.exception("refresh of token %s failed unexpectedly", token.pk)
+        error = ProviderError(f"unexpected {type(exc).__name__} during the refresh")
+        return _Result(Outcome.FAILED, error, retry_at=_mark_failed(token, error, now))
     apply_tokens(token, response, keep_refresh_token=True)
     token.last_refreshed_at = now
     token.failure_count = 0
@@ -369,7 +400,8 @@ def _mark_failed(token: OAuthToken, error: FrameioOAuthError, now: datetime) -> 
     delay = random.uniform(delay / 2, delay)  # noqa: S311
     retry_after = getattr(error, "retry_after", None)
     if retry_after:
-        delay = max(delay, retry_after)
+        # Honour the provider's Retry-After, but never let it park a token for years.
+        delay = max(delay, min(retry_after, BACKOFF_CAP))
     retry_at = now + timedelta(seconds=delay)
     token.next_refresh_at = retry_at
     token.last_error = str(error)[:255]
