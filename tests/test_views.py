@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
+from django.core.cache import cache
 from django.test import Client, override_settings
 
 from frameio_oauth import signals
@@ -375,3 +377,13 @@ def test_disconnect_when_the_provider_fails_still_removes_and_says_so(
     assert len(provider_http.calls) == 1
     assert not OAuthToken.objects.filter(user=user).exists()
     assert b"could not confirm the revocation" in response.content
+
+
+def test_a_state_spent_by_a_racing_request_is_refused(
+    signed_in: Client, provider_http: responses.RequestsMock
+) -> None:
+    state = start(signed_in)
+    # What a concurrent callback with the same session leaves behind once it has passed.
+    cache.add("frameio_oauth:spent-state:" + hashlib.sha256(state.encode()).hexdigest(), 1)
+    assert_refused(callback(signed_in, state=state, code="C"), "unknown_state")
+    assert len(provider_http.calls) == 0
