@@ -16,8 +16,10 @@ import os
 from functools import lru_cache
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
-from .conf import conf
+from .conf import SETTING_NAME, conf
 from .exceptions import DecryptionError, ImproperlyConfigured
 
 VERSION = "v1"
@@ -117,6 +119,20 @@ def _cipher_for(keys: tuple[str, ...]) -> TokenCipher:
     return TokenCipher(keys)
 
 
+_current: TokenCipher | None = None
+
+
 def get_cipher() -> TokenCipher:
-    """The cipher for the current settings; cached per key list, so overrides take effect."""
-    return _cipher_for(tuple(conf.encryption_keys))
+    """The cipher for the current settings. Kept until FRAMEIO_OAUTH changes (the
+    setting_changed signal, which override_settings sends), so the hot path reads no settings."""
+    global _current
+    if _current is None:
+        _current = _cipher_for(tuple(conf.encryption_keys))
+    return _current
+
+
+@receiver(setting_changed)
+def _forget_cipher(*, setting: str, **kwargs: object) -> None:
+    global _current
+    if setting == SETTING_NAME:
+        _current = None
