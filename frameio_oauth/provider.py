@@ -122,6 +122,16 @@ def revoke(token: str, *, token_type_hint: str = "refresh_token") -> None:
     _raise_for_error(response, payload, what="revocation endpoint")
 
 
+@sensitive_variables("refresh_token", "access_token")
+def revoke_grant(*, refresh_token: str | None, access_token: str) -> None:
+    """Revoke a whole grant: by its refresh token when there is one (which ends the chain and
+    its access tokens), else by the access token."""
+    if refresh_token:
+        revoke(refresh_token, token_type_hint="refresh_token")
+    else:
+        revoke(access_token, token_type_hint="access_token")
+
+
 @sensitive_variables("access_token")
 def fetch_userinfo(access_token: str) -> UserInfo:
     response, body = _send(

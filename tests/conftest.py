@@ -91,6 +91,24 @@ def make_token() -> Callable[..., OAuthToken]:
 
 
 @pytest.fixture
+def make_due_tokens(
+    django_user_model: Any, make_token: Callable[..., OAuthToken]
+) -> Callable[[int], list[OAuthToken]]:
+    """``count`` tokens of new users, all due now, plus one user whose token is not due."""
+
+    def make(count: int) -> list[OAuthToken]:
+        past = timezone.now() - timedelta(seconds=1)
+        due = [
+            make_token(django_user_model.objects.create_user(f"due{index}"), next_refresh_at=past)
+            for index in range(count)
+        ]
+        make_token(django_user_model.objects.create_user("not-due"))
+        return due
+
+    return make
+
+
+@pytest.fixture
 def provider_http() -> Iterator[responses.RequestsMock]:
     """Every HTTP call is mocked; an unexpected one fails the test."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:

@@ -50,12 +50,9 @@ def test_the_sweep_task_returns_its_summary(
 
 @pytest.mark.django_db
 def test_a_fanned_out_sweep_enqueues_one_task_per_due_row(
-    django_user_model: Any, make_token: Any, provider_http: responses.RequestsMock
+    make_due_tokens: Any, provider_http: responses.RequestsMock
 ) -> None:
-    past = timezone.now() - timedelta(seconds=1)
-    for index in range(3):
-        make_token(django_user_model.objects.create_user(f"u{index}"), next_refresh_at=past)
-    make_token(django_user_model.objects.create_user("later"))
+    make_due_tokens(3)
     provider_http.post(TOKEN_URL, json=NEW)
     assert refresh_due_tokens.apply(kwargs={"fanout": True}).get() == {"enqueued": 3}
     assert len(provider_http.calls) == 3

@@ -234,12 +234,9 @@ def test_success_after_failures_resets_the_count(
 
 
 def test_refresh_due_refreshes_every_due_token_once(
-    django_user_model: Any, make_token: Any, provider_http: responses.RequestsMock
+    make_due_tokens: Any, provider_http: responses.RequestsMock
 ) -> None:
-    past = timezone.now() - timedelta(seconds=1)
-    for index in range(7):
-        make_token(django_user_model.objects.create_user(f"u{index}"), next_refresh_at=past)
-    make_token(django_user_model.objects.create_user("later"))
+    make_due_tokens(7)
     provider_http.post(TOKEN_URL, json=NEW)
     summary = services.refresh_due()
     assert summary.refreshed == 7
@@ -248,11 +245,9 @@ def test_refresh_due_refreshes_every_due_token_once(
 
 
 def test_refresh_due_respects_its_limit(
-    django_user_model: Any, make_token: Any, provider_http: responses.RequestsMock
+    make_due_tokens: Any, provider_http: responses.RequestsMock
 ) -> None:
-    past = timezone.now() - timedelta(seconds=1)
-    for index in range(5):
-        make_token(django_user_model.objects.create_user(f"u{index}"), next_refresh_at=past)
+    make_due_tokens(5)
     provider_http.post(TOKEN_URL, json=NEW)
     assert services.refresh_due(limit=2).refreshed == 2
     assert OAuthToken.objects.due().count() == 3

@@ -55,10 +55,7 @@ def connect_or_sign_in(
 
 def _give_back(tokens: provider.TokenResponse) -> None:
     try:
-        if tokens.refresh_token:
-            provider.revoke(tokens.refresh_token, token_type_hint="refresh_token")
-        else:
-            provider.revoke(tokens.access_token, token_type_hint="access_token")
+        provider.revoke_grant(refresh_token=tokens.refresh_token, access_token=tokens.access_token)
     except FrameioOAuthError as exc:
         logger.info("could not revoke a refused grant: %s", exc)
 
@@ -110,10 +107,9 @@ def disconnect(user: AbstractBaseUser) -> DisconnectResult:
             raise NotConnected(f"user {user.pk} has not connected Frame.io")
         provider_user_id = token.provider_user_id
         try:
-            if token.refresh_token:
-                provider.revoke(token.refresh_token, token_type_hint="refresh_token")
-            else:
-                provider.revoke(token.access_token, token_type_hint="access_token")
+            provider.revoke_grant(
+                refresh_token=token.refresh_token, access_token=token.access_token
+            )
         except FrameioOAuthError as exc:
             result = DisconnectResult(revoked_at_provider=False, error=str(exc))
             logger.warning("revocation for user %s failed: %s", user.pk, exc)
