@@ -387,3 +387,19 @@ def test_a_state_spent_by_a_racing_request_is_refused(
     cache.add("frameio_oauth:spent-state:" + hashlib.sha256(state.encode()).hexdigest(), 1)
     assert_refused(callback(signed_in, state=state, code="C"), "unknown_state")
     assert len(provider_http.calls) == 0
+
+
+def test_a_racing_first_connect_is_refused_cleanly_not_with_a_500(
+    signed_in: Client, user: Any, provider_http: responses.RequestsMock, monkeypatch: Any
+) -> None:
+    from django.db import IntegrityError
+
+    provider_answers(provider_http)
+
+    def lost_the_race(*args: Any, **kwargs: Any) -> None:
+        raise IntegrityError("duplicate key value violates unique constraint")
+
+    monkeypatch.setattr(OAuthToken, "save", lost_the_race)
+    response = callback(signed_in, state=start(signed_in), code="C")
+    assert response.status_code == 409
+    assert b'data-error-code="busy"' in response.content

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from .. import accounts, provider, signals
 from ..conf import conf
@@ -78,12 +78,19 @@ def store_grant(
             token = OAuthToken(user_id=user.pk)
         token.provider = conf.provider_name
         token.provider_user_id = info.id
-        token.provider_email = info.email
+        token.provider_email = info.email[:254]
         token.status = OAuthToken.Status.ACTIVE
         token.failure_count = 0
         token.last_error = ""
         apply_tokens(token, tokens, keep_refresh_token=False)
-        token.save()
+        try:
+            token.save()
+        except IntegrityError as exc:
+            # Two first connects raced (select_for_update cannot lock a row that does not
+            # exist yet); the other one won.
+            raise CallbackError(
+                "busy", "Another sign-in for this account just finished; try again.", status=409
+            ) from exc
     logger.info("stored a Frame.io grant for user %s", user.pk)
     # After the outermost commit: a receiver must find the row, and must not be able to roll
     # back a grant the provider has already issued.

@@ -371,7 +371,7 @@ def apply_tokens(
     token.access_token = response.access_token
     if response.refresh_token is not None or not keep_refresh_token:
         token.refresh_token = response.refresh_token
-    token.token_type = response.token_type
+    token.token_type = response.token_type[:32]
     if response.scope is not None:
         token.scope = response.scope[:1024]
     token.expires_at = now + timedelta(seconds=response.expires_in)
