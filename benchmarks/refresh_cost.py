@@ -197,21 +197,12 @@ def main() -> None:
             finally:
                 provider.refresh_grant = real_refresh_grant  # type: ignore[assignment]
 
-        def http_without_env_lookup(token_id: int) -> None:
-            # What-if: requests' per-call proxy/netrc lookup in os.environ switched off.
-            provider._session.trust_env = False
-            try:
-                provider.refresh_grant(refresh_token)
-            finally:
-                provider._session.trust_env = True
-
         variants: dict[str, Callable[[int], Any]] = {
             "refresh": lambda token_id: services.refresh(token_id, force=True),
             "http": lambda token_id: provider.refresh_grant(refresh_token),
             "refresh_stubbed_http": refresh_without_http,
             "orm_floor": lambda token_id: orm_lock_save_commit(),
             "orm_floor_narrow": lambda token_id: orm_lock_narrow_save_commit(),
-            "http_no_env": http_without_env_lookup,
         }
         for i in range(WARMUP):
             for func in variants.values():
@@ -251,10 +242,6 @@ def main() -> None:
     print(f"bare HTTP call (provider.refresh_grant) CPU: p95 {http_p95 * ms:.3f} ms")
     print(
         f"bare HTTP call (provider.refresh_grant) wall: median {median(wall['http']) * ms:.2f} ms"
-    )
-    print(
-        "bare HTTP call with requests' trust_env off (what-if): CPU median "
-        f"{median(cpu['http_no_env']) * ms:.3f} ms ({len(os.environ)} environment variables here)"
     )
     print(f"CPU beyond the HTTP call (refresh - bare HTTP, medians): {beyond * ms:.3f} ms")
     print(f"CPU of refresh with refresh_grant stubbed (direct check): median {stubbed * ms:.3f} ms")
