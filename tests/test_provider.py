@@ -404,3 +404,16 @@ def test_a_redirect_is_not_followed_with_the_refresh_token(
     with pytest.raises(ProviderError, match="307"):
         refresh_with(provider_http, status=307, headers={"Location": "https://x.example/"})
     assert all(call.request.url == TOKEN_URL for call in provider_http.calls)
+
+
+def test_provider_calls_take_proxies_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "api.frame.io")
+    provider._environment_for_origin.cache_clear()
+    try:
+        token_proxies, _ = provider._environment_for("https://applications.frame.io/oauth2/token")
+        api_proxies, _ = provider._environment_for("https://api.frame.io/v2/me")
+    finally:
+        provider._environment_for_origin.cache_clear()
+    assert token_proxies.get("https") == "http://proxy.internal:3128"
+    assert "https" not in api_proxies
