@@ -13,7 +13,6 @@ import base64
 import binascii
 import hashlib
 import os
-from functools import lru_cache
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.core.signals import setting_changed
@@ -114,11 +113,6 @@ class TokenCipher:
         return f"{VERSION}:{kid}:".encode("ascii") + associated_data
 
 
-@lru_cache(maxsize=8)
-def _cipher_for(keys: tuple[str, ...]) -> TokenCipher:
-    return TokenCipher(keys)
-
-
 _current: TokenCipher | None = None
 
 
@@ -127,7 +121,7 @@ def get_cipher() -> TokenCipher:
     setting_changed signal, which override_settings sends), so the hot path reads no settings."""
     global _current
     if _current is None:
-        _current = _cipher_for(tuple(conf.encryption_keys))
+        _current = TokenCipher(tuple(conf.encryption_keys))
     return _current
 
 

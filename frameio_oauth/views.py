@@ -139,9 +139,7 @@ def _pop_flow(request: HttpRequest, state: str) -> dict[str, Any]:
         if hmac.compare_digest(candidate.encode(), state.encode()):
             match = candidate
     if match is None:
-        raise CallbackError(
-            "unknown_state", _("This sign-in link is unknown, used or expired; start again.")
-        )
+        raise _unknown_state()
     flow = flows.pop(match)
     request.session[SESSION_KEY] = flows
     # Save now, before the slow exchange, so a replayed callback cannot reuse the state.
@@ -150,12 +148,16 @@ def _pop_flow(request: HttpRequest, state: str) -> dict[str, Any]:
     # before either saved; the cache's atomic add lets exactly one of them through.
     spent_key = "frameio_oauth:spent-state:" + hashlib.sha256(state.encode()).hexdigest()
     if not cache.add(spent_key, 1, FLOW_LIFETIME):
-        raise CallbackError(
-            "unknown_state", _("This sign-in link is unknown, used or expired; start again.")
-        )
+        raise _unknown_state()
     if flow.get("created", 0) <= time.time() - FLOW_LIFETIME:
         raise CallbackError("expired_state", _("The sign-in took too long; start again."))
     return flow
+
+
+def _unknown_state() -> CallbackError:
+    return CallbackError(
+        "unknown_state", _("This sign-in link is unknown, used or expired; start again.")
+    )
 
 
 @never_cache

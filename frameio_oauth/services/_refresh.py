@@ -121,7 +121,8 @@ def refresh(token_id: int, *, force: bool = False) -> OAuthToken:
     """Refresh one token under its row lock; safe to call from any number of processes.
 
     Waits (bounded) for a refresh already in progress and then returns its result without a
-    second provider call. Raises ReauthorizationRequired, ProviderUnavailable or ProviderError.
+    second provider call. Raises NotConnected, ReauthorizationRequired, ProviderUnavailable
+    (also when the wait runs out), ProviderError, or RefreshInsideTransaction.
     """
     token, _, error = _refresh_locked(token_id, force=force, skip_locked=False)
     if error is not None:
