@@ -112,6 +112,22 @@ def test_a_public_pkce_client_sends_client_id_and_verifier_in_the_form(
     assert form_of(call)["code_verifier"] == "V" * 43
 
 
+def test_a_token_request_is_an_encoded_form_post_that_asks_for_json(
+    provider_http: responses.RequestsMock,
+) -> None:
+    provider_http.post(TOKEN_URL, json=GOOD)
+    awkward = "a+b/c=d&scope=admin %"
+    provider.refresh_grant(awkward)
+    request = provider_http.calls[0].request
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert request.headers["Accept"] == "application/json"
+    assert request.headers["User-Agent"].startswith("frameio-oauth ")
+    assert int(request.headers["Content-Length"]) == len(request.body)
+    # Encoded, not pasted: the awkward token comes back whole and smuggles in no field.
+    assert form_of(provider_http.calls[0])["refresh_token"] == awkward
+    assert form_of(provider_http.calls[0])["scope"] == "account.read offline"
+
+
 def test_a_refresh_sends_grant_type_scope_and_refresh_token(
     provider_http: responses.RequestsMock,
 ) -> None:
