@@ -1,18 +1,22 @@
 """Refreshes per second for 1, 2, 4 and 8 concurrent workers against a provider that answers
-in 50 ms (benchmarks/_provider.py in its own process, one thread per connection).
+in 50 ms (benchmarks/_provider.py in its own process).
 
 Run from the repo root: ``.venv/bin/python benchmarks/throughput.py``.
 
-Workers are threads of this process, each with its own database connection (Django gives each
-thread its own) and sharing the library's one ``requests.Session``, as threads of a Celery
-``--pool threads`` worker would. Two ways are measured at each level:
+A worker is a process, as in Celery's default prefork pool: spawned, with its own database
+connection and its own HTTP connection. Three ways are measured at each level:
 
 * ``refresh``: each worker calls ``services.refresh(token_id)`` (not forced) on its own list of
   distinct due tokens for ``DURATION`` seconds;
-* ``refresh (processes)``: the same with worker processes instead of threads (what a Celery
-  prefork pool does), to show how much of the shortfall is the GIL;
 * ``refresh_due``: every worker runs ``services.refresh_due()`` at the same time over one shared
-  pool of due tokens (overlapping sweeps; skip_locked keeps them apart), until all are done.
+  pool of due tokens (overlapping sweeps; skip_locked keeps them apart), until all are done;
+* ``refresh (threads)``, for comparison: ``refresh`` with threads of this process instead
+  (Celery's ``--pool threads``), each with its own database connection, sharing one GIL.
+
+A level's rate is the sum of its workers' own rates, each worker's refreshes divided by the
+time from the common start to the end of its last refresh: the throughput while all N work at
+once. (Dividing the total by the time until the last worker ends would also count the tail in
+which the first workers to finish sit idle.)
 
 Ideal is workers / 0.05 s (each worker always waiting on the provider, nothing else costing
 time). Target: at least 0.9 of ideal.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,27 +54,56 @@ LEVELS = (1, 2, 4, 8)
 DURATION = 3.0
 CALIBRATION_CALLS = 20
 STALL = 0.08  # a refresh slower than this hit a stall (scheduling, GIL, fsync...)
-SWEEP_TOKENS_PER_WORKER = 40  # about 2 s of ideal work per level
+SWEEP_TOKENS_PER_WORKER = 60  # about 3 s of ideal work per level
 TARGET = 0.9
 PREFIX = "bench-tp"
 
 
 @dataclass
-class LevelResult:
-    workers: int
+class WorkerReport:
     done: int
-    elapsed: float
+    span: float  # common start → end of this worker's last refresh
     cpu: float
     skipped: int = 0
     latencies: list[float] = field(default_factory=list)
 
+
+@dataclass
+class LevelResult:
+    workers: int
+    reports: list[WorkerReport]
+    # Threads share one process: their CPU is only known for the process as a whole.
+    process_cpu: float | None = None
+
+    @property
+    def done(self) -> int:
+        return sum(report.done for report in self.reports)
+
     @property
     def rate(self) -> float:
-        return self.done / self.elapsed
+        return sum(report.done / report.span for report in self.reports if report.done)
 
     @property
     def ratio(self) -> float:
         return self.rate / (self.workers / DELAY)
+
+    @property
+    def elapsed(self) -> float:
+        return max(report.span for report in self.reports)
+
+    @property
+    def cpu(self) -> float:
+        if self.process_cpu is not None:
+            return self.process_cpu
+        return sum(report.cpu for report in self.reports)
+
+    @property
+    def skipped(self) -> int:
+        return sum(report.skipped for report in self.reports)
+
+    @property
+    def latencies(self) -> list[float]:
+        return [value for report in self.reports for value in report.latencies]
 
 
 def due_tokens(tag: str, count: int) -> list[int]:
@@ -83,91 +117,66 @@ def due_tokens(tag: str, count: int) -> list[int]:
     return [token.pk for token in tokens]
 
 
-def run_threads(workers: int, target: object, args_for: list[tuple[object, ...]]) -> float:
-    """Start the workers together (barrier), return the wall time until the last one ends."""
-    barrier = threading.Barrier(workers + 1)
-    threads = [
-        threading.Thread(target=target, args=(barrier, *args_for[i]), name=f"worker-{i}")
-        for i in range(workers)
-    ]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - start
-
-
-def level_refresh(workers: int) -> LevelResult:
-    per_worker = int(DURATION / DELAY * 1.5)
-    ids = due_tokens(f"r{workers}", workers * per_worker)
-    counts = [0] * workers
-    latencies: list[float] = []
-
-    def work(barrier: threading.Barrier, index: int, mine: list[int]) -> None:
-        try:
-            connection.ensure_connection()  # connect before the clock starts
-            barrier.wait()
-            deadline = time.perf_counter() + DURATION
-            for token_id in mine:
-                if time.perf_counter() >= deadline:
-                    break
-                started = time.perf_counter()
-                services.refresh(token_id)
-                latencies.append(time.perf_counter() - started)
-                counts[index] += 1
-        finally:
-            connection.close()
-
-    chunks = [(i, ids[i * per_worker : (i + 1) * per_worker]) for i in range(workers)]
+def refresh_for(mine: list[int], start: float) -> WorkerReport:
+    """One worker's loop: refresh its own tokens until DURATION after the common start."""
     cpu0 = time.process_time()
-    elapsed = run_threads(workers, work, chunks)
-    cpu = time.process_time() - cpu0
-    check_refreshed(ids, sum(counts))
-    return LevelResult(workers, sum(counts), elapsed, cpu, latencies=latencies)
+    deadline = start + DURATION
+    latencies = []
+    ended = start
+    for token_id in mine:
+        began = time.perf_counter()
+        if began >= deadline:
+            break
+        services.refresh(token_id)
+        ended = time.perf_counter()
+        latencies.append(ended - began)
+    return WorkerReport(len(latencies), ended - start, time.process_time() - cpu0, 0, latencies)
+
+
+def sweep_for(start: float) -> WorkerReport:
+    cpu0 = time.process_time()
+    summary = services.refresh_due()
+    ended = time.perf_counter()
+    return WorkerReport(
+        summary.refreshed, ended - start, time.process_time() - cpu0, summary.skipped
+    )
 
 
 def process_worker(
     token_url: str,
+    mode: str,
     mine: list[int],
     barrier: Any,
-    results: multiprocessing.Queue[tuple[int, float, float, list[float]]],
+    results: multiprocessing.Queue[WorkerReport],
 ) -> None:
-    """One worker process (spawned): refresh its own tokens until the deadline."""
+    """One worker process (spawned)."""
     with override_settings(FRAMEIO_OAUTH=provider_settings(token_url)):
         connection.ensure_connection()
         provider.refresh_grant("warm-up")  # opens this process's HTTP connection
-        cpu0 = time.process_time()
         barrier.wait()
-        deadline = time.monotonic() + DURATION
-        count = 0
-        latencies = []
-        for token_id in mine:
-            if time.monotonic() >= deadline:
-                break
-            started = time.perf_counter()
-            services.refresh(token_id)
-            latencies.append(time.perf_counter() - started)
-            count += 1
-        ended = time.monotonic()
-        cpu = time.process_time() - cpu0
+        # perf_counter is CLOCK_MONOTONIC, shared by every process on the machine.
+        start = time.perf_counter()
+        report = refresh_for(mine, start) if mode == "refresh" else sweep_for(start)
         connection.close()
-    results.put((count, cpu, ended, latencies))
+    results.put(report)
 
 
-def level_refresh_processes(workers: int, token_url: str) -> LevelResult:
-    per_worker = int(DURATION / DELAY * 1.5)
-    ids = due_tokens(f"p{workers}", workers * per_worker)
+def level_processes(workers: int, mode: str, token_url: str) -> LevelResult:
+    if mode == "refresh":
+        per_worker = int(DURATION / DELAY * 1.5)
+        ids = due_tokens(f"p{workers}", workers * per_worker)
+        chunks = [ids[i * per_worker : (i + 1) * per_worker] for i in range(workers)]
+    else:
+        ids = sweep_pool(workers)
+        chunks = [[] for _ in range(workers)]
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(workers + 1)
-    results: multiprocessing.Queue[tuple[int, float, float, list[float]]] = context.Queue()
+    results: multiprocessing.Queue[WorkerReport] = context.Queue()
     os.environ["FRAMEIO_BENCH_CHILD"] = "1"
     try:
         processes = [
             context.Process(
-                target=process_worker,
-                args=(token_url, ids[i * per_worker : (i + 1) * per_worker], barrier, results),
+                target=process_worker, args=(token_url, mode, chunks[i], barrier, results)
             )
             for i in range(workers)
         ]
@@ -176,20 +185,46 @@ def level_refresh_processes(workers: int, token_url: str) -> LevelResult:
     finally:
         del os.environ["FRAMEIO_BENCH_CHILD"]
     barrier.wait(timeout=60)
-    start = time.monotonic()
-    reports = [results.get(timeout=60) for _ in range(workers)]
+    reports = [results.get(timeout=120) for _ in range(workers)]
     for process in processes:
         process.join(timeout=30)
-    done = sum(report[0] for report in reports)
-    elapsed = max(report[2] for report in reports) - start
-    check_refreshed(ids, done)
-    return LevelResult(
-        workers,
-        done,
-        elapsed,
-        sum(report[1] for report in reports),
-        latencies=[value for report in reports for value in report[3]],
-    )
+    result = LevelResult(workers, reports)
+    check_refreshed(ids, result.done)
+    if mode == "refresh_due" and result.done != len(ids):
+        print(f"WARNING: {len(ids)} due, {result.done} refreshed by the sweeps")
+    return result
+
+
+def level_threads(workers: int) -> LevelResult:
+    per_worker = int(DURATION / DELAY * 1.5)
+    ids = due_tokens(f"t{workers}", workers * per_worker)
+    barrier = threading.Barrier(workers + 1)
+    reports: list[WorkerReport] = []
+    start = [0.0]
+
+    def work(mine: list[int]) -> None:
+        try:
+            connection.ensure_connection()  # connect before the clock starts
+            barrier.wait()
+            reports.append(refresh_for(mine, start[0]))
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=work, args=(ids[i * per_worker : (i + 1) * per_worker],))
+        for i in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    cpu0 = time.process_time()
+    # Read by the workers only after the barrier lets them go.
+    start[0] = time.perf_counter()
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    result = LevelResult(workers, reports, process_cpu=time.process_time() - cpu0)
+    check_refreshed(ids, result.done)
+    return result
 
 
 def check_refreshed(ids: list[int], expected: int) -> None:
@@ -198,42 +233,47 @@ def check_refreshed(ids: list[int], expected: int) -> None:
         print(f"WARNING: {expected} refreshes counted but {refreshed} rows refreshed")
 
 
-def clear_due_leftovers() -> int:
-    """Delete other due benchmark tokens (the sweeps would take them too): the unused ones of
-    the 'refresh' levels above, and any an earlier run of another script left behind."""
-    leftovers = get_user_model().objects.filter(
-        username__startswith="bench-", frameio_token__in=OAuthToken.objects.due()
-    )
-    count = leftovers.count()
-    leftovers.delete()
-    return count
-
-
-def level_refresh_due(workers: int) -> LevelResult | None:
+def sweep_pool(workers: int) -> list[int]:
+    """A fresh pool of due tokens for the sweeps, and nothing else due in the database (the
+    sweeps would take it too): unused tokens of the levels above and leftovers of other
+    scripts are deleted first."""
     get_user_model().objects.filter(username__startswith=f"{PREFIX}-").delete()
-    ids = due_tokens(f"s{workers}", workers * SWEEP_TOKENS_PER_WORKER)
-    stray = OAuthToken.objects.due().exclude(pk__in=ids).count()
-    if stray:
-        print(f"WARNING: {stray} other due tokens in this database; refresh_due mode skipped")
-        return None
-    summaries: list[services.RefreshSummary] = []
+    get_user_model().objects.filter(
+        username__startswith="bench-", frameio_token__in=OAuthToken.objects.due()
+    ).delete()
+    return due_tokens(f"s{workers}", workers * SWEEP_TOKENS_PER_WORKER)
 
-    def work(barrier: threading.Barrier) -> None:
-        try:
-            connection.ensure_connection()
-            barrier.wait()
-            summaries.append(services.refresh_due())
-        finally:
-            connection.close()
 
-    cpu0 = time.process_time()
-    elapsed = run_threads(workers, work, [() for _ in range(workers)])
-    cpu = time.process_time() - cpu0
-    refreshed = sum(summary.refreshed for summary in summaries)
-    skipped = sum(summary.skipped for summary in summaries)
-    if refreshed != len(ids):
-        print(f"WARNING: {len(ids)} due, {refreshed} refreshed: {[s.as_dict() for s in summaries]}")
-    return LevelResult(workers, refreshed, elapsed, cpu, skipped)
+def raw_socket_call(token_url: str, count: int) -> list[float]:
+    """The provider's own answer time as a client with no HTTP library sees it: one
+    keep-alive socket, a fixed request, the answer read by Content-Length."""
+    host_port = token_url.split("/")[2]
+    host, port = host_port.split(":")
+    body = b"grant_type=refresh_token&refresh_token=calibration"
+    request = (
+        f"POST /{token_url.split('/', 3)[3]} HTTP/1.1\r\nHost: {host_port}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    walls = []
+    with socket.create_connection((host, int(port))) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(count):
+            began = time.perf_counter()
+            sock.sendall(request)
+            buffer = b""
+            while b"\r\n\r\n" not in buffer:
+                buffer += sock.recv(65536)
+            head, rest = buffer.split(b"\r\n\r\n", 1)
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            while len(rest) < length:
+                rest += sock.recv(65536)
+            walls.append(time.perf_counter() - began)
+    return walls
 
 
 def main() -> None:
@@ -242,47 +282,44 @@ def main() -> None:
         local_provider(delay=DELAY) as server,
         override_settings(FRAMEIO_OAUTH=provider_settings(server.token_url)),
     ):
-        print(f"provider: {server.token_url} (separate process, sleeps {DELAY} s per request)")
+        print(f"provider: {server.token_url} (separate process, answers {DELAY} s after arrival)")
         print(f"{DURATION:.0f} s per level for 'refresh'; refresh_due runs until its pool is done")
         print()
         close_old_connections()
         # Warm up: one refresh through the HTTP pool and the ORM before timing anything.
         services.refresh(due_tokens("warm", 1)[0])
-        # Calibration: one worker's bare HTTP call, and one refresh, against this provider.
+        # Calibration: the provider alone, one worker's bare HTTP call, and one refresh.
+        raw_wall = raw_socket_call(server.token_url, CALIBRATION_CALLS)
         http_wall = []
         for _ in range(CALIBRATION_CALLS):
-            start = time.perf_counter()
+            began = time.perf_counter()
             provider.refresh_grant("calibration")
-            http_wall.append(time.perf_counter() - start)
+            http_wall.append(time.perf_counter() - began)
         refresh_wall = []
         for token_id in due_tokens("cal", CALIBRATION_CALLS):
-            start = time.perf_counter()
+            began = time.perf_counter()
             services.refresh(token_id)
-            refresh_wall.append(time.perf_counter() - start)
+            refresh_wall.append(time.perf_counter() - began)
         results: dict[str, list[LevelResult]] = {
             "refresh": [],
-            "refresh (processes)": [],
             "refresh_due": [],
+            "refresh (threads)": [],
         }
         for workers in LEVELS:
-            results["refresh"].append(level_refresh(workers))
+            results["refresh"].append(level_processes(workers, "refresh", server.token_url))
         for workers in LEVELS:
-            results["refresh (processes)"].append(
-                level_refresh_processes(workers, server.token_url)
-            )
-        cleared = clear_due_leftovers()
-        if cleared:
-            print(f"before the sweeps: deleted {cleared} other due benchmark tokens")
+            results["refresh_due"].append(level_processes(workers, "refresh_due", server.token_url))
         for workers in LEVELS:
-            result = level_refresh_due(workers)
-            if result is not None:
-                results["refresh_due"].append(result)
+            results["refresh (threads)"].append(level_threads(workers))
         get_user_model().objects.filter(username__startswith=f"{PREFIX}-").delete()
 
+    raw_ms = median(raw_wall) * 1000
     http_ms = median(http_wall) * 1000
     refresh_ms = median(refresh_wall) * 1000
-    print(f"one bare HTTP call (provider.refresh_grant), wall: median {http_ms:.1f} ms")
-    print(f"one services.refresh, one worker, wall: median {refresh_ms:.1f} ms")
+    print(f"the provider seen from a raw socket, wall: median {raw_ms:.2f} ms")
+    print(f"one bare HTTP call (provider.refresh_grant), wall: median {http_ms:.2f} ms")
+    print(f"one services.refresh, one worker, wall: median {refresh_ms:.2f} ms")
+    print(f"best ratio any client can reach against this provider: {DELAY * 1000 / raw_ms:.3f}")
     print(f"best ratio one worker can reach with this HTTP client: {DELAY * 1000 / http_ms:.3f}")
     print(f"best ratio one worker can reach with this refresh: {DELAY * 1000 / refresh_ms:.3f}")
     print()
@@ -301,8 +338,8 @@ def main() -> None:
                 )
             print(
                 f"  {row.workers} workers: {row.rate:.1f} refreshes/s (ideal {ideal:.0f}/s), "
-                f"ratio {row.ratio:.3f}, {row.done} refreshes in {row.elapsed:.2f} s, "
-                f"CPU {row.cpu / row.done * 1000:.2f} ms per refresh "
+                f"ratio {row.ratio:.3f}, {row.done} refreshes, last worker done after "
+                f"{row.elapsed:.2f} s, CPU {row.cpu / row.done * 1000:.2f} ms per refresh "
                 f"({row.cpu / row.elapsed * 100:.0f}% of one core in the workers){extra}"
             )
         print()
