@@ -313,6 +313,8 @@ def _read_body(response: requests.Response, deadline: float, method: str, url: s
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise ProviderError(f"{method} {_origin(url)} sent a body over {MAX_BODY_BYTES} bytes")
+    # Only an unencoded body's length is Content-Length; a decoder may still hold bytes.
+    identity = response.headers.get("Content-Encoding", "identity").lower() == "identity"
     chunks: list[bytes] = []
     size = 0
     try:
@@ -331,6 +333,8 @@ def _read_body(response: requests.Response, deadline: float, method: str, url: s
                     f"{method} {_origin(url)} sent a body over {MAX_BODY_BYTES} bytes"
                 )
             chunks.append(chunk)
+            if identity and response.raw.length_remaining == 0:
+                break  # all of Content-Length is in: no second timed read to be told so
     except (requests.RequestException, Urllib3Error, OSError) as exc:
         raise ProviderUnavailable(
             f"{method} {_origin(url)} failed while reading: {type(exc).__name__}"

@@ -313,7 +313,10 @@ def read_request(conn: socket.socket) -> None:
     """Read the whole request: closing with unread bytes would reset the connection."""
     data = b""
     while b"\r\n\r\n" not in data:
-        data += conn.recv(65536)
+        received = conn.recv(65536)
+        if not received:
+            raise ConnectionResetError("the client closed the connection")
+        data += received
     head, _, body = data.partition(b"\r\n\r\n")
     length = 0
     for line in head.split(b"\r\n"):
@@ -338,6 +341,7 @@ def slow_server() -> Iterator[tuple[str, dict[str, Any]]]:
                 conn, _ = listener.accept()
             except TimeoutError:
                 continue
+            behaviour["connections"] = behaviour.get("connections", 0) + 1
             with conn:
                 read_request(conn)
                 behaviour["handler"](conn, stop)
@@ -369,6 +373,37 @@ def test_a_server_dripping_its_body_is_cut_off_at_the_deadline(
         with pytest.raises(ProviderUnavailable, match=r"deadline|reading"):
             provider.refresh_grant("RT")
     assert time.monotonic() - started < 2.5
+
+
+def test_provider_calls_share_one_kept_alive_connection(
+    slow_server: tuple[str, dict[str, Any]],
+) -> None:
+    # Against Frame.io every new connection is a TLS handshake: reading an answer to its end
+    # must hand the connection back for the next call, not close it.
+    url, behaviour = slow_server
+    body = json.dumps({"access_token": "AT", "refresh_token": "RT2", "expires_in": 3600})
+    answer = (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+
+    def keep_alive(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(answer)
+        conn.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                read_request(conn)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.sendall(answer)
+
+    behaviour["handler"] = keep_alive
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "TOKEN_URL": url}):
+        answers = [provider.refresh_grant(f"RT{i}") for i in range(3)]
+    assert [answer.access_token for answer in answers] == ["AT", "AT", "AT"]
+    assert behaviour["connections"] == 1
 
 
 def test_a_server_that_never_answers_times_out(slow_server: tuple[str, dict[str, Any]]) -> None:
