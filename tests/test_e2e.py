@@ -131,3 +131,20 @@ def test_a_whole_flow_at_debug_level_logs_no_token_code_or_verifier(
     for name, secret in secrets.items():
         assert secret, name
         assert secret not in logged, f"the {name} leaked into a log record"
+
+
+def test_a_scope_added_to_settings_after_sign_in_does_not_break_refreshes(
+    client: Client, user: Any, standin: Standin
+) -> None:
+    # RFC 6749 §6: a refresh may not ask for more than the user granted. Asking for the new
+    # scope would get invalid_scope on every refresh of every existing grant.
+    client.force_login(user)
+    with override_settings(FRAMEIO_OAUTH=standin.settings(CONFIDENTIAL)):
+        sign_in_with_frameio(client, standin, "demo")
+    token = OAuthToken.objects.get(user=user)
+    wider = standin.settings(CONFIDENTIAL, SCOPES=["account.read", "offline", "profile"])
+    with override_settings(FRAMEIO_OAUTH=wider):
+        refreshed = services.refresh(token.pk, force=True)
+    assert refreshed.access_token != token.access_token
+    assert set(refreshed.scope.split()) == {"account.read", "offline"}
+    assert standin.me(refreshed.access_token).status_code == 200

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 import requests
 import responses
 import time_machine
 from django.db import connection, transaction
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -24,6 +26,7 @@ from frameio_oauth.exceptions import (
 )
 from frameio_oauth.models import OAuthToken
 from tests.conftest import TOKEN_URL
+from tests.settings import FRAMEIO_OAUTH
 
 pytestmark = pytest.mark.django_db
 
@@ -134,6 +137,57 @@ def test_a_refresh_without_a_new_refresh_token_keeps_the_old_one(
     provider_http.post(TOKEN_URL, json={"access_token": "AT-new", "expires_in": 3600})
     services.refresh(due_token.pk)
     assert stored(due_token).refresh_token == due_token.refresh_token
+
+
+def refreshed_scope(token: OAuthToken, provider_http: responses.RequestsMock, **conf: Any) -> str:
+    """The scope parameter of the refresh that ``token`` gets under these settings."""
+    provider_http.post(TOKEN_URL, json=NEW)
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, **conf}):
+        services.refresh(token.pk, force=True)
+    body = provider_http.calls[-1].request.body
+    return parse_qs(body)["scope"][0]
+
+
+def test_a_refresh_asks_for_the_granted_scopes_not_ones_added_to_settings_since(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    scopes = ["account.read", "offline", "asset.create"]
+    assert refreshed_scope(due_token, provider_http, SCOPES=scopes) == "account.read offline"
+
+
+def test_a_scope_removed_from_settings_is_no_longer_asked_for(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user, scope="account.read asset.read offline")
+    scopes = ["account.read", "offline"]
+    assert refreshed_scope(token, provider_http, SCOPES=scopes) == "account.read offline"
+
+
+def test_the_offline_scope_is_kept_when_the_provider_did_not_echo_it(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user, scope="account.read")
+    assert refreshed_scope(token, provider_http) == "account.read offline"
+
+
+def test_a_token_with_no_recorded_scope_refreshes_with_the_configured_scopes(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user, scope="")
+    scopes = ["account.read", "offline", "asset.create"]
+    assert (
+        refreshed_scope(token, provider_http, SCOPES=scopes) == "account.read offline asset.create"
+    )
+
+
+def test_adobe_scopes_are_matched_and_sent_comma_separated(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user, scope="openid,offline_access,email")
+    sent = refreshed_scope(
+        token, provider_http, PROVIDER="adobe-ims", SCOPES=None, TOKEN_URL=TOKEN_URL
+    )
+    assert sent == "openid,email,offline_access"
 
 
 def test_a_fresh_token_is_not_refreshed_unless_forced(

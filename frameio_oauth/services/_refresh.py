@@ -10,6 +10,7 @@ import contextlib
 import enum
 import logging
 import random
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ REFRESHED_FIELDS = [
     "updated_at",
 ]
 _NEXT_REFRESH_FIELD = OAuthToken._meta.get_field("next_refresh_at")
+# Frame.io separates scopes with spaces, Adobe IMS with commas.
+_SCOPE_SPLIT = re.compile(r"[\s,]+")
 
 
 class Outcome(enum.Enum):
@@ -322,7 +325,7 @@ def _refresh_row(token: OAuthToken, now: datetime) -> _Result:
         _mark_reauth(token, missing)
         return _Result(Outcome.REAUTH, missing)
     try:
-        response = provider.refresh_grant(refresh_token)
+        response = provider.refresh_grant(refresh_token, scope=refresh_scope(token))
     except ReauthorizationRequired as exc:
         _mark_reauth(token, exc)
         return _Result(Outcome.REAUTH, exc)
@@ -340,6 +343,25 @@ def _refresh_row(token: OAuthToken, now: datetime) -> _Result:
     token.last_error = ""
     _rows.save_fields(token, REFRESHED_FIELDS)
     return _Result(Outcome.REFRESHED, rotated=response.refresh_token is not None)
+
+
+def refresh_scope(token: OAuthToken) -> str:
+    """The scope a refresh asks for: the configured scopes that this grant holds.
+
+    RFC 6749 §6 forbids asking a refresh for more than the user granted, so a scope added to
+    ``SCOPES`` after someone signed in must not be asked for: every refresh of their grant
+    would be refused with invalid_scope. It comes with their next sign-in. A scope removed
+    from ``SCOPES`` is dropped here. The offline scope is always kept: holding a refresh token
+    means it was granted, even if the provider left it out of the scope it echoed.
+    """
+    granted = set(_SCOPE_SPLIT.split(token.scope.strip())) - {""}
+    if not granted:
+        return conf.scope_string
+    offline = conf.preset.offline_scope
+    kept = [scope for scope in conf.scopes if scope in granted or scope == offline]
+    if not kept:
+        return token.scope
+    return conf.preset.scope_separator.join(kept)
 
 
 def _announce(token: OAuthToken, result: _Result) -> None:
