@@ -77,6 +77,10 @@ else:
         }
     }
 
+# A second alias onto the same test database, for the routing tests (tests/test_routing.py):
+# a router sends tokens there, and each test can see which connection did what.
+DATABASES["tokens"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
+
 # Two fixed keys: tests that need "an old key" put the second one first.
 TEST_KEY = "G8ovZ3Q4mH8Q0Y3qk3dJ7u3k0M5w2m9zq6v0r1s2t3A="
 OLD_TEST_KEY = "bGVnYWN5LWtleS0wMDAwMDAwMDAwMDAwMDAwMDAwMDA="

@@ -12,6 +12,7 @@ from .. import accounts, provider, signals
 from ..conf import conf
 from ..exceptions import CallbackError, FrameioOAuthError, NotConnected
 from ..models import OAuthToken
+from . import _rows
 from ._refresh import apply_tokens
 
 logger = logging.getLogger("frameio_oauth.services")
@@ -40,7 +41,7 @@ def connect_or_sign_in(
     identity is linked to, or a new user if sign-up is allowed. One transaction, so a refused
     grant never leaves a new account behind. Returns the user the grant belongs to."""
     try:
-        with transaction.atomic():
+        with transaction.atomic(using=_rows.alias()):
             user = current_user if current_user is not None else accounts.user_for_identity(info)
             store_grant(user, tokens, info)
     except CallbackError as exc:
@@ -64,15 +65,16 @@ def store_grant(
     user: AbstractBaseUser, tokens: provider.TokenResponse, info: provider.UserInfo
 ) -> OAuthToken:
     """Attach a freshly obtained grant to ``user``, replacing any grant the user had."""
-    with transaction.atomic():
-        holder = OAuthToken.objects.select_for_update().filter(provider_user_id=info.id).first()
+    tokens_db = OAuthToken.objects.using(_rows.alias())
+    with transaction.atomic(using=tokens_db.db):
+        holder = tokens_db.select_for_update().filter(provider_user_id=info.id).first()
         if holder is not None and holder.user_id != user.pk:
             raise CallbackError(
                 "linked_elsewhere",
                 "This Frame.io account is already connected to another user.",
                 status=409,
             )
-        token = OAuthToken.objects.select_for_update().filter(user_id=user.pk).first()
+        token = tokens_db.select_for_update().filter(user_id=user.pk).first()
         created = token is None
         if token is None:
             token = OAuthToken(user_id=user.pk)
@@ -108,8 +110,9 @@ def disconnect(user: AbstractBaseUser) -> DisconnectResult:
     The row goes even if the provider cannot be reached: the user asked to disconnect, and the
     result says whether the provider confirmed.
     """
-    with transaction.atomic():
-        token = OAuthToken.objects.select_for_update().filter(user_id=user.pk).first()
+    tokens_db = OAuthToken.objects.using(_rows.alias())
+    with transaction.atomic(using=tokens_db.db):
+        token = tokens_db.select_for_update().filter(user_id=user.pk).first()
         if token is None:
             raise NotConnected(f"user {user.pk} has not connected Frame.io")
         provider_user_id = token.provider_user_id

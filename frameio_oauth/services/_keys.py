@@ -10,6 +10,7 @@ from django.db import transaction
 
 from ..crypto import envelope_key_id, get_cipher
 from ..models import OAuthToken
+from . import _rows
 from ._refresh import SECRET_FIELDS
 
 _CIPHERTEXT_COLUMNS = tuple(f"{name}_ciphertext" for name in SECRET_FIELDS)
@@ -25,7 +26,12 @@ class RotationSummary:
 def count_key_ids() -> Counter[str]:
     """How many stored secrets each key id protects."""
     counts: Counter[str] = Counter()
-    rows = OAuthToken.objects.values_list(*_CIPHERTEXT_COLUMNS).iterator(chunk_size=2000)
+    # From the write database: a replica lagging behind a rotation would miscount.
+    rows = (
+        OAuthToken.objects.using(_rows.alias())
+        .values_list(*_CIPHERTEXT_COLUMNS)
+        .iterator(chunk_size=2000)
+    )
     for envelopes in rows:
         for envelope in envelopes:
             if envelope:
@@ -42,9 +48,11 @@ def rotate_encryption_keys(
     last_pk = 0
     done = 0
     while True:
-        with transaction.atomic():
+        db = _rows.alias()
+        with transaction.atomic(using=db):
             batch = list(
-                OAuthToken.objects.select_for_update()
+                OAuthToken.objects.using(db)
+                .select_for_update()
                 .filter(pk__gt=last_pk)
                 .order_by("pk")[:batch_size]
             )
@@ -54,7 +62,7 @@ def rotate_encryption_keys(
             for row in stale:
                 for name in SECRET_FIELDS:
                     setattr(row, name, getattr(row, name))
-            OAuthToken.objects.bulk_update(stale, list(SECRET_FIELDS))
+            OAuthToken.objects.using(db).bulk_update(stale, list(SECRET_FIELDS))
         summary.rewritten += len(stale)
         done += len(batch)
         last_pk = batch[-1].pk

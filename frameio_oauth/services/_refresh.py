@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -193,7 +193,7 @@ def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterato
             # A row comparison, so the index (status, next_refresh_at, id) seeks straight to
             # the cursor even when many rows share one next_refresh_at.
             # RawSQL params skip field conversion, so adapt the timestamp for this backend.
-            when = _NEXT_REFRESH_FIELD.get_db_prep_value(cursor[0], connection)
+            when = _NEXT_REFRESH_FIELD.get_db_prep_value(cursor[0], connections[page.db])
             page = page.filter(
                 RawSQL(
                     '("next_refresh_at", "id") > (%s, %s)',
@@ -243,7 +243,7 @@ def _own_transaction() -> Iterator[None]:
     the provider rotated the refresh token would restore the spent one."""
     with contextlib.ExitStack() as stack:
         try:
-            stack.enter_context(transaction.atomic(durable=True))
+            stack.enter_context(transaction.atomic(using=_rows.alias(), durable=True))
         except RuntimeError as exc:
             raise RefreshInsideTransaction(
                 "a Frame.io refresh cannot run inside an open transaction; call it outside "
@@ -433,6 +433,7 @@ def _mark_failed(token: OAuthToken, error: FrameioOAuthError, now: datetime) -> 
 
 
 def _set_lock_timeout() -> None:
+    connection = connections[_rows.alias()]
     if connection.vendor == "postgresql":
         wait_ms = int((conf.http_timeout + LOCK_WAIT_SLACK) * 1000)
         with connection.cursor() as cursor:

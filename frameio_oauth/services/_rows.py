@@ -1,10 +1,14 @@
-"""Row access on the refresh hot path: lock, claim, save.
+"""Row access on the refresh hot path: lock, claim, save; and which database that is.
 
 On PostgreSQL these send SQL built once per process from the model's metadata, because
 compiling the equivalent querysets cost about 1 ms of CPU per statement on our benchmark
 machine, more than everything else a refresh does besides the HTTP call (see
 benchmarks/refresh_cost.py). Elsewhere (SQLite in development) they use the ORM. Both return
 and take ordinary OAuthToken instances.
+
+Locks, writes and their transactions all go to :func:`alias`, the database the project's
+routers choose for writing tokens, so a lock and the transaction it lives in are always on one
+connection.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import connections, router
 from django.db.models import Field
 
 from ..models import OAuthToken
@@ -26,6 +30,12 @@ _LOCK_CLAUSES = {
 }
 
 
+def alias() -> str:
+    """The database alias for token locks and writes (``default`` unless a router says
+    otherwise)."""
+    return router.db_for_write(OAuthToken)
+
+
 def _fast() -> bool:
     return bool(_connection().vendor == "postgresql")
 
@@ -33,7 +43,7 @@ def _fast() -> bool:
 def lock_by_id(token_id: int, mode: str) -> OAuthToken | None:
     """The row, locked: ``wait`` blocks, ``nowait`` raises, ``skip`` returns None if held."""
     if not _fast():
-        queryset = OAuthToken.objects.select_for_update(
+        queryset = OAuthToken.objects.using(alias()).select_for_update(
             nowait=mode == "nowait", skip_locked=mode == "skip"
         )
         return queryset.filter(pk=token_id).first()
@@ -43,7 +53,9 @@ def lock_by_id(token_id: int, mode: str) -> OAuthToken | None:
 def claim_due(now: datetime) -> OAuthToken | None:
     """The first due row that no other transaction holds, locked."""
     if not _fast():
-        return OAuthToken.objects.due(now).select_for_update(skip_locked=True).first()
+        return (
+            OAuthToken.objects.using(alias()).due(now).select_for_update(skip_locked=True).first()
+        )
     where = (
         f"{_q('status')} = %s AND {_q('next_refresh_at')} <= %s "
         f"ORDER BY {_q('next_refresh_at')} LIMIT 1"
@@ -54,7 +66,7 @@ def claim_due(now: datetime) -> OAuthToken | None:
 def save_fields(token: OAuthToken, names: Sequence[str]) -> None:
     """``token.save(update_fields=names)``, minus the queryset machinery on PostgreSQL."""
     if not _fast():
-        token.save(update_fields=names)
+        token.save(using=alias(), update_fields=names)
         return
     conn = _connection()
     sql, fields = _update_sql(tuple(names))
@@ -100,10 +112,11 @@ def _attnames() -> list[str]:
 def _connection() -> Any:
     # The thread's connection itself: each attribute read through django.db.connection goes
     # through a context-local lookup, which adds up on this path.
-    return connections[DEFAULT_DB_ALIAS]
+    return connections[alias()]
 
 
 def _q(name: str | None) -> str:
-    # Only ever given names from the model's own metadata, never input.
+    # Only ever given names from the model's own metadata, never input. Used on PostgreSQL
+    # only (see _fast), so PostgreSQL's quoting whichever alias asks.
     assert name is not None
-    return connection.ops.quote_name(name)
+    return str(connections[alias()].ops.quote_name(name))

@@ -1,0 +1,117 @@
+"""Token locks, writes and their transactions go to the database the project's routers pick
+for tokens, all on one connection. ``tokens`` is a test mirror of ``default``: one database,
+two connections, so each test can see which connection did the work."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import responses
+from django.db import connections, transaction
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from frameio_oauth import services
+from frameio_oauth.exceptions import RefreshInsideTransaction
+from frameio_oauth.models import OAuthToken
+from tests.conftest import REVOKE_URL, TOKEN_URL
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "tokens"])
+
+TABLE = OAuthToken._meta.db_table
+NEW = {"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3600}
+
+
+@pytest.fixture(autouse=True)
+def tokens_routed_to_their_own_alias() -> Iterator[None]:
+    with override_settings(DATABASE_ROUTERS=["tests.routers.TokensOnTheirOwnAlias"]):
+        yield
+
+
+@pytest.fixture
+def due(user: Any, make_token: Any) -> OAuthToken:
+    now = timezone.now()
+    return make_token(
+        user, expires_at=now + timedelta(minutes=2), next_refresh_at=now - timedelta(minutes=1)
+    )
+
+
+class Watch:
+    """The SQL each alias ran inside the block."""
+
+    def __enter__(self) -> Watch:
+        self.default = CaptureQueriesContext(connections["default"])
+        self.tokens = CaptureQueriesContext(connections["tokens"])
+        self.default.__enter__()
+        self.tokens.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.tokens.__exit__(*exc)
+        self.default.__exit__(*exc)
+
+    def sql(self, alias: str) -> list[str]:
+        context = self.default if alias == "default" else self.tokens
+        return [query["sql"] for query in context.captured_queries]
+
+
+def test_a_refresh_locks_writes_and_commits_on_the_routed_database(
+    due: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, json=NEW)
+    with Watch() as watch:
+        services.refresh(due.pk)
+    assert watch.sql("default") == []
+    sent = watch.sql("tokens")
+    assert any(sql.startswith("SELECT") and TABLE in sql for sql in sent)
+    assert any(sql.startswith("UPDATE") and TABLE in sql for sql in sent)
+    assert "COMMIT" in sent
+    if connections["tokens"].features.has_select_for_update:
+        assert any("FOR UPDATE" in sql for sql in sent)
+    assert OAuthToken.objects.get(pk=due.pk).access_token == "AT-new"
+
+
+def test_the_sweep_claims_and_saves_on_the_routed_database(
+    due: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, json=NEW)
+    with Watch() as watch:
+        summary = services.refresh_due()
+    assert summary.refreshed == 1
+    assert watch.sql("default") == []
+    assert any(sql.startswith("UPDATE") and TABLE in sql for sql in watch.sql("tokens"))
+    if connections["tokens"].features.has_select_for_update_skip_locked:
+        assert any("SKIP LOCKED" in sql for sql in watch.sql("tokens"))
+
+
+def test_a_refresh_refuses_to_nest_in_a_transaction_on_the_token_database(
+    due: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    with transaction.atomic(using="tokens"), pytest.raises(RefreshInsideTransaction):
+        services.refresh(due.pk)
+    assert len(provider_http.calls) == 0
+
+
+# Needs row locks: on SQLite the two aliases' connections share one database-wide write lock.
+@pytest.mark.postgres
+def test_a_transaction_on_another_database_does_not_stop_a_refresh(
+    due: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    # It cannot roll back the stored rotation, so nothing is at risk.
+    provider_http.post(TOKEN_URL, json=NEW)
+    with transaction.atomic(using="default"):
+        assert services.refresh(due.pk).access_token == "AT-new"
+
+
+def test_disconnect_removes_the_row_on_the_routed_database(
+    user: Any, due: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(REVOKE_URL, status=200)
+    with Watch() as watch:
+        services.disconnect(user)
+    assert not any("frameio_oauth" in sql for sql in watch.sql("default"))
+    assert not OAuthToken.objects.filter(pk=due.pk).exists()
