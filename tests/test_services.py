@@ -3,6 +3,7 @@ concurrency is in test_locking.py (PostgreSQL)."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
@@ -369,6 +370,24 @@ def test_due_ids_page_through_rows_that_share_one_refresh_time(
     listed = list(services.due_token_ids(batch_size=10))
     assert sorted(listed) == sorted(ids)
     assert listed == sorted(listed)
+
+
+def test_due_ids_page_exactly_through_times_a_microsecond_apart(
+    django_user_model: Any, make_token: Any
+) -> None:
+    # Each page's cursor is the last row's time: losing a microsecond on its way back into
+    # the query would skip or repeat rows at every page boundary.
+    start = timezone.now() - timedelta(seconds=5)
+    ids = [
+        make_token(
+            django_user_model.objects.create_user(f"u{i}"),
+            next_refresh_at=start + timedelta(microseconds=i // 2),
+        ).pk
+        for i in range(23)
+    ]
+    # islice: a cursor that loses time would page the same rows forever.
+    assert list(itertools.islice(services.due_token_ids(batch_size=3), 50)) == ids
+    assert list(services.due_token_ids(limit=7, batch_size=3)) == ids[:7]
 
 
 def test_inside_a_callers_transaction_a_due_but_valid_token_is_handed_out_unrefreshed(

@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DatabaseError, connections, transaction
-from django.db.models import BooleanField
+from django.db.models import BooleanField, TextField
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -57,7 +57,6 @@ REFRESHED_FIELDS = [
     "last_error",
     "updated_at",
 ]
-_NEXT_REFRESH_FIELD = OAuthToken._meta.get_field("next_refresh_at")
 # Frame.io separates scopes with spaces, Adobe IMS with commas.
 _SCOPE_SPLIT = re.compile(r"[\s,]+")
 
@@ -185,25 +184,23 @@ def refresh_if_due(token_id: int) -> Outcome:
 def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterator[int]:
     """Due token ids in (next_refresh_at, id) order, by keyset pages of one index scan each."""
     now = timezone.now()
-    cursor: tuple[Any, int] | None = None
+    cursor: tuple[str, int] | None = None
     yielded = 0
     while limit is None or yielded < limit:
         page = OAuthToken.objects.due(now).order_by("next_refresh_at", "pk")
         if cursor is not None:
             # A row comparison, so the index (status, next_refresh_at, id) seeks straight to
-            # the cursor even when many rows share one next_refresh_at.
-            # RawSQL params skip field conversion, so adapt the timestamp for this backend.
-            when = _NEXT_REFRESH_FIELD.get_db_prep_value(cursor[0], connections[page.db])
+            # the cursor even when many rows share one next_refresh_at. The time goes back
+            # as the database's own text for it, which it reads back exactly.
             page = page.filter(
-                RawSQL(
-                    '("next_refresh_at", "id") > (%s, %s)',
-                    (when, cursor[1]),
-                    output_field=BooleanField(),
-                )
+                RawSQL('("next_refresh_at", "id") > (%s, %s)', cursor, output_field=BooleanField())
             )
         size = batch_size if limit is None else min(batch_size, limit - yielded)
-        # next_refresh_at is never NULL here: due() filters on it.
-        rows: list[tuple[Any, int]] = list(page.values_list("next_refresh_at", "pk")[:size])
+        # The times as text: only the last one is used, and turning 1,000 timestamps into
+        # datetimes was three quarters of a page's time. next_refresh_at is never NULL here.
+        rows: list[tuple[str, int]] = list(
+            page.annotate(_at=Cast("next_refresh_at", TextField())).values_list("_at", "pk")[:size]
+        )
         if not rows:
             return
         for _, token_id in rows:
