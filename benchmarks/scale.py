@@ -20,9 +20,10 @@ Then: ``VACUUM (ANALYZE)``, ``EXPLAIN (ANALYZE, BUFFERS)`` of the first page and
 continuation page exactly as ``services.due_token_ids`` sends them (captured from its own queries),
 a check that both use ``frameio_oauth_due_idx``, and the time of every batch of 1,000 while
 ``due_token_ids`` pages through all due rows, with the process RSS at the start, middle and end.
-Last, the same paging inside rolled-back transactions in which 10,000 and then 100,000 due rows
-share one ``next_refresh_at`` (what a bulk import or ``UPDATE ... SET next_refresh_at = now()``
-leaves behind).
+Last, the same paging after 10,000 and then 100,000 due rows were given one ``next_refresh_at``
+and committed (what a bulk import or ``UPDATE ... SET next_refresh_at = now()`` leaves
+behind): the first sweep after the rewrite and the next one, each reported; the rows are put
+back and the table vacuumed afterwards.
 
 Target: under 20 ms a batch, memory flat.
 """
@@ -38,6 +39,8 @@ os.environ.setdefault("FRAMEIO_BENCH_PGDATABASE", "frameio_bench_scale")
 
 from _setup import median, print_machine, verdict, vm_rss_kib
 from django.db import connection, transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -167,15 +170,19 @@ def fetch_breakdown() -> None:
     """Where the time of one page goes: PostgreSQL, the rows' trip, the timestamps' parsing."""
     now = timezone.now()
     page = OAuthToken.objects.due(now).order_by("next_refresh_at", "pk")
+    as_text = page.annotate(_at=Cast("next_refresh_at", TextField())).values_list("_at", "pk")
     variants = {
-        "page as due_token_ids reads it (next_refresh_at, pk)": lambda: list(
+        "page as due_token_ids reads it (next_refresh_at as text, pk)": lambda: list(
+            as_text[:BATCH]
+        ),
+        "the same with next_refresh_at as datetimes (before)": lambda: list(
             page.values_list("next_refresh_at", "pk")[:BATCH]
         ),
         "same WHERE/ORDER BY/LIMIT, pk only": lambda: list(
             page.values_list("pk", flat=True)[:BATCH]
         ),
     }
-    sql, params = page.values_list("next_refresh_at", "pk")[:BATCH].query.sql_with_params()
+    sql, params = as_text[:BATCH].query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
         server_ms = cursor.fetchone()[0][0]["Execution Time"]
@@ -240,30 +247,45 @@ def report_pages(label: str, times: list[float], rss: list[int], count: int) -> 
     print(f"{label}: RSS start {rss[0]} KiB, middle {rss[1]} KiB, end {rss[2]} KiB")
 
 
-def run_ties(modulus: int) -> float:
-    """Page through due rows that all share one next_refresh_at; roll the change back."""
-    with transaction.atomic():
-        start = time.perf_counter()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {TABLE} SET next_refresh_at = %s WHERE id %% %s = 0",
-                [timezone.now() - timezone.timedelta(minutes=30), modulus],
-            )
-            tied = cursor.rowcount
-        setup = time.perf_counter() - start
+RESTORE_TIES = f"""
+UPDATE {TABLE} SET next_refresh_at = CASE WHEN id %% 100 = 0
+    THEN %(now)s - random() * interval '1 hour'
+    ELSE %(now)s + interval '1 hour' + random() * interval '7 days' END
+WHERE id %% %(modulus)s = 0
+"""
+
+
+def run_ties(modulus: int) -> tuple[float, float]:
+    """Page through due rows that all share one next_refresh_at, committed as a bulk import
+    or an ``UPDATE ... SET next_refresh_at = now()`` would leave them, then put the rows back.
+
+    Returns the worst page of the first sweep after the rewrite (it walks past the index
+    entries of the rows' old versions once, and marks them dead for later scans; autovacuum
+    removes them in time) and the worst page of the sweeps after it."""
+    start = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TABLE} SET next_refresh_at = %s WHERE id %% %s = 0",
+            [timezone.now() - timezone.timedelta(minutes=30), modulus],
+        )
+        tied = cursor.rowcount
+    setup = time.perf_counter() - start
+    try:
         due = OAuthToken.objects.due().count()
         label = f"{tied} due rows sharing one next_refresh_at"
-        print(f"{label}: set up in {setup:.1f} s (rolled back afterwards); {due} due in all")
-        page_times(
-            services.due_token_ids(batch_size=BATCH), due
-        )  # a first pass warms the new versions
+        print(f"{label}: set up and committed in {setup:.1f} s; {due} due in all")
+        first, rss, count = page_times(services.due_token_ids(batch_size=BATCH), due)
+        report_pages(f"{label}, first sweep after the rewrite", first, rss, count)
         times, rss, count = page_times(services.due_token_ids(batch_size=BATCH), due)
-        report_pages(label, times, rss, count)
+        report_pages(f"{label}, next sweep", times, rss, count)
         if len(times) <= 20:
             print("ms per batch, in order: " + ", ".join(f"{value:.1f}" for value in times))
         explain(f"last continuation page, {tied} tied rows", due_query_sql(due // BATCH)[-1])
-        transaction.set_rollback(True)
-    return max(times)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(RESTORE_TIES, {"now": timezone.now(), "modulus": modulus})
+        vacuum_analyze()
+    return max(first), max(times)
 
 
 def main() -> None:
@@ -295,8 +317,8 @@ def main() -> None:
     fetch_breakdown()
     print()
 
-    # Ties: many due rows with the very same next_refresh_at, rolled back afterwards.
-    tie_worst: dict[int, float] = {}
+    # Ties: many due rows with the very same next_refresh_at, put back afterwards.
+    tie_worst: dict[int, tuple[float, float]] = {}
     for modulus in TIE_MODULI:
         tie_worst[ROWS // modulus] = run_ties(modulus)
     print()
@@ -304,10 +326,11 @@ def main() -> None:
         f"target batch < {TARGET_BATCH_MS:.0f} ms (distinct times): max {worst:.2f} ms -> "
         f"{verdict(worst < TARGET_BATCH_MS)}"
     )
-    for tied, tie_max in tie_worst.items():
+    for tied, (first_max, tie_max) in tie_worst.items():
         print(
             f"target batch < {TARGET_BATCH_MS:.0f} ms ({tied} tied due rows): max {tie_max:.2f} ms"
-            f" -> {verdict(tie_max < TARGET_BATCH_MS)}"
+            f" -> {verdict(tie_max < TARGET_BATCH_MS)}; first sweep right after rewriting them:"
+            f" max {first_max:.2f} ms -> {verdict(first_max < TARGET_BATCH_MS)}"
         )
 
 
