@@ -14,7 +14,12 @@ from .provider import UserInfo
 
 def user_for_identity(info: UserInfo) -> AbstractBaseUser:
     """The user linked to ``info.id``; else a new user if ALLOW_SIGNUP; else CallbackError."""
-    linked = OAuthToken.objects.select_related("user").filter(provider_user_id=info.id).first()
+    linked = (
+        OAuthToken.objects.select_related("user")
+        .filter(provider_user_id=info.id)
+        .exclude(status=OAuthToken.Status.REVOKED)  # disconnected, revocation pending
+        .first()
+    )
     if linked is not None:
         if not linked.user.is_active:
             raise CallbackError("inactive", "This account is disabled.", status=403)

@@ -130,11 +130,13 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.action(description=_("Revoke and disconnect"), permissions=["delete"])
     def revoke_and_disconnect(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> None:
-        confirmed, unconfirmed = 0, 0
+        confirmed, pending, unconfirmed = 0, 0, 0
         for token in queryset.select_related("user"):
             result = services.disconnect(token.user)
             if result.revoked_at_provider:
                 confirmed += 1
+            elif result.pending:
+                pending += 1
             else:
                 unconfirmed += 1
         if confirmed:
@@ -147,6 +149,19 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 )
                 % {"count": confirmed},
                 messages.SUCCESS,
+            )
+        if pending:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d token is disconnected; Frame.io could not be reached, so its "
+                    "revocation will be retried and the row removed then.",
+                    "%(count)d tokens are disconnected; Frame.io could not be reached, so their "
+                    "revocation will be retried and the rows removed then.",
+                    pending,
+                )
+                % {"count": pending},
+                messages.WARNING,
             )
         if unconfirmed:
             self.message_user(

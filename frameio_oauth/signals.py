@@ -25,6 +25,9 @@ refresh_failed = Signal()
 # kwargs: token (OAuthToken), error (ReauthorizationRequired)
 reauthorization_required = Signal()
 
-# A grant was disconnected: revoked at the provider (if it answered) and deleted locally.
+# A grant was disconnected and its row deleted: revoked at the provider, unless the provider
+# refused (revoked_at_provider False). Sent once per grant, when the row goes: if the provider
+# could not be reached at disconnect time, the row waits (status revoked) and this is sent by
+# the sweep that gets the revocation through.
 # kwargs: user, provider_user_id (str), revoked_at_provider (bool)
 token_revoked = Signal()

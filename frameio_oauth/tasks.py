@@ -32,7 +32,8 @@ def refresh_due_tokens(limit: int | None = None, fanout: bool = False) -> dict[s
     for token_id in services.due_token_ids(limit):
         refresh_due_token.delay(token_id)
         enqueued += 1
-    return {"enqueued": enqueued}
+    # Deferred revocations are few (only those a provider outage held up): done right here.
+    return {"enqueued": enqueued, "revoked": services.retry_due_revocations()}
 
 
 @shared_task(

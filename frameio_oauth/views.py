@@ -163,7 +163,11 @@ def _unknown_state() -> CallbackError:
 @never_cache
 @login_required
 def connected(request: HttpRequest) -> HttpResponse:
-    token = OAuthToken.objects.filter(user_id=request.user.pk or 0).first()
+    token = (
+        OAuthToken.objects.filter(user_id=request.user.pk or 0)
+        .exclude(status=OAuthToken.Status.REVOKED)  # disconnected, revocation pending
+        .first()
+    )
     return render(request, "frameio_oauth/connected.html", {"token": token})
 
 
@@ -178,6 +182,14 @@ def disconnect(request: HttpRequest) -> HttpResponse:
     else:
         if result.revoked_at_provider:
             messages.success(request, _("Frame.io is disconnected."))
+        elif result.pending:
+            messages.warning(
+                request,
+                _(
+                    "Frame.io is disconnected here. Frame.io could not be reached to revoke "
+                    "the access; that will be retried automatically."
+                ),
+            )
         else:
             messages.warning(
                 request,

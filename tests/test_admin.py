@@ -134,6 +134,20 @@ def test_revoke_and_disconnect_action_removes_the_rows(
     assert len(provider_http.calls) == 2
 
 
+def test_revoke_and_disconnect_during_an_outage_keeps_the_row_to_revoke_later(
+    admin_browser: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user)
+    provider_http.post(REVOKE_URL, status=503)
+    response = admin_browser.post(
+        CHANGELIST,
+        {"action": "revoke_and_disconnect", "_selected_action": [token.pk]},
+        follow=True,
+    )
+    assert b"1 token is disconnected; Frame.io could not be reached" in response.content
+    assert OAuthToken.objects.get(pk=token.pk).status == OAuthToken.Status.REVOKED
+
+
 def test_plain_delete_is_not_offered_because_it_would_not_revoke(
     admin_browser: Client, user: Any, make_token: Any
 ) -> None:

@@ -45,7 +45,7 @@ def test_the_sweep_task_returns_its_summary(
 ) -> None:
     provider_http.post(TOKEN_URL, json=NEW)
     summary = refresh_due_tokens.apply().get()
-    assert summary == {"refreshed": 1, "skipped": 0, "failed": 0, "reauth": 0}
+    assert summary == {"refreshed": 1, "skipped": 0, "failed": 0, "reauth": 0, "revoked": 0}
 
 
 @pytest.mark.django_db
@@ -54,7 +54,7 @@ def test_a_fanned_out_sweep_enqueues_one_task_per_due_row(
 ) -> None:
     make_due_tokens(3)
     provider_http.post(TOKEN_URL, json=NEW)
-    assert refresh_due_tokens.apply(kwargs={"fanout": True}).get() == {"enqueued": 3}
+    assert refresh_due_tokens.apply(kwargs={"fanout": True}).get() == {"enqueued": 3, "revoked": 0}
     assert len(provider_http.calls) == 3
     assert not OAuthToken.objects.due().exists()
 
@@ -161,7 +161,7 @@ def test_a_real_worker_on_redis_runs_the_sweep_and_the_token_changes(
             app.conf.update(task_always_eager=True)
     assert not isinstance(result, EagerResult)
     if fanout:
-        assert summary == {"enqueued": 1}
+        assert summary == {"enqueued": 1, "revoked": 0}
     else:
         assert summary["refreshed"] == 1
     after = OAuthToken.objects.get(pk=due_token.pk)

@@ -25,7 +25,7 @@ def test_the_sweep_prints_its_summary(
     call_command("frameio_refresh_tokens", "-v", "2")
     out = capsys.readouterr().out
     assert ": refreshed" in out
-    assert "refreshed 1, skipped 0, failed 0, reauth 0" in out
+    assert "refreshed 1, skipped 0, failed 0, reauth 0, revoked 0" in out
 
 
 def test_dry_run_lists_due_tokens_and_changes_nothing(

@@ -4,9 +4,12 @@ like Frame.io, with rotating refresh tokens and reuse protection, running on loo
 from __future__ import annotations
 
 import logging
+import socket
+from datetime import timedelta
 from typing import Any
 
 import pytest
+import time_machine
 from django.test import Client, override_settings
 
 from frameio_oauth import services
@@ -148,3 +151,29 @@ def test_a_scope_added_to_settings_after_sign_in_does_not_break_refreshes(
     assert refreshed.access_token != token.access_token
     assert set(refreshed.scope.split()) == {"account.read", "offline"}
     assert standin.me(refreshed.access_token).status_code == 200
+
+
+def test_a_disconnect_during_an_outage_is_revoked_at_the_server_by_a_later_sweep(
+    client: Client, user: Any, standin: Standin
+) -> None:
+    client.force_login(user)
+    config = standin.settings(CONFIDENTIAL)
+    with override_settings(FRAMEIO_OAUTH=config):
+        sign_in_with_frameio(client, standin, "demo")
+    access_token = OAuthToken.objects.get(user=user).access_token
+    with socket.socket() as probe:  # a port nobody listens on: the revocation endpoint is down
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}/oauth2/revoke"
+    with override_settings(FRAMEIO_OAUTH={**config, "REVOKE_URL": down}):
+        result = services.disconnect(user)
+    assert result.pending
+    assert standin.me(access_token).status_code == 200  # still live at the server
+    row = OAuthToken.objects.get(user=user)
+    with (
+        override_settings(FRAMEIO_OAUTH=config),
+        time_machine.travel(row.next_refresh_at + timedelta(seconds=1), tick=True),
+    ):
+        summary = services.refresh_due()
+    assert summary.revoked == 1
+    assert not OAuthToken.objects.filter(user=user).exists()
+    assert standin.me(access_token).status_code == 401

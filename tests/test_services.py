@@ -218,6 +218,7 @@ def test_invalid_grant_marks_reauth_required_signals_and_never_retries(
         "skipped": 0,
         "failed": 0,
         "reauth": 0,
+        "revoked": 0,
     }
     assert len(provider_http.calls) == 1
 
@@ -354,6 +355,7 @@ def test_a_due_row_without_a_refresh_token_leaves_the_schedule(
         "skipped": 1,
         "failed": 0,
         "reauth": 0,
+        "revoked": 0,
     }
     assert stored(token).next_refresh_at is None
     assert len(provider_http.calls) == 0
@@ -443,5 +445,5 @@ def test_a_huge_retry_after_does_not_park_the_token_for_years(
     with pytest.raises(ProviderUnavailable):
         services.refresh(due_token.pk)
     assert stored(due_token).next_refresh_at <= timezone.now() + timedelta(
-        seconds=services._refresh.BACKOFF_CAP + 5
+        seconds=services._backoff.BACKOFF_CAP + 5
     )

@@ -9,7 +9,8 @@ import responses
 from django.core.cache import cache
 from django.test import Client, override_settings
 
-from frameio_oauth import signals
+from frameio_oauth import services, signals
+from frameio_oauth.exceptions import NotConnected
 from frameio_oauth.models import OAuthToken
 from frameio_oauth.views import SESSION_KEY
 from tests.conftest import REVOKE_URL, TOKEN_URL, USERINFO_URL
@@ -368,15 +369,31 @@ def test_disconnect_revokes_then_deletes_and_signals(
     assert received[0]["revoked_at_provider"] is True
 
 
-def test_disconnect_when_the_provider_fails_still_removes_and_says_so(
+def test_disconnect_when_the_provider_refuses_still_removes_and_says_so(
+    signed_in: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user)
+    provider_http.post(REVOKE_URL, status=400, json={"error": "unsupported_token_type"})
+    response = signed_in.post("/frameio/disconnect/", follow=True)
+    assert len(provider_http.calls) == 1
+    assert not OAuthToken.objects.filter(user=user).exists()
+    assert b"could not confirm the revocation" in response.content
+
+
+def test_disconnect_during_an_outage_disconnects_here_and_keeps_the_grant_to_revoke_later(
     signed_in: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
 ) -> None:
     make_token(user)
     provider_http.post(REVOKE_URL, status=503)
     response = signed_in.post("/frameio/disconnect/", follow=True)
-    assert len(provider_http.calls) == 1
-    assert not OAuthToken.objects.filter(user=user).exists()
-    assert b"could not confirm the revocation" in response.content
+    assert b"will be retried automatically" in response.content
+    pending = OAuthToken.objects.get(user=user)
+    assert pending.status == OAuthToken.Status.REVOKED
+    assert pending.refresh_token == f"refresh-{user.pk}-secret"
+    # Disconnected for every purpose: the connected page and the API say so.
+    assert b"alice@frame.example" not in signed_in.get("/frameio/connected/").content
+    with pytest.raises(NotConnected):
+        services.get_access_token(user)
 
 
 def test_a_state_spent_by_a_racing_request_is_refused(

@@ -2,13 +2,13 @@
 
 Views, tasks, admin actions and management commands are thin wrappers around these functions.
 The refresh rule (one row, one refresh at a time, never an old refresh token twice) lives in
-``_refresh.py``; storing and removing grants in ``_grants.py``; key rotation in ``_keys.py``.
+``_refresh.py``; storing and removing grants in ``_grants.py``, ending them at the provider in
+``_revocations.py``; key rotation in ``_keys.py``.
 """
 
 from __future__ import annotations
 
 from ._grants import (
-    DisconnectResult,
     connect_or_sign_in,
     disconnect,
     exchange_code,
@@ -27,6 +27,7 @@ from ._refresh import (
     refresh_if_due,
     replace_rejected_token,
 )
+from ._revocations import DisconnectResult, retry_due_revocations
 
 __all__ = [
     "REFRESHED_FIELDS",
@@ -45,6 +46,7 @@ __all__ = [
     "refresh_due",
     "refresh_if_due",
     "replace_rejected_token",
+    "retry_due_revocations",
     "rotate_encryption_keys",
     "store_grant",
 ]

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from functools import partial
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from .. import accounts, provider, signals
 from ..conf import conf
 from ..exceptions import CallbackError, FrameioOAuthError, NotConnected
 from ..models import OAuthToken
-from . import _rows
+from . import _revocations, _rows
 from ._refresh import apply_tokens
+from ._revocations import DisconnectResult
 
 logger = logging.getLogger("frameio_oauth.services")
-
-
-@dataclass(frozen=True)
-class DisconnectResult:
-    revoked_at_provider: bool
-    error: str = ""
 
 
 def exchange_code(
@@ -67,6 +64,14 @@ def store_grant(
     """Attach a freshly obtained grant to ``user``, replacing any grant the user had."""
     tokens_db = OAuthToken.objects.using(_rows.alias())
     with transaction.atomic(using=tokens_db.db):
+        # Rows of this user or this identity still waiting for their revocation make way.
+        pending = tokens_db.select_for_update().filter(
+            Q(user_id=user.pk) | Q(provider_user_id=info.id), status=OAuthToken.Status.REVOKED
+        )
+        for retired, result in _revocations.retire_pending(list(pending)):
+            transaction.on_commit(
+                partial(_revocations.announce_removal, retired, result), using=tokens_db.db
+            )
         holder = tokens_db.select_for_update().filter(provider_user_id=info.id).first()
         if holder is not None and holder.user_id != user.pk:
             raise CallbackError(
@@ -107,29 +112,17 @@ def store_grant(
 def disconnect(user: AbstractBaseUser) -> DisconnectResult:
     """Revoke the grant at the provider (RFC 7009), then delete the local row.
 
-    The row goes even if the provider cannot be reached: the user asked to disconnect, and the
-    result says whether the provider confirmed.
+    If the provider cannot be reached, the row stays with status ``revoked`` (disconnected
+    for every purpose here) until a later sweep gets the revocation through: deleting it
+    would leave a live grant at Frame.io that nothing could end. The result says which.
     """
     tokens_db = OAuthToken.objects.using(_rows.alias())
     with transaction.atomic(using=tokens_db.db):
         token = tokens_db.select_for_update().filter(user_id=user.pk).first()
         if token is None:
             raise NotConnected(f"user {user.pk} has not connected Frame.io")
-        provider_user_id = token.provider_user_id
-        try:
-            provider.revoke_grant(
-                refresh_token=token.refresh_token, access_token=token.access_token
-            )
-        except FrameioOAuthError as exc:
-            result = DisconnectResult(revoked_at_provider=False, error=str(exc))
-            logger.warning("revocation for user %s failed: %s", user.pk, exc)
-        else:
-            result = DisconnectResult(revoked_at_provider=True)
-        token.delete()
-    signals.token_revoked.send(
-        sender=OAuthToken,
-        user=user,
-        provider_user_id=provider_user_id,
-        revoked_at_provider=result.revoked_at_provider,
-    )
+        result = _revocations.end_grant(token, timezone.now())
+    token.user = user  # type: ignore[assignment]  # what the signal receivers get
+    if not result.pending:
+        _revocations.announce_removal(token, result)
     return result

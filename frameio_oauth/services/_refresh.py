@@ -36,12 +36,11 @@ from ..exceptions import (
     RefreshInsideTransaction,
 )
 from ..models import OAuthToken
-from . import _rows
+from . import _revocations, _rows
+from ._backoff import retry_time
 
 logger = logging.getLogger("frameio_oauth.services")
 
-BACKOFF_BASE = 30.0
-BACKOFF_CAP = 30 * 60.0
 # On-demand callers wait for a refresh in progress at most this long beyond HTTP_TIMEOUT.
 LOCK_WAIT_SLACK = 5.0
 SECRET_FIELDS = ("access_token", "refresh_token")
@@ -75,6 +74,8 @@ class RefreshSummary:
     skipped: int = 0
     failed: int = 0
     reauth: int = 0
+    # Disconnected grants whose revocation, deferred by a provider outage, went through now.
+    revoked: int = 0
 
     def add(self, outcome: Outcome) -> None:
         if outcome is Outcome.REFRESHED:
@@ -92,13 +93,14 @@ class RefreshSummary:
             "skipped": self.skipped,
             "failed": self.failed,
             "reauth": self.reauth,
+            "revoked": self.revoked,
         }
 
 
 def get_access_token(user: AbstractBaseUser) -> str:
     """A usable access token for ``user``: one query when fresh, a locked refresh when due."""
     token = OAuthToken.objects.filter(user_id=user.pk).first()
-    if token is None:
+    if token is None or token.status == OAuthToken.Status.REVOKED:
         raise NotConnected(f"user {user.pk} has not connected Frame.io")
     if token.status != OAuthToken.Status.ACTIVE:
         raise ReauthorizationRequired(f"user {user.pk} must sign in with Frame.io again")
@@ -170,6 +172,7 @@ def refresh_due(
         summary.add(claimed[1])
         if progress is not None:
             progress(claimed[0], claimed[1])
+    summary.revoked = _revocations.retry_due_revocations(now)
     logger.info("refresh sweep done: %s", summary.as_dict())
     return summary
 
@@ -272,6 +275,8 @@ def _refresh_locked_once(
         if token.status != OAuthToken.Status.ACTIVE:
             if skip_locked:
                 return token, Outcome.NOT_DUE, None
+            if token.status == OAuthToken.Status.REVOKED:
+                raise NotConnected(f"token {token_id} was disconnected")
             raise ReauthorizationRequired(f"token {token_id} needs re-authorization")
         if rejected is not None:
             # The API refused this token: refresh only if nobody has replaced it yet.
@@ -416,13 +421,7 @@ def _mark_reauth(token: OAuthToken, error: FrameioOAuthError) -> None:
 
 def _mark_failed(token: OAuthToken, error: FrameioOAuthError, now: datetime) -> datetime:
     token.failure_count += 1
-    delay = min(BACKOFF_BASE * 2 ** (token.failure_count - 1), BACKOFF_CAP)
-    delay = random.uniform(delay / 2, delay)  # noqa: S311
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after:
-        # Honour the provider's Retry-After, but never let it park a token for years.
-        delay = max(delay, min(retry_after, BACKOFF_CAP))
-    retry_at = now + timedelta(seconds=delay)
+    retry_at = retry_time(now, token.failure_count, getattr(error, "retry_after", None))
     token.next_refresh_at = retry_at
     token.last_error = str(error)[:255]
     _rows.save_fields(token, ["failure_count", "next_refresh_at", "last_error", "updated_at"])

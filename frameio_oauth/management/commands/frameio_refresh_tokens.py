@@ -44,9 +44,8 @@ class Command(BaseCommand):
         summary = services.refresh_due(options["limit"], progress=progress)
         self.stdout.write(
             self.style.SUCCESS(
-                "refreshed {refreshed}, skipped {skipped}, failed {failed}, reauth {reauth}".format(
-                    **summary.as_dict()
-                )
+                "refreshed {refreshed}, skipped {skipped}, failed {failed}, reauth {reauth}, "
+                "revoked {revoked}".format(**summary.as_dict())
             )
         )
 
