@@ -91,16 +91,16 @@ def retry_due_revocations(now: datetime | None = None) -> int:
     """Try again every revocation whose retry time has come, one claimed row at a time (part
     of every sweep). Returns how many rows were removed."""
     now = now or timezone.now()
+    waiting = OAuthToken.objects.using(_rows.alias()).filter(
+        status=OAuthToken.Status.REVOKED, next_refresh_at__lte=now
+    )
+    # Nearly always none: one plain query then, not a transaction, on every sweep.
+    if not waiting.exists():
+        return 0
     removed = 0
     while True:
         with transaction.atomic(using=_rows.alias()):
-            token = (
-                OAuthToken.objects.using(_rows.alias())
-                .select_for_update(skip_locked=True)
-                .filter(status=OAuthToken.Status.REVOKED, next_refresh_at__lte=now)
-                .order_by("next_refresh_at")
-                .first()
-            )
+            token = waiting.select_for_update(skip_locked=True).order_by("next_refresh_at").first()
             if token is None:
                 return removed
             result = end_grant(token, now)
