@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DatabaseError, connections, transaction
@@ -356,14 +357,18 @@ def refresh_scope(token: OAuthToken) -> str:
     from ``SCOPES`` is dropped here. The offline scope is always kept: holding a refresh token
     means it was granted, even if the provider left it out of the scope it echoed.
     """
-    granted = set(_SCOPE_SPLIT.split(token.scope.strip())) - {""}
+    preset = conf.preset
+    return _scope_for(token.scope, tuple(conf.scopes), preset.scope_separator, preset.offline_scope)
+
+
+@lru_cache(maxsize=256)
+def _scope_for(granted_text: str, configured: tuple[str, ...], separator: str, offline: str) -> str:
+    # Cached: a handful of distinct granted scopes cover every row.
+    granted = set(_SCOPE_SPLIT.split(granted_text.strip())) - {""}
     if not granted:
-        return conf.scope_string
-    offline = conf.preset.offline_scope
-    kept = [scope for scope in conf.scopes if scope in granted or scope == offline]
-    if not kept:
-        return token.scope
-    return conf.preset.scope_separator.join(kept)
+        return separator.join(configured)
+    kept = [scope for scope in configured if scope in granted or scope == offline]
+    return separator.join(kept) if kept else granted_text
 
 
 def _announce(token: OAuthToken, result: _Result) -> None:
