@@ -392,6 +392,25 @@ def test_due_ids_page_exactly_through_times_a_microsecond_apart(
     assert list(services.due_token_ids(limit=7, batch_size=3)) == ids[:7]
 
 
+@pytest.mark.postgres
+def test_due_ids_page_exactly_whatever_the_sessions_datestyle_and_time_zone(
+    django_user_model: Any, make_token: Any
+) -> None:
+    start = timezone.now() - timedelta(seconds=5)
+    ids = [
+        make_token(
+            django_user_model.objects.create_user(f"u{i}"),
+            next_refresh_at=start + timedelta(microseconds=i // 2),
+        ).pk
+        for i in range(11)
+    ]
+    with connection.cursor() as cursor:
+        # Both undone with the test's transaction.
+        cursor.execute("SET LOCAL DateStyle = 'SQL, DMY'")
+        cursor.execute("SET LOCAL TIME ZONE 'Asia/Kolkata'")
+    assert list(itertools.islice(services.due_token_ids(batch_size=3), 30)) == ids
+
+
 def test_inside_a_callers_transaction_a_due_but_valid_token_is_handed_out_unrefreshed(
     user: Any, due_token: OAuthToken, provider_http: responses.RequestsMock
 ) -> None:

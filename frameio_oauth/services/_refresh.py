@@ -16,12 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DatabaseError, connections, transaction
-from django.db.models import BooleanField, TextField
+from django.db.models import BooleanField, Func, TextField
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Cast
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -195,7 +195,7 @@ def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterato
         if cursor is not None:
             # A row comparison, so the index (status, next_refresh_at, id) seeks straight to
             # the cursor even when many rows share one next_refresh_at. The time goes back
-            # as the database's own text for it, which it reads back exactly.
+            # as text the database reads back exactly (see _ExactText).
             page = page.filter(
                 RawSQL('("next_refresh_at", "id") > (%s, %s)', cursor, output_field=BooleanField())
             )
@@ -203,7 +203,7 @@ def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterato
         # The times as text: only the last one is used, and turning 1,000 timestamps into
         # datetimes was three quarters of a page's time. next_refresh_at is never NULL here.
         rows: list[tuple[str, int]] = list(
-            page.annotate(_at=Cast("next_refresh_at", TextField())).values_list("_at", "pk")[:size]
+            page.annotate(_at=_ExactText("next_refresh_at")).values_list("_at", "pk")[:size]
         )
         if not rows:
             return
@@ -211,6 +211,24 @@ def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterato
             yield token_id
         yielded += len(rows)
         cursor = rows[-1]
+
+
+class _ExactText(Func):
+    """A timestamp as text that the database reads back as exactly that instant."""
+
+    template = "CAST(%(expressions)s AS text)"  # SQLite stores it as this very text
+    output_field = TextField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # ISO 8601 in UTC, microseconds included: a plain ::text follows the session's
+        # DateStyle and time zone, and "05/17/2024 ... IST" does not read back as it was.
+        return self.as_sql(
+            compiler,
+            connection,
+            template="to_char(%(expressions)s AT TIME ZONE 'UTC', "
+            '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')',
+            **extra,
+        )
 
 
 @dataclass
