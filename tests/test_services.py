@@ -171,6 +171,23 @@ def test_the_offline_scope_is_kept_when_the_provider_did_not_echo_it(
     assert refreshed_scope(token, provider_http) == "account.read offline"
 
 
+def test_the_offline_scope_is_kept_even_after_it_left_settings(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    # Without it, a provider that issues refresh tokens only for it would stop rotating.
+    token = make_token(user, scope="account.read offline")
+    sent = refreshed_scope(token, provider_http, SCOPES=["account.read"])
+    assert sent == "account.read offline"
+
+
+def test_an_echo_naming_no_configured_scope_is_asked_for_as_it_is(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    # Narrowing such a grant to "offline" alone would cut the user's access at every refresh.
+    token = make_token(user, scope="asset.read")
+    assert refreshed_scope(token, provider_http) == "asset.read offline"
+
+
 def test_a_token_with_no_recorded_scope_refreshes_with_the_configured_scopes(
     user: Any, make_token: Any, provider_http: responses.RequestsMock
 ) -> None:
