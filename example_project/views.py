@@ -15,7 +15,11 @@ def home(request: HttpRequest) -> HttpResponse:
     frameio_user = None
     problem = ""
     if request.user.is_authenticated:
-        token = OAuthToken.objects.filter(user_id=request.user.pk).first()
+        token = (
+            OAuthToken.objects.filter(user_id=request.user.pk)
+            .exclude(status=OAuthToken.Status.REVOKED)  # disconnected, revocation pending
+            .first()
+        )
         if token is not None:
             try:
                 frameio_user = provider.fetch_userinfo(services.get_access_token(request.user))

@@ -154,10 +154,10 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             self.message_user(
                 request,
                 ngettext(
-                    "%(count)d token is disconnected; Frame.io could not be reached, so its "
-                    "revocation will be retried and the row removed then.",
-                    "%(count)d tokens are disconnected; Frame.io could not be reached, so their "
-                    "revocation will be retried and the rows removed then.",
+                    "%(count)d token is disconnected; Frame.io did not confirm its "
+                    "revocation, which will be retried and the row removed then.",
+                    "%(count)d tokens are disconnected; Frame.io did not confirm their "
+                    "revocation, which will be retried and the rows removed then.",
                     pending,
                 )
                 % {"count": pending},

@@ -27,8 +27,13 @@ class ReauthorizationRequired(FrameioOAuthError):
 class ProviderError(FrameioOAuthError):
     """The provider refused the request or answered with something we cannot use.
 
-    Not transient: retrying the same request will fail the same way.
+    Not transient: retrying the same request will fail the same way. ``code`` is the OAuth
+    ``error`` the provider sent (``"invalid_client"``...), if it sent one.
     """
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ProviderUnavailable(FrameioOAuthError):

@@ -282,8 +282,8 @@ def _prepare(
         headers = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
     prepared.prepare_headers(headers)
     prepared.prepare_body(None if data is None else urlencode(data), None)
-    if auth is not None:
-        prepared.prepare_auth(auth)
+    # As requests does: no auth given, but user:password in the URL, means HTTP Basic.
+    prepared.prepare_auth(auth, url)
     return prepared
 
 
@@ -369,7 +369,9 @@ def _raise_for_error(response: requests.Response, payload: Any, *, what: str) ->
     if error == "invalid_grant":
         raise ReauthorizationRequired(f"{what} answered invalid_grant{_description(payload)}")
     if isinstance(error, str):
-        raise ProviderError(f"{what} answered HTTP {status} {error}{_description(payload)}")
+        raise ProviderError(
+            f"{what} answered HTTP {status} {error}{_description(payload)}", code=error
+        )
     if payload is None and status != 200:
         raise ProviderError(
             f"{what} answered HTTP {status} with a non-JSON body ({_content_type(response)})"

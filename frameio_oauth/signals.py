@@ -26,8 +26,8 @@ refresh_failed = Signal()
 reauthorization_required = Signal()
 
 # A grant was disconnected and its row deleted: revoked at the provider, unless the provider
-# refused (revoked_at_provider False). Sent once per grant, when the row goes: if the provider
-# could not be reached at disconnect time, the row waits (status revoked) and this is sent by
-# the sweep that gets the revocation through.
+# refused (revoked_at_provider False). Sent once per grant, when the row goes: if the
+# revocation did not go through at disconnect time (an outage), the row waits (status revoked)
+# and this is sent by the sweep that gets it through.
 # kwargs: user, provider_user_id (str), revoked_at_provider (bool)
 token_revoked = Signal()

@@ -186,8 +186,8 @@ def disconnect(request: HttpRequest) -> HttpResponse:
             messages.warning(
                 request,
                 _(
-                    "Frame.io is disconnected here. Frame.io could not be reached to revoke "
-                    "the access; that will be retried automatically."
+                    "Frame.io is disconnected here. Frame.io has not confirmed that it "
+                    "revoked the access yet; that will be retried automatically."
                 ),
             )
         else:

@@ -144,7 +144,7 @@ def test_revoke_and_disconnect_during_an_outage_keeps_the_row_to_revoke_later(
         {"action": "revoke_and_disconnect", "_selected_action": [token.pk]},
         follow=True,
     )
-    assert b"1 token is disconnected; Frame.io could not be reached" in response.content
+    assert b"1 token is disconnected; Frame.io did not confirm its revocation" in response.content
     assert OAuthToken.objects.get(pk=token.pk).status == OAuthToken.Status.REVOKED
 
 

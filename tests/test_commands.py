@@ -66,3 +66,13 @@ def test_force_without_a_user_is_refused() -> None:
 def test_an_unknown_user_is_refused(user: Any) -> None:
     with pytest.raises(CommandError, match=r"has no Frame\.io token"):
         call_command("frameio_refresh_tokens", "--user", "alice")
+
+
+@pytest.mark.parametrize("status", [OAuthToken.Status.REVOKED, OAuthToken.Status.REAUTH_REQUIRED])
+def test_a_token_that_cannot_be_refreshed_is_refused_even_in_a_dry_run(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock, status: str
+) -> None:
+    make_token(user, status=status)
+    with pytest.raises(CommandError, match=f"is {status}: not refreshable"):
+        call_command("frameio_refresh_tokens", "--user", "alice", "--dry-run")
+    assert len(provider_http.calls) == 0

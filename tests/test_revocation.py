@@ -4,6 +4,8 @@ same against the django-oauth-toolkit stand-in."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -11,6 +13,8 @@ from typing import Any
 import pytest
 import responses
 import time_machine
+from django.db import connections
+from django.test import override_settings
 from django.utils import timezone
 
 from frameio_oauth import accounts, provider, services, signals
@@ -18,6 +22,7 @@ from frameio_oauth.exceptions import CallbackError, NotConnected
 from frameio_oauth.models import OAuthToken
 from frameio_oauth.services import _revocations
 from tests.conftest import REVOKE_URL, TOKEN_URL
+from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY
 
 pytestmark = pytest.mark.django_db
 
@@ -129,7 +134,25 @@ NEW_GRANT = provider.TokenResponse(
 )
 
 
-def test_connecting_again_revokes_the_pending_grant_once_more_and_stores_the_new_one(
+def test_reconnecting_the_same_account_replaces_the_pending_row_without_revoking_it(
+    user: Any,
+    pending: OAuthToken,
+    provider_http: responses.RequestsMock,
+    announced: list[dict[str, Any]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # A provider that revokes every grant of a user and client at once would cut the grant
+    # just issued; the old one gives this client nothing the new one does not.
+    info = provider.UserInfo(id=pending.provider_user_id, email="alice@frame.example")
+    with django_capture_on_commit_callbacks(execute=True):
+        stored = services.store_grant(user, NEW_GRANT, info)
+    assert revoked_tokens(provider_http) == []
+    assert stored.status == OAuthToken.Status.ACTIVE
+    assert services.get_access_token(user) == "AT-new"
+    assert [call["revoked_at_provider"] for call in announced] == [False]
+
+
+def test_connecting_another_account_revokes_the_pending_grant_once_more(
     user: Any,
     pending: OAuthToken,
     provider_http: responses.RequestsMock,
@@ -137,12 +160,11 @@ def test_connecting_again_revokes_the_pending_grant_once_more_and_stores_the_new
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     provider_http.post(REVOKE_URL, body="")
-    info = provider.UserInfo(id=pending.provider_user_id, email="alice@frame.example")
+    info = provider.UserInfo(id="fio-another-account", email="alice@elsewhere.example")
     with django_capture_on_commit_callbacks(execute=True):
-        stored = services.store_grant(user, NEW_GRANT, info)
+        services.store_grant(user, NEW_GRANT, info)
     assert revoked_tokens(provider_http) == [f"refresh-{user.pk}-secret"]
-    assert stored.status == OAuthToken.Status.ACTIVE
-    assert services.get_access_token(user) == "AT-new"
+    assert OAuthToken.objects.get(user=user).provider_user_id == "fio-another-account"
     assert [call["revoked_at_provider"] for call in announced] == [True]
 
 
@@ -168,3 +190,107 @@ def test_the_sweep_never_refreshes_a_disconnected_row(
     with time_machine.travel(pending.next_refresh_at + timedelta(seconds=1)):
         services.refresh_due()
     assert [call.request.url for call in provider_http.calls] == [REVOKE_URL]
+
+
+def test_refresh_failures_before_a_disconnect_do_not_use_up_its_attempts(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user, failure_count=_revocations.MAX_REVOCATION_ATTEMPTS + 10)
+    provider_http.post(REVOKE_URL, status=503)
+    assert services.disconnect(user).pending
+    kept = OAuthToken.objects.get(pk=token.pk)
+    assert kept.failure_count == 1
+    # The first retry comes within the first backoff step, not the 30-minute cap.
+    assert kept.next_refresh_at <= timezone.now() + timedelta(seconds=31)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"status": 401, "json": {"error": "invalid_client"}},
+        {"status": 403, "body": "<html>forbidden</html>"},
+    ],
+    ids=["wrong-client-secret", "html-403"],
+)
+def test_a_refusal_an_operator_can_fix_keeps_the_grant_for_a_retry(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock, answer: dict[str, Any]
+) -> None:
+    make_token(user)
+    provider_http.post(REVOKE_URL, **answer)
+    result = services.disconnect(user)
+    assert result.pending
+    assert OAuthToken.objects.get(user=user).status == OAuthToken.Status.REVOKED
+
+
+def test_a_key_missing_at_disconnect_keeps_the_grant_until_it_is_back(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user)
+    elsewhere = {**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": [OLD_TEST_KEY]}
+    with override_settings(FRAMEIO_OAUTH=elsewhere):
+        assert services.disconnect(user).pending
+    assert len(provider_http.calls) == 0
+    provider_http.post(REVOKE_URL, body="")
+    kept = OAuthToken.objects.get(pk=token.pk)
+    with time_machine.travel(kept.next_refresh_at + timedelta(seconds=1)):
+        assert services.retry_due_revocations() == 1
+    assert revoked_tokens(provider_http) == [f"refresh-{user.pk}-secret"]
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [("unsupported_token_type", 400), ("invalid_grant", 400)],
+    ids=["server-cannot-revoke-it", "already-dead-there"],
+)
+def test_a_refusal_no_retry_can_change_ends_the_disconnect_at_once(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock, error: str, status: int
+) -> None:
+    make_token(user)
+    provider_http.post(REVOKE_URL, status=status, json={"error": error})
+    result = services.disconnect(user)
+    assert not result.pending and not result.revoked_at_provider
+    assert not OAuthToken.objects.filter(user=user).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_reconnect_racing_a_stalled_disconnect_still_retires_the_old_grant(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    # The reconnect must wait for the disconnect's row lock and then see the row as the
+    # pending revocation it has become, not overwrite it unseen.
+    make_token(user)
+    revoking, release = threading.Event(), threading.Event()
+    answers = iter([503, 200])
+
+    def revoke(request: Any) -> tuple[int, dict[str, str], str]:
+        revoking.set()
+        release.wait(10)
+        return next(answers), {}, ""
+
+    provider_http.add_callback(responses.POST, REVOKE_URL, callback=revoke)
+    results: dict[str, Any] = {}
+
+    def in_thread(name: str, work: Any) -> threading.Thread:
+        def run() -> None:
+            try:
+                results[name] = work()
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    disconnecting = in_thread("disconnect", lambda: services.disconnect(user))
+    assert revoking.wait(10)
+    other_account = provider.UserInfo(id="fio-another-account")
+    reconnecting = in_thread("store", lambda: services.store_grant(user, NEW_GRANT, other_account))
+    time.sleep(0.3)  # the reconnect is now waiting for the row lock
+    release.set()
+    disconnecting.join(10)
+    reconnecting.join(10)
+    assert results["disconnect"].pending
+    assert revoked_tokens(provider_http) == [f"refresh-{user.pk}-secret"] * 2
+    row = OAuthToken.objects.get(user=user)
+    assert (row.status, row.provider_user_id) == (OAuthToken.Status.ACTIVE, "fio-another-account")

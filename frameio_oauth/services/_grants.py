@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -38,7 +41,7 @@ def connect_or_sign_in(
     identity is linked to, or a new user if sign-up is allowed. One transaction, so a refused
     grant never leaves a new account behind. Returns the user the grant belongs to."""
     try:
-        with transaction.atomic(using=_rows.alias()):
+        with _transactions_for_grant():
             user = current_user if current_user is not None else accounts.user_for_identity(info)
             store_grant(user, tokens, info)
     except CallbackError as exc:
@@ -49,6 +52,20 @@ def connect_or_sign_in(
             _give_back(tokens)
         raise
     return user
+
+
+@contextmanager
+def _transactions_for_grant() -> Iterator[None]:
+    """One transaction on the tokens' database and, if routers put users elsewhere, one on
+    theirs too, so a refused grant cannot leave a new account behind on either."""
+    tokens_db = _rows.alias()
+    users_db = router.db_for_write(get_user_model())
+    with transaction.atomic(using=tokens_db):
+        if users_db == tokens_db:
+            yield
+        else:
+            with transaction.atomic(using=users_db):
+                yield
 
 
 def _give_back(tokens: provider.TokenResponse) -> None:
@@ -64,22 +81,28 @@ def store_grant(
     """Attach a freshly obtained grant to ``user``, replacing any grant the user had."""
     tokens_db = OAuthToken.objects.using(_rows.alias())
     with transaction.atomic(using=tokens_db.db):
-        # Rows of this user or this identity still waiting for their revocation make way.
-        pending = tokens_db.select_for_update().filter(
-            Q(user_id=user.pk) | Q(provider_user_id=info.id), status=OAuthToken.Status.REVOKED
+        # Every row this grant could collide with, locked in one statement (in id order, so
+        # two callbacks cannot deadlock), and looked at only once the locks are held: a
+        # concurrent disconnect may just have turned one of them into a pending revocation.
+        rows = list(
+            tokens_db.select_for_update()
+            .filter(Q(user_id=user.pk) | Q(provider_user_id=info.id))
+            .order_by("pk")
         )
-        for retired, result in _revocations.retire_pending(list(pending)):
+        pending = [row for row in rows if row.status == OAuthToken.Status.REVOKED]
+        for retired, result in _revocations.retire_pending(pending, new_identity=info.id):
             transaction.on_commit(
                 partial(_revocations.announce_removal, retired, result), using=tokens_db.db
             )
-        holder = tokens_db.select_for_update().filter(provider_user_id=info.id).first()
+        live = [row for row in rows if row.status != OAuthToken.Status.REVOKED]
+        holder = next((row for row in live if row.provider_user_id == info.id), None)
         if holder is not None and holder.user_id != user.pk:
             raise CallbackError(
                 "linked_elsewhere",
                 "This Frame.io account is already connected to another user.",
                 status=409,
             )
-        token = tokens_db.select_for_update().filter(user_id=user.pk).first()
+        token = next((row for row in live if row.user_id == user.pk), None)
         created = token is None
         if token is None:
             token = OAuthToken(user_id=user.pk)
@@ -104,7 +127,8 @@ def store_grant(
     transaction.on_commit(
         lambda: signals.token_obtained.send(
             sender=OAuthToken, token=token, user=user, created=created
-        )
+        ),
+        using=tokens_db.db,
     )
     return token
 

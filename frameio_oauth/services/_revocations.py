@@ -1,11 +1,13 @@
 """Ending a grant: revoke it at the provider (RFC 7009), then delete the row.
 
-If the provider cannot be reached when a user disconnects, the row is not deleted: a deleted
-row would leave a live grant at Frame.io (refresh tokens live for weeks) that nothing here
-could end any more. It stays with status ``revoked`` instead, which every part of the app
-treats as disconnected, and the sweep tries the revocation again with backoff, deleting the
-row once the provider answers. A refusal that retrying cannot change (a 4xx, a key that can
-no longer decrypt the token) deletes the row at once, as does running out of attempts.
+If the revocation does not go through when a user disconnects (the provider cannot be
+reached, or an operator error such as a missing key or a wrong client secret), the row is not
+deleted: a deleted row would leave a live grant at Frame.io (refresh tokens live for weeks)
+that nothing here could end any more. It stays with status ``revoked`` instead, which every
+part of the app treats as disconnected, and the sweep tries the revocation again with
+backoff, deleting the row once it goes through. The row goes at once when retrying cannot
+help: the token is already dead there (invalid_grant) or the server cannot revoke such tokens
+at all (unsupported_token_type); and after MAX_REVOCATION_ATTEMPTS.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import provider, signals
-from ..exceptions import FrameioOAuthError, ProviderUnavailable
+from ..exceptions import FrameioOAuthError, ProviderError, ReauthorizationRequired
 from ..models import OAuthToken
 from . import _rows
 from ._backoff import retry_time
@@ -33,8 +35,8 @@ MAX_REVOCATION_ATTEMPTS = 50
 class DisconnectResult:
     revoked_at_provider: bool
     error: str = ""
-    # The provider could not be reached: the row stays, disconnected, until a later sweep
-    # gets the revocation through.
+    # The provider did not confirm (an outage, or an error an operator can fix): the row
+    # stays, disconnected, until a later sweep gets the revocation through.
     pending: bool = False
 
 
@@ -45,36 +47,52 @@ def end_grant(token: OAuthToken, now: datetime) -> DisconnectResult:
     """
     try:
         provider.revoke_grant(refresh_token=token.refresh_token, access_token=token.access_token)
-    except ProviderUnavailable as exc:
-        if token.failure_count + 1 < MAX_REVOCATION_ATTEMPTS:
-            token.status = OAuthToken.Status.REVOKED
-            token.failure_count += 1
-            token.next_refresh_at = retry_time(now, token.failure_count, exc.retry_after)
-            token.last_error = f"revocation: {exc}"[:255]
-            _rows.save_fields(
-                token, ["status", "failure_count", "next_refresh_at", "last_error", "updated_at"]
-            )
-            logger.warning(
-                "revocation for user %s failed, retry at %s: %s",
-                token.user_id,
-                token.next_refresh_at,
-                exc,
-            )
-            return DisconnectResult(revoked_at_provider=False, error=str(exc), pending=True)
-        logger.error(
-            "giving up revoking the grant of user %s after %s attempts: %s",
-            token.user_id,
-            token.failure_count + 1,
-            exc,
-        )
+    except ReauthorizationRequired as exc:
+        # invalid_grant: the provider holds nothing live for this token any more.
         result = DisconnectResult(revoked_at_provider=False, error=str(exc))
     except FrameioOAuthError as exc:
-        logger.warning("revocation for user %s failed: %s", token.user_id, exc)
-        result = DisconnectResult(revoked_at_provider=False, error=str(exc))
+        if isinstance(exc, ProviderError) and exc.code == "unsupported_token_type":
+            # RFC 7009: this server cannot revoke such tokens at all; no retry can change it.
+            logger.warning("revocation for user %s refused: %s", token.user_id, exc)
+            result = DisconnectResult(revoked_at_provider=False, error=str(exc))
+        else:
+            # An outage, or something an operator can fix (a key taken out of
+            # ENCRYPTION_KEYS, a wrong client secret): keep the grant's tokens, retry later.
+            # Refresh failures before the disconnect do not count against the revocation.
+            pending = token.status == OAuthToken.Status.REVOKED
+            attempts = token.failure_count + 1 if pending else 1
+            if attempts < MAX_REVOCATION_ATTEMPTS:
+                _keep_for_retry(token, exc, now, attempts)
+                return DisconnectResult(revoked_at_provider=False, error=str(exc), pending=True)
+            logger.error(
+                "giving up revoking the grant of user %s after %s attempts: %s",
+                token.user_id,
+                attempts,
+                exc,
+            )
+            result = DisconnectResult(revoked_at_provider=False, error=str(exc))
     else:
         result = DisconnectResult(revoked_at_provider=True)
     token.delete()
     return result
+
+
+def _keep_for_retry(
+    token: OAuthToken, error: FrameioOAuthError, now: datetime, attempts: int
+) -> None:
+    token.status = OAuthToken.Status.REVOKED
+    token.failure_count = attempts
+    token.next_refresh_at = retry_time(now, attempts, getattr(error, "retry_after", None))
+    token.last_error = f"revocation: {error}"[:255]
+    _rows.save_fields(
+        token, ["status", "failure_count", "next_refresh_at", "last_error", "updated_at"]
+    )
+    logger.warning(
+        "revocation for user %s failed, retry at %s: %s",
+        token.user_id,
+        token.next_refresh_at,
+        error,
+    )
 
 
 def announce_removal(token: OAuthToken, result: DisconnectResult) -> None:
@@ -109,25 +127,40 @@ def retry_due_revocations(now: datetime | None = None) -> int:
             announce_removal(token, result)
 
 
-def retire_pending(tokens: list[OAuthToken]) -> list[tuple[OAuthToken, DisconnectResult]]:
-    """Before a new grant takes the place of rows still waiting for their revocation: one
-    more attempt each, then the rows go, whatever the provider says. Under the row locks;
-    returns what to announce after the commit."""
+def retire_pending(
+    tokens: list[OAuthToken], *, new_identity: str
+) -> list[tuple[OAuthToken, DisconnectResult]]:
+    """Rows still waiting for their revocation make way for a new grant; under their locks.
+    Returns what to announce after the commit.
+
+    A pending grant of another Frame.io identity gets one more revocation attempt. One of the
+    identity that was just granted again is not revoked: a provider that revokes every grant
+    of a user and client at once would cut the new grant with it, and the old one gives this
+    client nothing the new one does not.
+    """
     retired = []
     for token in tokens:
-        try:
-            provider.revoke_grant(
-                refresh_token=token.refresh_token, access_token=token.access_token
-            )
-        except FrameioOAuthError as exc:
-            logger.warning(
-                "a grant of user %s was replaced before its revocation went through: %s",
+        if token.provider_user_id == new_identity:
+            logger.info(
+                "a pending revocation for user %s was superseded by a new grant of the same "
+                "Frame.io account",
                 token.user_id,
-                exc,
             )
-            result = DisconnectResult(revoked_at_provider=False, error=str(exc))
+            result = DisconnectResult(revoked_at_provider=False, error="superseded")
         else:
-            result = DisconnectResult(revoked_at_provider=True)
+            try:
+                provider.revoke_grant(
+                    refresh_token=token.refresh_token, access_token=token.access_token
+                )
+            except FrameioOAuthError as exc:
+                logger.warning(
+                    "a grant of user %s was replaced before its revocation went through: %s",
+                    token.user_id,
+                    exc,
+                )
+                result = DisconnectResult(revoked_at_provider=False, error=str(exc))
+            else:
+                result = DisconnectResult(revoked_at_provider=True)
         token.delete()
         retired.append((token, result))
     return retired

@@ -56,6 +56,8 @@ class Command(BaseCommand):
         ).first()
         if token is None:
             raise CommandError(f"{username} has no Frame.io token")
+        if token.status != OAuthToken.Status.ACTIVE:
+            raise CommandError(f"{username}'s Frame.io token is {token.status}: not refreshable")
         if dry_run:
             self.stdout.write(f"would refresh token {token.pk} (expires {token.expires_at})")
             return
