@@ -10,19 +10,23 @@ from typing import Any
 
 import pytest
 import responses
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from frameio_oauth import services
-from frameio_oauth.exceptions import RefreshInsideTransaction
+from frameio_oauth import provider, services, signals
+from frameio_oauth.exceptions import CallbackError, RefreshInsideTransaction
 from frameio_oauth.models import OAuthToken
 from tests.conftest import REVOKE_URL, TOKEN_URL
+from tests.settings import FRAMEIO_OAUTH
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "tokens"])
 
 TABLE = OAuthToken._meta.db_table
+GRANT = provider.TokenResponse(
+    access_token="AT-1", token_type="bearer", expires_in=3600, refresh_token="RT-1"
+)
 NEW = {"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3600}
 
 
@@ -115,3 +119,36 @@ def test_disconnect_removes_the_row_on_the_routed_database(
         services.disconnect(user)
     assert not any("frameio_oauth" in sql for sql in watch.sql("default"))
     assert not OAuthToken.objects.filter(pk=due.pk).exists()
+
+
+def test_token_obtained_is_sent_after_the_grant_is_committed_on_its_database(
+    user: Any, provider_http: responses.RequestsMock
+) -> None:
+    seen: list[bool] = []
+    signals.token_obtained.connect(
+        lambda **kwargs: seen.append(connections["tokens"].in_atomic_block),
+        weak=False,
+        dispatch_uid="routing-obtained",
+    )
+    try:
+        services.store_grant(user, GRANT, provider.UserInfo(id="fio-routed"))
+    finally:
+        signals.token_obtained.disconnect(dispatch_uid="routing-obtained")
+    assert seen == [False]
+
+
+# Two connections writing one SQLite database would lock each other out.
+@pytest.mark.postgres
+@override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ALLOW_SIGNUP": True})
+def test_a_refused_sign_up_leaves_no_account_on_the_users_database(
+    django_user_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def lost_the_race(*args: Any, **kwargs: Any) -> None:
+        raise IntegrityError("duplicate key value violates unique constraint")
+
+    monkeypatch.setattr(OAuthToken, "save", lost_the_race)
+    before = django_user_model.objects.count()
+    with pytest.raises(CallbackError) as refused:
+        services.connect_or_sign_in(None, GRANT, provider.UserInfo(id="fio-new", email="n@x.io"))
+    assert refused.value.code == "busy"
+    assert django_user_model.objects.count() == before
