@@ -468,3 +468,14 @@ def test_provider_calls_take_proxies_from_the_environment(monkeypatch: pytest.Mo
         provider._environment_for_origin.cache_clear()
     assert token_proxies.get("https") == "http://proxy.internal:3128"
     assert "https" not in api_proxies
+
+
+def test_credentials_in_the_token_url_become_http_basic_as_requests_does(
+    provider_http: responses.RequestsMock,
+) -> None:
+    url = TOKEN_URL.replace("https://", "https://proxy-user:proxy%20pass@")
+    provider_http.post(url, json=GOOD)
+    with override_settings(FRAMEIO_OAUTH={**PUBLIC, "TOKEN_URL": url}):
+        provider.refresh_grant("RT")
+    expected = base64.b64encode(b"proxy-user:proxy pass").decode()
+    assert provider_http.calls[0].request.headers["Authorization"] == f"Basic {expected}"
