@@ -39,14 +39,13 @@ os.environ.setdefault("FRAMEIO_BENCH_PGDATABASE", "frameio_bench_scale")
 
 from _setup import median, print_machine, verdict, vm_rss_kib
 from django.db import connection, transaction
-from django.db.models import TextField
-from django.db.models.functions import Cast
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from frameio_oauth import services
 from frameio_oauth.crypto import get_cipher
 from frameio_oauth.models import OAuthToken
+from frameio_oauth.services._refresh import _ExactText
 
 ROWS = 1_000_000
 BATCH = 1_000
@@ -170,7 +169,7 @@ def fetch_breakdown() -> None:
     """Where the time of one page goes: PostgreSQL, the rows' trip, the timestamps' parsing."""
     now = timezone.now()
     page = OAuthToken.objects.due(now).order_by("next_refresh_at", "pk")
-    as_text = page.annotate(_at=Cast("next_refresh_at", TextField())).values_list("_at", "pk")
+    as_text = page.annotate(_at=_ExactText("next_refresh_at")).values_list("_at", "pk")
     variants = {
         "page as due_token_ids reads it (next_refresh_at as text, pk)": lambda: list(
             as_text[:BATCH]
