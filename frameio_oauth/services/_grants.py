@@ -136,9 +136,10 @@ def store_grant(
 def disconnect(user: AbstractBaseUser) -> DisconnectResult:
     """Revoke the grant at the provider (RFC 7009), then delete the local row.
 
-    If the provider cannot be reached, the row stays with status ``revoked`` (disconnected
-    for every purpose here) until a later sweep gets the revocation through: deleting it
-    would leave a live grant at Frame.io that nothing could end. The result says which.
+    If the revocation does not go through (an outage, or an error an operator can fix), the
+    row stays with status ``revoked`` (disconnected for every purpose here) until a later
+    sweep gets it through: deleting it would leave a live grant at Frame.io that nothing
+    could end. The result says which (see ``_revocations``).
     """
     tokens_db = OAuthToken.objects.using(_rows.alias())
     with transaction.atomic(using=tokens_db.db):
@@ -146,7 +147,6 @@ def disconnect(user: AbstractBaseUser) -> DisconnectResult:
         if token is None:
             raise NotConnected(f"user {user.pk} has not connected Frame.io")
         result = _revocations.end_grant(token, timezone.now())
-    token.user = user  # type: ignore[assignment]  # what the signal receivers get
     if not result.pending:
-        _revocations.announce_removal(token, result)
+        _revocations.announce_removal(token, result, user)
     return result

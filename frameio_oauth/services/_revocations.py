@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
@@ -45,36 +46,47 @@ def end_grant(token: OAuthToken, now: datetime) -> DisconnectResult:
 
     The caller holds the row lock, in a transaction on ``_rows.alias()``.
     """
-    try:
-        provider.revoke_grant(refresh_token=token.refresh_token, access_token=token.access_token)
-    except ReauthorizationRequired as exc:
-        # invalid_grant: the provider holds nothing live for this token any more.
-        result = DisconnectResult(revoked_at_provider=False, error=str(exc))
-    except FrameioOAuthError as exc:
-        if isinstance(exc, ProviderError) and exc.code == "unsupported_token_type":
-            # RFC 7009: this server cannot revoke such tokens at all; no retry can change it.
-            logger.warning("revocation for user %s refused: %s", token.user_id, exc)
-            result = DisconnectResult(revoked_at_provider=False, error=str(exc))
-        else:
-            # An outage, or something an operator can fix (a key taken out of
-            # ENCRYPTION_KEYS, a wrong client secret): keep the grant's tokens, retry later.
-            # Refresh failures before the disconnect do not count against the revocation.
-            pending = token.status == OAuthToken.Status.REVOKED
-            attempts = token.failure_count + 1 if pending else 1
-            if attempts < MAX_REVOCATION_ATTEMPTS:
-                _keep_for_retry(token, exc, now, attempts)
-                return DisconnectResult(revoked_at_provider=False, error=str(exc), pending=True)
-            logger.error(
-                "giving up revoking the grant of user %s after %s attempts: %s",
-                token.user_id,
-                attempts,
-                exc,
-            )
-            result = DisconnectResult(revoked_at_provider=False, error=str(exc))
-    else:
+    error = _revoke(token)
+    if error is None:
         result = DisconnectResult(revoked_at_provider=True)
+    elif _no_retry_can_help(error):
+        logger.warning("revocation for user %s refused: %s", token.user_id, error)
+        result = DisconnectResult(revoked_at_provider=False, error=str(error))
+    else:
+        # An outage, or something an operator can fix (a key taken out of ENCRYPTION_KEYS, a
+        # wrong client secret): keep the grant's tokens and retry later. Refresh failures
+        # from before the disconnect do not count against the revocation.
+        pending = token.status == OAuthToken.Status.REVOKED
+        attempts = token.failure_count + 1 if pending else 1
+        if attempts < MAX_REVOCATION_ATTEMPTS:
+            _keep_for_retry(token, error, now, attempts)
+            return DisconnectResult(revoked_at_provider=False, error=str(error), pending=True)
+        logger.error(
+            "giving up revoking the grant of user %s after %s attempts: %s",
+            token.user_id,
+            attempts,
+            error,
+        )
+        result = DisconnectResult(revoked_at_provider=False, error=str(error))
     token.delete()
     return result
+
+
+def _revoke(token: OAuthToken) -> FrameioOAuthError | None:
+    """Revoke the token's grant at the provider; the error if that did not go through."""
+    try:
+        provider.revoke_grant(refresh_token=token.refresh_token, access_token=token.access_token)
+    except FrameioOAuthError as exc:
+        return exc
+    return None
+
+
+def _no_retry_can_help(error: FrameioOAuthError) -> bool:
+    # invalid_grant: nothing live there any more. unsupported_token_type (RFC 7009): this
+    # server cannot revoke such tokens at all.
+    return isinstance(error, ReauthorizationRequired) or (
+        isinstance(error, ProviderError) and error.code == "unsupported_token_type"
+    )
 
 
 def _keep_for_retry(
@@ -95,11 +107,13 @@ def _keep_for_retry(
     )
 
 
-def announce_removal(token: OAuthToken, result: DisconnectResult) -> None:
+def announce_removal(
+    token: OAuthToken, result: DisconnectResult, user: AbstractBaseUser | None = None
+) -> None:
     """``token_revoked``, once per grant: when its row is deleted, after the commit."""
     signals.token_revoked.send(
         sender=OAuthToken,
-        user=token.user,
+        user=user if user is not None else token.user,
         provider_user_id=token.provider_user_id,
         revoked_at_provider=result.revoked_at_provider,
     )
@@ -147,20 +161,15 @@ def retire_pending(
                 token.user_id,
             )
             result = DisconnectResult(revoked_at_provider=False, error="superseded")
+        elif (error := _revoke(token)) is not None:
+            logger.warning(
+                "a grant of user %s was replaced before its revocation went through: %s",
+                token.user_id,
+                error,
+            )
+            result = DisconnectResult(revoked_at_provider=False, error=str(error))
         else:
-            try:
-                provider.revoke_grant(
-                    refresh_token=token.refresh_token, access_token=token.access_token
-                )
-            except FrameioOAuthError as exc:
-                logger.warning(
-                    "a grant of user %s was replaced before its revocation went through: %s",
-                    token.user_id,
-                    exc,
-                )
-                result = DisconnectResult(revoked_at_provider=False, error=str(exc))
-            else:
-                result = DisconnectResult(revoked_at_provider=True)
+            result = DisconnectResult(revoked_at_provider=True)
         token.delete()
         retired.append((token, result))
     return retired
