@@ -75,7 +75,7 @@ class RefreshSummary:
     skipped: int = 0
     failed: int = 0
     reauth: int = 0
-    # Disconnected grants whose revocation, deferred by a provider outage, went through now.
+    # Disconnected grants whose deferred revocation went through in this sweep.
     revoked: int = 0
 
     def add(self, outcome: Outcome) -> None:
