@@ -202,12 +202,17 @@ def main() -> None:
         def stub_refresh_grant(refresh_token: str, *, scope: str | None = None) -> Any:
             return canned
 
-        def refresh_without_http(token_id: int) -> None:
-            provider.refresh_grant = stub_refresh_grant  # type: ignore[assignment]
-            try:
-                services.refresh(token_id, force=True)
-            finally:
-                provider.refresh_grant = real_refresh_grant  # type: ignore[assignment]
+        def refresh_with(grant: Callable[..., Any]) -> Callable[[int], None]:
+            """A forced refresh whose provider call is ``grant`` instead of the real one."""
+
+            def run(token_id: int) -> None:
+                provider.refresh_grant = grant  # type: ignore[assignment]
+                try:
+                    services.refresh(token_id, force=True)
+                finally:
+                    provider.refresh_grant = real_refresh_grant  # type: ignore[assignment]
+
+            return run
 
         inner_http_cpu: list[float] = []
 
@@ -218,17 +223,10 @@ def main() -> None:
             finally:
                 inner_http_cpu.append(time.process_time() - cpu0)
 
-        def refresh_timing_its_http(token_id: int) -> None:
-            provider.refresh_grant = timed_refresh_grant  # type: ignore[assignment]
-            try:
-                services.refresh(token_id, force=True)
-            finally:
-                provider.refresh_grant = real_refresh_grant  # type: ignore[assignment]
-
         variants: dict[str, Callable[[int], Any]] = {
-            "refresh": refresh_timing_its_http,
+            "refresh": refresh_with(timed_refresh_grant),
             "http": lambda token_id: provider.refresh_grant(refresh_token),
-            "refresh_stubbed_http": refresh_without_http,
+            "refresh_stubbed_http": refresh_with(stub_refresh_grant),
             "orm_floor": lambda token_id: orm_lock_save_commit(),
             "orm_floor_narrow": lambda token_id: orm_lock_narrow_save_commit(),
         }
