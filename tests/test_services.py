@@ -149,53 +149,44 @@ def refreshed_scope(token: OAuthToken, provider_http: responses.RequestsMock, **
     return parse_qs(body)["scope"][0]
 
 
-def test_a_refresh_asks_for_the_granted_scopes_not_ones_added_to_settings_since(
-    due_token: OAuthToken, provider_http: responses.RequestsMock
+DEFAULT_SCOPES = ["account.read", "offline"]
+
+
+@pytest.mark.parametrize(
+    ("granted", "configured", "sent"),
+    [
+        # RFC 6749 §6: never more than was granted, so a scope added since is not asked for.
+        ("account.read offline", [*DEFAULT_SCOPES, "asset.create"], "account.read offline"),
+        # A scope removed from settings is dropped.
+        ("account.read asset.read offline", DEFAULT_SCOPES, "account.read offline"),
+        # Offline is always asked for: a provider that issues refresh tokens only for it
+        # would otherwise stop rotating them...
+        ("account.read", DEFAULT_SCOPES, "account.read offline"),
+        ("account.read offline", ["account.read"], "account.read offline"),
+        # ...but a grant is never narrowed to offline alone.
+        ("asset.read", DEFAULT_SCOPES, "asset.read offline"),
+        # Nothing recorded: what sign-in asked for.
+        ("", [*DEFAULT_SCOPES, "asset.create"], "account.read offline asset.create"),
+    ],
+    ids=[
+        "scope-added-to-settings-since",
+        "scope-removed-from-settings",
+        "offline-not-echoed",
+        "offline-left-settings",
+        "echo-names-no-configured-scope",
+        "no-recorded-scope",
+    ],
+)
+def test_a_refresh_asks_for_the_configured_scopes_the_grant_holds_and_offline(
+    user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+    granted: str,
+    configured: list[str],
+    sent: str,
 ) -> None:
-    scopes = ["account.read", "offline", "asset.create"]
-    assert refreshed_scope(due_token, provider_http, SCOPES=scopes) == "account.read offline"
-
-
-def test_a_scope_removed_from_settings_is_no_longer_asked_for(
-    user: Any, make_token: Any, provider_http: responses.RequestsMock
-) -> None:
-    token = make_token(user, scope="account.read asset.read offline")
-    scopes = ["account.read", "offline"]
-    assert refreshed_scope(token, provider_http, SCOPES=scopes) == "account.read offline"
-
-
-def test_the_offline_scope_is_kept_when_the_provider_did_not_echo_it(
-    user: Any, make_token: Any, provider_http: responses.RequestsMock
-) -> None:
-    token = make_token(user, scope="account.read")
-    assert refreshed_scope(token, provider_http) == "account.read offline"
-
-
-def test_the_offline_scope_is_kept_even_after_it_left_settings(
-    user: Any, make_token: Any, provider_http: responses.RequestsMock
-) -> None:
-    # Without it, a provider that issues refresh tokens only for it would stop rotating.
-    token = make_token(user, scope="account.read offline")
-    sent = refreshed_scope(token, provider_http, SCOPES=["account.read"])
-    assert sent == "account.read offline"
-
-
-def test_an_echo_naming_no_configured_scope_is_asked_for_as_it_is(
-    user: Any, make_token: Any, provider_http: responses.RequestsMock
-) -> None:
-    # Narrowing such a grant to "offline" alone would cut the user's access at every refresh.
-    token = make_token(user, scope="asset.read")
-    assert refreshed_scope(token, provider_http) == "asset.read offline"
-
-
-def test_a_token_with_no_recorded_scope_refreshes_with_the_configured_scopes(
-    user: Any, make_token: Any, provider_http: responses.RequestsMock
-) -> None:
-    token = make_token(user, scope="")
-    scopes = ["account.read", "offline", "asset.create"]
-    assert (
-        refreshed_scope(token, provider_http, SCOPES=scopes) == "account.read offline asset.create"
-    )
+    token = make_token(user, scope=granted)
+    assert refreshed_scope(token, provider_http, SCOPES=configured) == sent
 
 
 def test_adobe_scopes_are_matched_and_sent_comma_separated(
