@@ -382,19 +382,24 @@ def test_due_ids_page_through_rows_that_share_one_refresh_time(
     assert listed == sorted(listed)
 
 
+def due_a_microsecond_apart(django_user_model: Any, make_token: Any, count: int) -> list[int]:
+    """Ids of ``count`` due tokens whose times step by one microsecond, two per step."""
+    start = timezone.now() - timedelta(seconds=5)
+    return [
+        make_token(
+            django_user_model.objects.create_user(f"u{i}"),
+            next_refresh_at=start + timedelta(microseconds=i // 2),
+        ).pk
+        for i in range(count)
+    ]
+
+
 def test_due_ids_page_exactly_through_times_a_microsecond_apart(
     django_user_model: Any, make_token: Any
 ) -> None:
     # Each page's cursor is the last row's time: losing a microsecond on its way back into
     # the query would skip or repeat rows at every page boundary.
-    start = timezone.now() - timedelta(seconds=5)
-    ids = [
-        make_token(
-            django_user_model.objects.create_user(f"u{i}"),
-            next_refresh_at=start + timedelta(microseconds=i // 2),
-        ).pk
-        for i in range(23)
-    ]
+    ids = due_a_microsecond_apart(django_user_model, make_token, 23)
     # islice: a cursor that loses time would page the same rows forever.
     assert list(itertools.islice(services.due_token_ids(batch_size=3), 50)) == ids
     assert list(services.due_token_ids(limit=7, batch_size=3)) == ids[:7]
@@ -404,14 +409,7 @@ def test_due_ids_page_exactly_through_times_a_microsecond_apart(
 def test_due_ids_page_exactly_whatever_the_sessions_datestyle_and_time_zone(
     django_user_model: Any, make_token: Any
 ) -> None:
-    start = timezone.now() - timedelta(seconds=5)
-    ids = [
-        make_token(
-            django_user_model.objects.create_user(f"u{i}"),
-            next_refresh_at=start + timedelta(microseconds=i // 2),
-        ).pk
-        for i in range(11)
-    ]
+    ids = due_a_microsecond_apart(django_user_model, make_token, 11)
     with connection.cursor() as cursor:
         # Both undone with the test's transaction.
         cursor.execute("SET LOCAL DateStyle = 'SQL, DMY'")
