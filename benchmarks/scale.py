@@ -45,7 +45,7 @@ from django.utils import timezone
 from frameio_oauth import services
 from frameio_oauth.crypto import get_cipher
 from frameio_oauth.models import OAuthToken
-from frameio_oauth.services._refresh import _ExactText
+from frameio_oauth.services._due import _ExactText
 
 ROWS = 1_000_000
 BATCH = 1_000

@@ -2,12 +2,14 @@
 
 Views, tasks, admin actions and management commands are thin wrappers around these functions.
 The refresh rule (one row, one refresh at a time, never an old refresh token twice) lives in
-``_refresh.py``; storing and removing grants in ``_grants.py``, ending them at the provider in
+``_refresh.py``, with the due-row paging in ``_due.py`` and the refresh scope in
+``_scopes.py``; storing and removing grants in ``_grants.py``, ending them at the provider in
 ``_revocations.py``; key rotation in ``_keys.py``.
 """
 
 from __future__ import annotations
 
+from ._due import due_token_ids
 from ._grants import (
     connect_or_sign_in,
     disconnect,
@@ -19,7 +21,6 @@ from ._refresh import (
     REFRESHED_FIELDS,
     Outcome,
     RefreshSummary,
-    due_token_ids,
     get_access_token,
     next_refresh_time,
     refresh,

@@ -10,18 +10,13 @@ import contextlib
 import enum
 import logging
 import random
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
-from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DatabaseError, connections, transaction
-from django.db.models import BooleanField, Func, TextField
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -39,6 +34,7 @@ from ..exceptions import (
 from ..models import OAuthToken
 from . import _revocations, _rows
 from ._backoff import retry_time
+from ._scopes import refresh_scope
 
 logger = logging.getLogger("frameio_oauth.services")
 
@@ -57,8 +53,6 @@ REFRESHED_FIELDS = [
     "last_error",
     "updated_at",
 ]
-# Frame.io separates scopes with spaces, Adobe IMS with commas.
-_SCOPE_SPLIT = re.compile(r"[\s,]+")
 
 
 class Outcome(enum.Enum):
@@ -183,52 +177,6 @@ def refresh_if_due(token_id: int) -> Outcome:
     due, else refresh. Failures are recorded on the row (and retried by a later sweep), not
     raised."""
     return _refresh_locked(token_id, force=False, skip_locked=True)[1]
-
-
-def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterator[int]:
-    """Due token ids in (next_refresh_at, id) order, by keyset pages of one index scan each."""
-    now = timezone.now()
-    cursor: tuple[str, int] | None = None
-    yielded = 0
-    while limit is None or yielded < limit:
-        page = OAuthToken.objects.due(now).order_by("next_refresh_at", "pk")
-        if cursor is not None:
-            # A row comparison, so the index (status, next_refresh_at, id) seeks straight to
-            # the cursor even when many rows share one next_refresh_at. The time goes back
-            # as text the database reads back exactly (see _ExactText).
-            page = page.filter(
-                RawSQL('("next_refresh_at", "id") > (%s, %s)', cursor, output_field=BooleanField())
-            )
-        size = batch_size if limit is None else min(batch_size, limit - yielded)
-        # The times as text: only the last one is used, and turning 1,000 timestamps into
-        # datetimes was three quarters of a page's time. next_refresh_at is never NULL here.
-        rows: list[tuple[str, int]] = list(
-            page.annotate(_at=_ExactText("next_refresh_at")).values_list("_at", "pk")[:size]
-        )
-        if not rows:
-            return
-        for _, token_id in rows:
-            yield token_id
-        yielded += len(rows)
-        cursor = rows[-1]
-
-
-class _ExactText(Func):
-    """A timestamp as text that the database reads back as exactly that instant."""
-
-    template = "CAST(%(expressions)s AS text)"  # SQLite stores it as this very text
-    output_field = TextField()
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        # ISO 8601 in UTC, microseconds included: a plain ::text follows the session's
-        # DateStyle and time zone, and "05/17/2024 ... IST" does not read back as it was.
-        return self.as_sql(
-            compiler,
-            connection,
-            template="to_char(%(expressions)s AT TIME ZONE 'UTC', "
-            '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')',
-            **extra,
-        )
 
 
 @dataclass
@@ -364,36 +312,6 @@ def _refresh_row(token: OAuthToken, now: datetime) -> _Result:
     token.last_error = ""
     _rows.save_fields(token, REFRESHED_FIELDS)
     return _Result(Outcome.REFRESHED, rotated=response.refresh_token is not None)
-
-
-def refresh_scope(token: OAuthToken) -> str:
-    """The scope a refresh asks for: the configured scopes that this grant holds, and the
-    offline scope.
-
-    RFC 6749 §6 forbids asking a refresh for more than the user granted, so a scope added to
-    ``SCOPES`` after someone signed in must not be asked for: every refresh of their grant
-    would be refused with invalid_scope. It comes with their next sign-in. A scope removed
-    from ``SCOPES`` is dropped here. The offline scope is always asked for: holding a refresh
-    token means it was granted, even if the provider left it out of the scope it echoed, and
-    a provider that issues refresh tokens only for it would otherwise stop rotating them.
-    """
-    preset = conf.preset
-    return _scope_for(token.scope, tuple(conf.scopes), preset.scope_separator, preset.offline_scope)
-
-
-@lru_cache(maxsize=256)
-def _scope_for(granted_text: str, configured: tuple[str, ...], separator: str, offline: str) -> str:
-    # Cached: a handful of distinct granted scopes cover every row.
-    granted = [scope for scope in _SCOPE_SPLIT.split(granted_text.strip()) if scope]
-    if not granted:
-        # Nothing recorded to go by: what we asked for at sign-in.
-        return separator.join(configured)
-    kept = [scope for scope in configured if scope in granted and scope != offline]
-    if not kept:
-        # The echo names none of the configured scopes (renamed, or a provider's own
-        # spelling): ask for exactly what it says was granted rather than for less.
-        kept = [scope for scope in granted if scope != offline]
-    return separator.join([*kept, offline])
 
 
 def _announce(token: OAuthToken, result: _Result) -> None:
