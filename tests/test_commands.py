@@ -5,12 +5,14 @@ from typing import Any
 
 import pytest
 import responses
-from django.core.management import call_command
+from django.core.management import call_command, execute_from_command_line
 from django.core.management.base import CommandError
+from django.test import override_settings
 from django.utils import timezone
 
 from frameio_oauth.models import OAuthToken
 from tests.conftest import TOKEN_URL
+from tests.settings import FRAMEIO_OAUTH
 
 pytestmark = pytest.mark.django_db
 
@@ -76,3 +78,12 @@ def test_a_token_that_cannot_be_refreshed_is_refused_even_in_a_dry_run(
     with pytest.raises(CommandError, match=f"is {status}: not refreshable"):
         call_command("frameio_refresh_tokens", "--user", "alice", "--dry-run")
     assert len(provider_http.calls) == 0
+
+
+def test_generate_key_runs_before_any_key_is_configured(capsys: Any) -> None:
+    # A new project runs this to get its first key, while E001 still fails the checks.
+    without_keys = {k: v for k, v in FRAMEIO_OAUTH.items() if k != "ENCRYPTION_KEYS"}
+    with override_settings(FRAMEIO_OAUTH=without_keys):
+        # As manage.py runs it: with the system checks, unlike call_command.
+        execute_from_command_line(["manage.py", "frameio_generate_key"])
+    assert len(capsys.readouterr().out.strip()) == 44
