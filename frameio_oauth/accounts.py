@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.utils.translation import gettext as _
 
 from .conf import conf
 from .exceptions import CallbackError
@@ -22,12 +23,12 @@ def user_for_identity(info: UserInfo) -> AbstractBaseUser:
     )
     if linked is not None:
         if not linked.user.is_active:
-            raise CallbackError("inactive", "This account is disabled.", status=403)
+            raise CallbackError("inactive", _("This account is disabled."), status=403)
         return linked.user
     if not conf.allow_signup:
         raise CallbackError(
             "no_account",
-            "No account here is connected to this Frame.io user. Sign in first, then connect.",
+            _("No account here is connected to this Frame.io user. Sign in first, then connect."),
             status=403,
         )
     user_model = get_user_model()

@@ -8,6 +8,7 @@ import hmac
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -21,6 +22,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
@@ -43,11 +45,13 @@ MAX_PENDING_FLOWS = 5
 FLOW_LIFETIME = 600
 
 PROVIDER_ERRORS = {
-    "access_denied": "You declined access on Frame.io, so nothing was connected.",
-    "login_required": "Frame.io asked you to sign in; please try again.",
-    "consent_required": "Frame.io needs your consent; please try again.",
-    "temporarily_unavailable": "Frame.io is temporarily unavailable; please try again later.",
-    "server_error": "Frame.io had a problem; please try again later.",
+    "access_denied": gettext_lazy("You declined access on Frame.io, so nothing was connected."),
+    "login_required": gettext_lazy("Frame.io asked you to sign in; please try again."),
+    "consent_required": gettext_lazy("Frame.io needs your consent; please try again."),
+    "temporarily_unavailable": gettext_lazy(
+        "Frame.io is temporarily unavailable; please try again later."
+    ),
+    "server_error": gettext_lazy("Frame.io had a problem; please try again later."),
 }
 
 
@@ -58,6 +62,7 @@ def login(request: HttpRequest) -> HttpResponse:
     redirect_uri = conf.redirect_uri or request.build_absolute_uri(
         reverse("frameio_oauth:callback")
     )
+    _warn_if_other_host(request, redirect_uri)
     auth_request = provider.build_authorization_request(redirect_uri)
     flows: dict[str, dict[str, Any]] = {
         state: flow
@@ -100,7 +105,7 @@ def _complete(request: HttpRequest) -> HttpResponse:
         with contextlib.suppress(CallbackError):
             _pop_flow(request, request.GET.get("state", ""))
         message = PROVIDER_ERRORS.get(error, _("Frame.io did not authorize the connection."))
-        raise CallbackError(error if error in PROVIDER_ERRORS else "provider_error", message)
+        raise CallbackError(error if error in PROVIDER_ERRORS else "provider_error", str(message))
     flow = _pop_flow(request, request.GET.get("state", ""))
     code = request.GET.get("code", "")
     if not code:
@@ -201,6 +206,20 @@ def disconnect(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(
         _safe_next(request, request.POST.get("next")) or reverse("frameio_oauth:connected")
     )
+
+
+def _warn_if_other_host(request: HttpRequest, redirect_uri: str) -> None:
+    # The state lives in this host's session; a callback on another host (localhost versus
+    # 127.0.0.1, a www. prefix) arrives without that cookie, and every sign-in then ends as
+    # "unknown, used or expired" with nothing to say why.
+    callback_host = urlsplit(redirect_uri).netloc.lower()
+    if callback_host and callback_host != request.get_host().lower():
+        logger.warning(
+            "REDIRECT_URI points at %s but this sign-in started on %s: the session cookie will "
+            "not reach the callback, so the sign-in will fail (unknown_state)",
+            callback_host,
+            request.get_host(),
+        )
 
 
 def _login_backend() -> str:

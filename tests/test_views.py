@@ -80,6 +80,25 @@ def test_configured_redirect_uri_is_used_in_both_requests(
     assert sent["redirect_uri"] == [fixed]
 
 
+def test_login_warns_when_the_redirect_uri_is_on_another_host(
+    signed_in: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The session cookie of 127.0.0.1 never reaches a callback on localhost.
+    elsewhere = "http://localhost:8000/frameio/callback/"
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "REDIRECT_URI": elsewhere}):
+        start(signed_in)
+    assert "REDIRECT_URI points at localhost:8000 but this sign-in started on testserver" in (
+        caplog.text
+    )
+
+
+def test_login_on_the_redirect_uri_host_does_not_warn(
+    signed_in: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    start(signed_in)
+    assert "REDIRECT_URI points at" not in caplog.text
+
+
 # --- a good callback ------------------------------------------------------------------------
 
 
