@@ -1,21 +1,33 @@
-"""Token admin: every secret read-only and replaced by a short fingerprint."""
+"""Token admin: every secret read-only and replaced by a short fingerprint.
+
+The admin never writes a token row itself. A row's page is view-only: a full save from an
+unlocked read could write back a refresh token that a concurrent refresh has just spent, and
+presenting it again can make the provider revoke the whole grant. Every way the admin offers to
+remove rows (the Delete button, the actions) goes through ``services.disconnect``, so the grant
+is revoked at Frame.io (RFC 7009) first, as the disconnect view does.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.timesince import timeuntil
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import services
-from .exceptions import FrameioOAuthError
+from .exceptions import FrameioOAuthError, NotConnected
 from .models import OAuthToken
 
 
@@ -72,13 +84,49 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
-        # Deleting a row would leave the grant alive at Frame.io: use "Revoke and disconnect".
+        # "Revoke and disconnect" does the same and says what happened at Frame.io.
         actions.pop("delete_selected", None)
         return actions
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Rows come only from a completed sign-in; a hand-made row would hold no real grant.
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: OAuthToken | None = None) -> bool:
+        # A row's page is view-only (see the module docstring). Without an object this is the
+        # permission the "Refresh now" action asks for, which writes through services.
+        if obj is not None:
+            return False
+        return super().has_change_permission(request)
+
+    def save_model(self, request: HttpRequest, obj: OAuthToken, form: Any, change: bool) -> None:
+        # Unreachable while has_change_permission(obj) is False; a subclass that turns editing
+        # back on must not get an unlocked full save of the secrets by accident.
+        raise PermissionDenied("frameio_oauth tokens are written by frameio_oauth.services only")
+
+    def delete_model(self, request: HttpRequest, obj: OAuthToken) -> None:
+        self._disconnect(request, [obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> None:
+        self._disconnect(request, queryset.select_related("user"))
+
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
+        if IS_POPUP_VAR in request.POST:
+            return super().response_delete(request, obj_display, obj_id)
+        # delete_model has already said what happened: "deleted successfully" would be wrong
+        # when the revocation is still pending and the row stays.
+        opts = self.opts
+        if self.has_change_permission(request, None):
+            url = reverse(
+                f"admin:{opts.app_label}_{opts.model_name}_changelist",
+                current_app=self.admin_site.name,
+            )
+            url = add_preserved_filters(
+                {"preserved_filters": self.get_preserved_filters(request), "opts": opts}, url
+            )
+        else:
+            url = reverse("admin:index", current_app=self.admin_site.name)
+        return HttpResponseRedirect(url)
 
     @admin.display(description=_("expires in"), ordering="expires_at")
     def expires_in(self, obj: OAuthToken) -> str:
@@ -130,9 +178,17 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.action(description=_("Revoke and disconnect"), permissions=["delete"])
     def revoke_and_disconnect(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> None:
-        confirmed, pending, unconfirmed = 0, 0, 0
-        for token in queryset.select_related("user"):
-            result = services.disconnect(token.user)
+        self._disconnect(request, queryset.select_related("user"))
+
+    def _disconnect(self, request: HttpRequest, tokens: Iterable[OAuthToken]) -> None:
+        confirmed, pending, unconfirmed, gone = 0, 0, 0, 0
+        for token in tokens:
+            try:
+                result = services.disconnect(token.user)
+            except NotConnected:
+                # Removed meanwhile, by another admin or by the sweep's deferred revocation.
+                gone += 1
+                continue
             if result.revoked_at_provider:
                 confirmed += 1
             elif result.pending:
@@ -173,4 +229,15 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 )
                 % {"count": unconfirmed},
                 messages.WARNING,
+            )
+        if gone:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d token had already been removed.",
+                    "%(count)d tokens had already been removed.",
+                    gone,
+                )
+                % {"count": gone},
+                messages.INFO,
             )

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 import responses
-from django.test import Client
+from django.contrib import admin
+from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
+from django.contrib.messages.storage.fallback import FallbackStorage
+from django.test import Client, RequestFactory
 
+from frameio_oauth.admin import OAuthTokenAdmin
 from frameio_oauth.models import OAuthToken
 from tests.conftest import REVOKE_URL, TOKEN_URL
 
@@ -18,6 +24,20 @@ CHANGELIST = "/admin/frameio_oauth/oauthtoken/"
 def admin_browser(client: Client, django_user_model: Any) -> Client:
     client.force_login(django_user_model.objects.create_superuser("root", "r@x.example", "pw"))
     return client
+
+
+def ciphertexts(token: OAuthToken) -> tuple[str, str]:
+    return OAuthToken.objects.values_list(
+        "access_token_ciphertext", "refresh_token_ciphertext"
+    ).get(pk=token.pk)
+
+
+def refresh_behind_the_admins_back(token: OAuthToken) -> None:
+    """What a refresh committing in another process looks like to the admin: new secrets."""
+    row = OAuthToken.objects.get(pk=token.pk)
+    row.access_token = "access-after-refresh"
+    row.refresh_token = "refresh-after-refresh"
+    row.save(update_fields=["access_token", "refresh_token"])
 
 
 def secrets_of(token: OAuthToken) -> list[bytes]:
@@ -148,7 +168,7 @@ def test_revoke_and_disconnect_during_an_outage_keeps_the_row_to_revoke_later(
     assert OAuthToken.objects.get(pk=token.pk).status == OAuthToken.Status.REVOKED
 
 
-def test_plain_delete_is_not_offered_because_it_would_not_revoke(
+def test_the_bulk_delete_action_gives_way_to_revoke_and_disconnect(
     admin_browser: Client, user: Any, make_token: Any
 ) -> None:
     make_token(user)
@@ -156,3 +176,110 @@ def test_plain_delete_is_not_offered_because_it_would_not_revoke(
     actions = [choice[0] for choice in response.context["action_form"].fields["action"].choices]
     assert "delete_selected" not in actions
     assert {"refresh_now", "revoke_and_disconnect"} <= set(actions)
+
+
+def test_a_tokens_page_is_view_only(admin_browser: Client, user: Any, make_token: Any) -> None:
+    token = make_token(user)
+    response = admin_browser.get(f"{CHANGELIST}{token.pk}/change/")
+    assert response.context["has_change_permission"] is False
+    assert b'name="_save"' not in response.content
+
+
+def test_posting_the_change_form_leaves_a_row_refreshed_meanwhile_untouched(
+    admin_browser: Client, user: Any, make_token: Any
+) -> None:
+    # An admin save would write every column from its own unlocked read: had a refresh
+    # committed after that read, the spent refresh token would go back. Any write at all
+    # changes the ciphertext (a fresh nonce), so an unchanged ciphertext means no write.
+    token = make_token(user)
+    assert admin_browser.get(f"{CHANGELIST}{token.pk}/change/").status_code == 200
+    refresh_behind_the_admins_back(token)
+    after_refresh = ciphertexts(token)
+    response = admin_browser.post(f"{CHANGELIST}{token.pk}/change/", {})
+    assert response.status_code == 403
+    assert ciphertexts(token) == after_refresh
+
+
+def test_a_staff_user_with_the_change_permission_can_still_refresh_now(
+    client: Client,
+    django_user_model: Any,
+    user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+) -> None:
+    token = make_token(user)
+    staff = django_user_model.objects.create_user("staff", "s@x.example", "pw", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="change_oauthtoken"))
+    client.force_login(staff)
+    provider_http.post(TOKEN_URL, json={"access_token": "NEW", "expires_in": 3600})
+    response = client.post(
+        CHANGELIST, {"action": "refresh_now", "_selected_action": [token.pk]}, follow=True
+    )
+    assert b"1 token was refreshed" in response.content
+    assert OAuthToken.objects.get(pk=token.pk).access_token == "NEW"
+
+
+def test_the_view_only_page_still_offers_delete(
+    admin_browser: Client, user: Any, make_token: Any
+) -> None:
+    token = make_token(user)
+    response = admin_browser.get(f"{CHANGELIST}{token.pk}/change/")
+    assert f"{CHANGELIST}{token.pk}/delete/".encode() in response.content
+
+
+def test_deleting_a_token_from_its_page_revokes_it_at_frameio(
+    admin_browser: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user)
+    provider_http.post(REVOKE_URL, body="")
+    response = admin_browser.post(f"{CHANGELIST}{token.pk}/delete/", {"post": "yes"}, follow=True)
+    assert not OAuthToken.objects.filter(pk=token.pk).exists()
+    assert [call.request.url for call in provider_http.calls] == [REVOKE_URL]
+    form = parse_qs(str(provider_http.calls[0].request.body))
+    assert form["token"] == [token.refresh_token]
+    assert b"1 token was revoked and removed" in response.content
+    assert b"deleted successfully" not in response.content
+
+
+def test_deleting_a_token_during_an_outage_keeps_the_row_to_revoke_later(
+    admin_browser: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user)
+    provider_http.post(REVOKE_URL, status=503)
+    response = admin_browser.post(f"{CHANGELIST}{token.pk}/delete/", {"post": "yes"}, follow=True)
+    assert b"1 token is disconnected; Frame.io did not confirm its revocation" in response.content
+    assert OAuthToken.objects.get(pk=token.pk).status == OAuthToken.Status.REVOKED
+
+
+@pytest.fixture
+def admin_request(rf: RequestFactory) -> Any:
+    request = rf.post(CHANGELIST)
+    request.session = {}
+    request._messages = FallbackStorage(request)
+    return request
+
+
+def test_delete_queryset_revokes_every_row_at_frameio(
+    admin_request: Any,
+    user: Any,
+    other_user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+) -> None:
+    make_token(user)
+    make_token(other_user)
+    provider_http.post(REVOKE_URL, body="")
+    OAuthTokenAdmin(OAuthToken, admin.site).delete_queryset(admin_request, OAuthToken.objects.all())
+    assert not OAuthToken.objects.exists()
+    assert len(provider_http.calls) == 2
+    assert [str(m) for m in get_messages(admin_request)] == ["2 tokens were revoked and removed."]
+
+
+def test_deleting_a_row_removed_meanwhile_says_so(
+    admin_request: Any, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user)
+    OAuthToken.objects.filter(pk=token.pk).delete()
+    OAuthTokenAdmin(OAuthToken, admin.site).delete_model(admin_request, token)
+    assert len(provider_http.calls) == 0
+    assert [str(m) for m in get_messages(admin_request)] == ["1 token had already been removed."]
