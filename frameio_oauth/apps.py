@@ -11,4 +11,7 @@ class FrameioOAuthConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported for their side effects: registering checks and signals, exactly once.
-        from . import checks, signals  # noqa: F401
+        from . import checks, receivers, signals  # noqa: F401
+
+        # Revoke a user's grant at Frame.io before the user (and, by cascade, the row) goes.
+        receivers.connect()
