@@ -1,15 +1,22 @@
 """System checks for ``FRAMEIO_OAUTH``. The ids are stable; the README lists each one.
 
-E001 no CLIENT_ID                     E005 non-https provider or redirect URL outside DEBUG
-E002 no ENCRYPTION_KEYS               E006 unknown PROVIDER preset
-E003 a malformed encryption key       W001 no offline scope: no refresh token will come back
-E004 public client with PKCE off      W002 unknown keys in FRAMEIO_OAUTH (a typo?)
-                                      W003 ATOMIC_REQUESTS: no on-demand refresh inside views
+E000 FRAMEIO_OAUTH is not a dict      W001 no offline scope: no refresh token will come back
+E001 no CLIENT_ID                     W002 unknown keys in FRAMEIO_OAUTH (a typo?)
+E002 no ENCRYPTION_KEYS               W003 ATOMIC_REQUESTS: no on-demand refresh inside views
+E003 a malformed encryption key       W004 REFRESH_MARGIN not shorter than the token lifetime
+E004 public client with PKCE off      W005 HTTP_TIMEOUT too long for the refresh tasks'
+E005 non-https provider or redirect        Celery time limits
+     URL outside DEBUG
+E006 unknown PROVIDER preset
+E007 SCOPES not a list of strings
+E008 REFRESH_MARGIN not a positive number
+E009 HTTP_TIMEOUT not a positive number
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,8 +27,6 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from .conf import PRESETS, SETTING_NAME, conf
 from .crypto import decode_key
 from .exceptions import ImproperlyConfigured
-
-OFFLINE_SCOPES = frozenset(preset.offline_scope for preset in PRESETS.values())
 
 
 @register(Tags.security)
@@ -46,15 +51,7 @@ def check_settings(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> li
             )
         )
     messages += _check_keys()
-    if not OFFLINE_SCOPES & set(conf.scopes):
-        messages.append(
-            Warning(
-                f"{SETTING_NAME}['SCOPES'] has no offline scope: the provider will not return "
-                "a refresh token, so users must sign in again when the access token expires.",
-                hint=f"Add {conf.preset.offline_scope!r} to SCOPES.",
-                id="frameio_oauth.W001",
-            )
-        )
+    messages += _check_scopes()
     if conf.is_public_client and not conf.pkce:
         messages.append(
             Error(
@@ -64,6 +61,7 @@ def check_settings(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> li
             )
         )
     messages += _check_urls()
+    messages += _check_timing()
     atomic = [alias for alias, db in settings.DATABASES.items() if db.get("ATOMIC_REQUESTS")]
     if atomic:
         messages.append(
@@ -87,6 +85,123 @@ def check_settings(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> li
             )
         )
     return messages
+
+
+def _check_scopes() -> list[CheckMessage]:
+    scopes = _raw("SCOPES")
+    if not (
+        scopes is None
+        or isinstance(scopes, str)
+        or (
+            isinstance(scopes, list | tuple)
+            and all(isinstance(scope, str) and scope for scope in scopes)
+        )
+    ):
+        return [
+            Error(
+                f"{SETTING_NAME}['SCOPES'] must be a list of scope names, not {scopes!r}.",
+                hint=f"For example {list(conf.preset.scopes)!r}.",
+                id="frameio_oauth.E007",
+            )
+        ]
+    # The configured preset's own offline scope: the other preset's means nothing here.
+    offline = conf.preset.offline_scope
+    if offline in conf.scopes:
+        return []
+    return [
+        Warning(
+            f"{SETTING_NAME}['SCOPES'] has no {offline!r} scope: the provider will not return "
+            "a refresh token, so users must sign in again when the access token expires.",
+            hint=f"Add {offline!r} to SCOPES.",
+            id="frameio_oauth.W001",
+        )
+    ]
+
+
+def _check_timing() -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    margin = _positive_seconds("REFRESH_MARGIN", lambda: conf.refresh_margin)
+    if margin is None:
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['REFRESH_MARGIN'] must be a positive number of seconds, "
+                f"not {_raw('REFRESH_MARGIN')!r}.",
+                hint="Leave it out for the default, 300.",
+                id="frameio_oauth.E008",
+            )
+        )
+    elif margin >= (lifetime := conf.preset.access_token_lifetime):
+        messages.append(
+            Warning(
+                f"{SETTING_NAME}['REFRESH_MARGIN'] ({margin:g} s) is not shorter than "
+                f"{conf.preset.name}'s access-token lifetime ({lifetime} s): every token is "
+                "due as soon as it is issued, so every get_access_token call refreshes.",
+                hint="A few minutes is enough; the default is 300.",
+                id="frameio_oauth.W004",
+            )
+        )
+    timeout = _positive_seconds("HTTP_TIMEOUT", lambda: conf.http_timeout)
+    if timeout is None:
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['HTTP_TIMEOUT'] must be a positive, finite number of seconds, "
+                f"not {_raw('HTTP_TIMEOUT')!r}.",
+                hint="Leave it out for the default, 10.",
+                id="frameio_oauth.E009",
+            )
+        )
+    else:
+        messages += _check_task_limits(timeout)
+    return messages
+
+
+def _raw(key: str) -> Any:
+    return getattr(settings, SETTING_NAME, {}).get(key)
+
+
+def _positive_seconds(key: str, read: Callable[[], float]) -> float | None:
+    """The setting as the app will use it, or None if it cannot be used (a crash at runtime)."""
+    if isinstance(_raw(key), bool):
+        return None
+    try:
+        value = float(read())
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _check_task_limits(timeout: float) -> list[CheckMessage]:
+    # Imported here: the tasks module pulls in Celery, which a check run should not need
+    # until it gets this far. The limits are read from the tasks themselves, so this stays
+    # true when they (or a project's CELERY_TASK_ANNOTATIONS) change them.
+    from . import tasks
+    from .services._refresh import LOCK_WAIT_SLACK
+
+    # The longest one run can take: refresh_token may try NOWAIT, wait for the lock (bounded
+    # by HTTP_TIMEOUT + slack) and then call the provider; a fanned-out sweep row skips a
+    # locked row and only calls the provider.
+    worst_cases = [
+        (tasks.refresh_token, 2 * timeout + LOCK_WAIT_SLACK),
+        (tasks.refresh_due_token, timeout),
+    ]
+    too_long = []
+    for task, worst in worst_cases:
+        limits = [limit for limit in (task.soft_time_limit, task.time_limit) if limit]
+        if limits and worst >= min(limits):
+            too_long.append(f"{task.name} (a run can take {worst:g} s; limit {min(limits):g} s)")
+    if not too_long:
+        return []
+    return [
+        Warning(
+            f"{SETTING_NAME}['HTTP_TIMEOUT'] ({timeout:g} s) is too long for the Celery time "
+            f"limit of {', '.join(too_long)}: a task stopped after Frame.io rotated the "
+            "refresh token loses the new one, and the spent one can cost the user the grant.",
+            hint="Lower HTTP_TIMEOUT (refresh_token can take 2 x HTTP_TIMEOUT + "
+            f"{LOCK_WAIT_SLACK:g} s), or raise the tasks' soft_time_limit and time_limit "
+            "with CELERY_TASK_ANNOTATIONS.",
+            id="frameio_oauth.W005",
+        )
+    ]
 
 
 def _check_keys() -> list[CheckMessage]:

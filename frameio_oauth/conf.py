@@ -6,6 +6,7 @@ Every property reads ``django.conf.settings`` when it is accessed, never at impo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,7 +120,13 @@ class Conf:
     @property
     def scopes(self) -> list[str]:
         scopes = self._get("SCOPES")
-        return list(scopes) if scopes is not None else list(self.preset.scopes)
+        if scopes is None:
+            return list(self.preset.scopes)
+        if isinstance(scopes, str):
+            # One string as a provider writes it ("account.read offline", or IMS's
+            # "openid,offline_access"): split it rather than into characters.
+            return [scope for scope in re.split(r"[\s,]+", scopes) if scope]
+        return list(scopes)
 
     @property
     def scope_string(self) -> str:

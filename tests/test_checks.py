@@ -5,7 +5,9 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
+from frameio_oauth import tasks
 from frameio_oauth.checks import check_settings
+from frameio_oauth.services._refresh import LOCK_WAIT_SLACK
 from tests.settings import FRAMEIO_OAUTH
 
 
@@ -65,6 +67,58 @@ def test_scopes_without_offline_are_w001() -> None:
 
 def test_adobe_ims_offline_access_counts_as_offline() -> None:
     assert ids_for(PROVIDER="adobe-ims", SCOPES=["openid", "offline_access"]) == set()
+
+
+def test_adobe_ims_with_the_legacy_offline_scope_is_w001() -> None:
+    assert ids_for(PROVIDER="adobe-ims", SCOPES=["openid", "offline"]) == {"frameio_oauth.W001"}
+
+
+def test_legacy_frameio_with_the_ims_offline_scope_is_w001() -> None:
+    assert ids_for(SCOPES=["account.read", "offline_access"]) == {"frameio_oauth.W001"}
+
+
+def test_scopes_as_one_string_pass_the_checks() -> None:
+    assert ids_for(SCOPES="account.read offline") == set()
+
+
+def test_scopes_as_one_string_without_offline_are_w001() -> None:
+    assert ids_for(SCOPES="account.read") == {"frameio_oauth.W001"}
+
+
+@pytest.mark.parametrize("scopes", [42, ["account.read", 7], {"offline": True}, ["", "offline"]])
+def test_scopes_that_are_not_a_list_of_names_are_e007(scopes: Any) -> None:
+    assert ids_for(SCOPES=scopes) == {"frameio_oauth.E007"}
+
+
+@pytest.mark.parametrize("margin", ["soon", None, 0, -60, True, float("inf")])
+def test_a_refresh_margin_that_is_not_a_positive_number_is_e008(margin: Any) -> None:
+    assert ids_for(REFRESH_MARGIN=margin) == {"frameio_oauth.E008"}
+
+
+@pytest.mark.parametrize("timeout", ["ten", None, 0, -1, float("nan"), float("inf"), False])
+def test_an_http_timeout_that_is_not_a_positive_number_is_e009(timeout: Any) -> None:
+    assert ids_for(HTTP_TIMEOUT=timeout) == {"frameio_oauth.E009"}
+
+
+def test_a_refresh_margin_as_long_as_the_token_lifetime_is_w004() -> None:
+    assert ids_for(REFRESH_MARGIN=3600) == {"frameio_oauth.W004"}
+
+
+def test_an_hour_of_refresh_margin_is_fine_for_day_long_ims_tokens() -> None:
+    assert ids_for(PROVIDER="adobe-ims", SCOPES=["offline_access"], REFRESH_MARGIN=3600) == set()
+
+
+def too_long_for(task: Any) -> float:
+    """The shortest HTTP_TIMEOUT whose worst-case refresh_token run reaches the task limit."""
+    return (float(task.soft_time_limit) - LOCK_WAIT_SLACK) / 2
+
+
+def test_an_http_timeout_too_long_for_the_refresh_task_limit_is_w005() -> None:
+    assert ids_for(HTTP_TIMEOUT=too_long_for(tasks.refresh_token)) == {"frameio_oauth.W005"}
+
+
+def test_an_http_timeout_just_inside_the_refresh_task_limit_is_fine() -> None:
+    assert ids_for(HTTP_TIMEOUT=too_long_for(tasks.refresh_token) - 0.5) == set()
 
 
 def test_unknown_keys_are_w002() -> None:

@@ -57,3 +57,16 @@ def test_defaults_match_the_design() -> None:
         assert conf.http_timeout == 10
         assert conf.allow_signup is False
         assert conf.scopes == ["account.read", "offline"]
+
+
+def test_scopes_given_as_one_space_separated_string_are_split_into_names() -> None:
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "SCOPES": "account.read  offline"}):
+        assert conf.scopes == ["account.read", "offline"]
+        assert conf.scope_string == "account.read offline"
+
+
+def test_scopes_given_as_one_comma_separated_string_are_split_into_names() -> None:
+    config = {**FRAMEIO_OAUTH, "PROVIDER": "adobe-ims", "SCOPES": "openid, offline_access"}
+    with override_settings(FRAMEIO_OAUTH=config):
+        assert conf.scopes == ["openid", "offline_access"]
+        assert conf.scope_string == "openid,offline_access"
