@@ -105,6 +105,8 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         raise PermissionDenied("frameio_oauth tokens are written by frameio_oauth.services only")
 
     def delete_model(self, request: HttpRequest, obj: OAuthToken) -> None:
+        # The delete view runs this in its own transaction; disconnect nests in it. A rollback
+        # after the revocation leaves a dead grant, which the next refresh reports.
         self._disconnect(request, [obj])
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> None:
