@@ -10,7 +10,9 @@ E005 non-https provider or redirect        Celery time limits
 E006 unknown PROVIDER preset
 E007 SCOPES not a list of strings
 E008 REFRESH_MARGIN not a positive number
-E009 HTTP_TIMEOUT not a positive number
+E009 HTTP_TIMEOUT not a positive number W006 CLIENT_SECRET present but empty
+E010 the callback URL cannot be          W007 tokens on SQLite without
+     reversed (URLs not included)             transaction_mode IMMEDIATE
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from urllib.parse import urlsplit
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import router
+from django.urls import NoReverseMatch, reverse
 
 from .conf import PRESETS, SETTING_NAME, conf
 from .crypto import decode_key
@@ -60,6 +64,17 @@ def check_settings(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> li
                 id="frameio_oauth.E004",
             )
         )
+    if conf.has_empty_client_secret():
+        messages.append(
+            Warning(
+                f"{SETTING_NAME}['CLIENT_SECRET'] is present but empty, so this site signs in "
+                "as a public client (PKCE, no secret); a confidential client's sign-ins will "
+                "then all fail with invalid_client.",
+                hint="Check that the secret's environment variable reaches the settings, or "
+                "leave the key out for a public client.",
+                id="frameio_oauth.W006",
+            )
+        )
     messages += _check_urls()
     messages += _check_timing()
     atomic = [alias for alias, db in settings.DATABASES.items() if db.get("ATOMIC_REQUESTS")]
@@ -85,6 +100,53 @@ def check_settings(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> li
             )
         )
     return messages
+
+
+@register(Tags.database)
+def check_token_database(
+    app_configs: Sequence[AppConfig] | None, **kwargs: Any
+) -> list[CheckMessage]:
+    # Imported here: models need the app registry, which is ready when checks run.
+    from .models import OAuthToken
+
+    alias = router.db_for_write(OAuthToken)
+    database: dict[str, Any] = settings.DATABASES.get(alias, {})
+    if "sqlite3" not in str(database.get("ENGINE", "")):
+        return []
+    options: dict[str, Any] = database.get("OPTIONS") or {}
+    mode = str(options.get("transaction_mode", "")).upper()
+    if mode == "IMMEDIATE":
+        return []
+    return [
+        Warning(
+            f"Tokens are stored in SQLite database {alias!r} without transaction_mode "
+            "IMMEDIATE. SQLite ignores select_for_update, so two refreshes of one token can "
+            "both reach Frame.io, and the second spends a rotated refresh token twice, which "
+            "can cost the user the grant.",
+            hint=f"Set DATABASES[{alias!r}]['OPTIONS']['transaction_mode'] = 'IMMEDIATE'.",
+            id="frameio_oauth.W007",
+        )
+    ]
+
+
+@register(Tags.urls)
+def check_callback_url(
+    app_configs: Sequence[AppConfig] | None, **kwargs: Any
+) -> list[CheckMessage]:
+    if conf.redirect_uri:
+        return []
+    try:
+        reverse("frameio_oauth:callback")
+    except NoReverseMatch:
+        return [
+            Error(
+                "The frameio_oauth:callback URL cannot be reversed, so no sign-in can start.",
+                hint='Add path("frameio/", include("frameio_oauth.urls")) to your URLconf, '
+                f"or set {SETTING_NAME}['REDIRECT_URI'].",
+                id="frameio_oauth.E010",
+            )
+        ]
+    return []
 
 
 def _check_scopes() -> list[CheckMessage]:

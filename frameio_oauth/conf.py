@@ -158,7 +158,9 @@ class Conf:
         keys = self._get("ENCRYPTION_KEYS") or []
         if isinstance(keys, str):
             keys = [keys]
-        return [str(key) for key in keys]
+        # os.environ.get() of an unset variable gives None: that is a missing key (E002), not
+        # a malformed one.
+        return [str(key) for key in keys if key]
 
     @property
     def refresh_margin(self) -> int:
@@ -171,6 +173,10 @@ class Conf:
     @property
     def allow_signup(self) -> bool:
         return bool(self._get("ALLOW_SIGNUP", False))
+
+    def has_empty_client_secret(self) -> bool:
+        """CLIENT_SECRET is present but empty: an unset environment variable, most likely."""
+        return "CLIENT_SECRET" in self._raw() and not self._get("CLIENT_SECRET")
 
     def unknown_keys(self) -> list[str]:
         return sorted(set(self._raw()) - KNOWN_KEYS)

@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 
 from frameio_oauth import tasks
-from frameio_oauth.checks import check_settings
+from frameio_oauth.checks import check_callback_url, check_settings, check_token_database
 from frameio_oauth.services._refresh import LOCK_WAIT_SLACK
 from tests.settings import FRAMEIO_OAUTH
 
@@ -135,3 +135,57 @@ def test_atomic_requests_is_w003(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setitem(settings.DATABASES["default"], "ATOMIC_REQUESTS", True)
     assert ids_for() == {"frameio_oauth.W003"}
+
+
+def test_an_unset_environment_variable_as_the_key_is_e002_not_e003() -> None:
+    # os.environ.get("FRAMEIO_KEY") of an unset variable.
+    assert ids_for(ENCRYPTION_KEYS=[None]) == {"frameio_oauth.E002"}
+
+
+def test_a_client_secret_that_is_present_but_empty_is_w006() -> None:
+    assert ids_for(CLIENT_SECRET="") == {"frameio_oauth.W006"}
+
+
+def test_no_client_secret_key_at_all_is_a_quiet_public_client() -> None:
+    assert ids_for(CLIENT_SECRET=...) == set()
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({}, ["frameio_oauth.W007"]),
+        ({"transaction_mode": "DEFERRED"}, ["frameio_oauth.W007"]),
+        ({"transaction_mode": "IMMEDIATE"}, []),
+    ],
+)
+def test_tokens_on_sqlite_need_immediate_transactions_w007(
+    monkeypatch: pytest.MonkeyPatch, options: dict[str, str], expected: list[str]
+) -> None:
+    from django.conf import settings
+
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:", "OPTIONS": options}
+    monkeypatch.setitem(settings.DATABASES, "default", sqlite)
+    assert [message.id for message in check_token_database(None)] == expected
+
+
+def test_tokens_on_postgresql_need_no_transaction_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.conf import settings
+
+    postgres = {"ENGINE": "django.db.backends.postgresql", "NAME": "x"}
+    monkeypatch.setitem(settings.DATABASES, "default", postgres)
+    assert check_token_database(None) == []
+
+
+def test_a_urlconf_without_the_apps_urls_is_e010() -> None:
+    with override_settings(ROOT_URLCONF="tests.urls_without_frameio"):
+        assert [message.id for message in check_callback_url(None)] == ["frameio_oauth.E010"]
+
+
+def test_a_fixed_redirect_uri_needs_no_reversible_callback() -> None:
+    fixed = {**FRAMEIO_OAUTH, "REDIRECT_URI": "https://site.example/cb/"}
+    with override_settings(ROOT_URLCONF="tests.urls_without_frameio", FRAMEIO_OAUTH=fixed):
+        assert check_callback_url(None) == []
+
+
+def test_the_test_urlconf_reverses_the_callback() -> None:
+    assert check_callback_url(None) == []
