@@ -82,8 +82,16 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         own = {field.name for field in user_model._meta.get_fields()}
         return [f"user__{name}" for name in sorted(names & own)] + list(self.search_fields)
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        # Django 6.1 passes where the actions are shown and deprecates overrides without the
+        # parameter; 5.2 and 6.0 do not pass it.
+        if action_location is None:
+            actions = super().get_actions(request)
+        else:
+            # The stubs follow mypy's python_version (3.11), so Django 5.2's signature.
+            actions = super().get_actions(  # type: ignore[call-arg,unused-ignore]
+                request, action_location=action_location
+            )
         # "Revoke and disconnect" does the same and says what happened at Frame.io.
         actions.pop("delete_selected", None)
         return actions
