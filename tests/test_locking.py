@@ -17,8 +17,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
-from django.db import DatabaseError, connection, transaction
+import responses
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.test import Client, override_settings
 from django.utils import timezone
 
@@ -251,3 +253,33 @@ def test_an_on_demand_caller_waits_for_a_held_lock_only_so_long(user: Any) -> No
         thread.join(timeout=10)
     assert 5 <= waited < 10
     assert OAuthToken.objects.get(pk=token.pk).access_token == "at-original"
+
+
+def end_session(pid: int) -> None:
+    """End a database session from outside, as a server restart or a failover would."""
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"], port=settings["PORT"], user=settings["USER"], dbname=settings["NAME"]
+    ) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+def test_a_dropped_connection_is_not_taken_for_a_refresh_in_progress(
+    user: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = OAuthToken.objects.create(
+        user=user,
+        provider="frameio",
+        provider_user_id="fio-1",
+        access_token="at-original",
+        refresh_token="rt-original",
+        expires_at=timezone.now() + timedelta(minutes=2),
+    )
+    connection.ensure_connection()
+    end_session(connection.connection.info.backend_pid)
+    # Not "busy" (which would wait and try again), and never ProviderUnavailable's "another
+    # process is refreshing": the database error itself.
+    with pytest.raises(OperationalError):
+        services.refresh(token.pk)
+    assert len(provider_http.calls) == 0
+    assert OAuthToken.objects.get(pk=token.pk).refresh_token == "rt-original"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import DatabaseError, connections, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -187,10 +187,6 @@ class _Result:
     rotated: bool = False
 
 
-class _RowBusy(Exception):
-    """The NOWAIT lock attempt found the row locked."""
-
-
 def _refresh_locked(
     token_id: int, *, force: bool, skip_locked: bool, rejected: str | None = None
 ) -> tuple[OAuthToken | None, Outcome, FrameioOAuthError | None]:
@@ -200,7 +196,7 @@ def _refresh_locked(
     # that transaction is rolled back and a second one waits, bounded by lock_timeout.
     try:
         return _refresh_locked_once(token_id, "nowait", force=force, rejected=rejected)
-    except _RowBusy:
+    except _rows.RowLocked:
         return _refresh_locked_once(token_id, "wait", force=force, rejected=rejected)
 
 
@@ -228,9 +224,9 @@ def _refresh_locked_once(
             _set_lock_timeout()
         try:
             token = _rows.lock_by_id(token_id, lock)
-        except DatabaseError as exc:
+        except _rows.RowLocked as exc:
             if lock == "nowait":
-                raise _RowBusy from exc
+                raise  # _refresh_locked waits for it in a new transaction
             raise ProviderUnavailable(
                 "another process is refreshing this token and did not finish in time"
             ) from exc

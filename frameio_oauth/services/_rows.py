@@ -18,7 +18,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
-from django.db import connections, router
+from django.db import DatabaseError, OperationalError, connections, router
 from django.db.models import Field
 
 from ..models import OAuthToken
@@ -40,14 +40,34 @@ def _fast() -> bool:
     return bool(_connection().vendor == "postgresql")
 
 
+class RowLocked(Exception):
+    """Another transaction holds the row: NOWAIT found it locked, or lock_timeout ran out."""
+
+
 def lock_by_id(token_id: int, mode: str) -> OAuthToken | None:
-    """The row, locked: ``wait`` blocks, ``nowait`` raises, ``skip`` returns None if held."""
-    if not _fast():
-        queryset = OAuthToken.objects.using(alias()).select_for_update(
-            nowait=mode == "nowait", skip_locked=mode == "skip"
-        )
-        return queryset.filter(pk=token_id).first()
-    return _fetch(_select_sql(f"{_q(OAuthToken._meta.pk.column)} = %s", mode), [token_id])
+    """The row, locked: ``wait`` blocks (bounded by any lock_timeout), ``nowait`` raises
+    :class:`RowLocked` if held, ``skip`` returns None if held. Any other database error (a
+    dropped connection...) propagates as it is: it says nothing about who holds the row."""
+    try:
+        if not _fast():
+            queryset = OAuthToken.objects.using(alias()).select_for_update(
+                nowait=mode == "nowait", skip_locked=mode == "skip"
+            )
+            return queryset.filter(pk=token_id).first()
+        return _fetch(_select_sql(f"{_q(OAuthToken._meta.pk.column)} = %s", mode), [token_id])
+    except DatabaseError as exc:
+        if _lock_not_available(exc):
+            raise RowLocked from exc
+        raise
+
+
+def _lock_not_available(exc: DatabaseError) -> bool:
+    if _connection().vendor == "postgresql":
+        # lock_not_available: what NOWAIT and lock_timeout raise, and nothing else does.
+        cause = exc.__cause__
+        return (getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)) == "55P03"
+    # Django documents an OperationalError for a NOWAIT that finds the row locked.
+    return isinstance(exc, OperationalError)
 
 
 def claim_due(now: datetime) -> OAuthToken | None:
