@@ -1,7 +1,10 @@
 """Signals sent by frameio_oauth. Each is sent with ``sender=OAuthToken``.
 
-Receivers run inside the request or task that caused them; keep them quick. No signal carries
-a secret: read ``token.access_token`` yourself if you must.
+Receivers run inside the request or task that caused them; keep them quick. What a signal
+announces is committed before it is sent, so an exception a receiver raises is logged (logger
+``frameio_oauth.services``, with its traceback), not raised: it never fails the refresh or
+sign-in that sent the signal, nor stops a sweep, and the other receivers still run. No signal
+carries a secret: read ``token.access_token`` yourself if you must.
 """
 
 from __future__ import annotations

@@ -294,3 +294,24 @@ def test_a_reconnect_racing_a_stalled_disconnect_still_retires_the_old_grant(
     assert revoked_tokens(provider_http) == [f"refresh-{user.pk}-secret"] * 2
     row = OAuthToken.objects.get(user=user)
     assert (row.status, row.provider_user_id) == (OAuthToken.Status.ACTIVE, "fio-another-account")
+
+
+def test_a_raising_receiver_does_not_stop_the_deferred_revocations(
+    pending: OAuthToken, other_user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(other_user)
+    provider_http.post(REVOKE_URL, status=503)
+    assert services.disconnect(other_user).pending  # two revocations waiting now
+    provider_http.reset()
+    provider_http.post(REVOKE_URL, body="")
+
+    def fail(**kwargs: Any) -> None:
+        raise RuntimeError("a receiver's bug")
+
+    signals.token_revoked.connect(fail, weak=False, dispatch_uid="test-raising")
+    try:
+        with time_machine.travel(timezone.now() + timedelta(hours=1)):
+            assert services.retry_due_revocations() == 2
+    finally:
+        signals.token_revoked.disconnect(dispatch_uid="test-raising")
+    assert not OAuthToken.objects.exists()

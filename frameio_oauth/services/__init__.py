@@ -4,7 +4,8 @@ Views, tasks, admin actions and management commands are thin wrappers around the
 The refresh rule (one row, one refresh at a time, never an old refresh token twice) lives in
 ``_refresh.py``, with the due-row paging in ``_due.py`` and the refresh scope in
 ``_scopes.py``; storing and removing grants in ``_grants.py``, ending them at the provider in
-``_revocations.py``; key rotation in ``_keys.py``.
+``_revocations.py``; key rotation in ``_keys.py``. Signals go out through ``_notify.py``, which
+logs a receiver's exception instead of raising it.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from .. import accounts, provider, signals
 from ..conf import conf
 from ..exceptions import CallbackError, FrameioOAuthError, NotConnected
 from ..models import OAuthToken
-from . import _revocations, _rows
+from . import _notify, _revocations, _rows
 from ._refresh import apply_tokens
 from ._revocations import DisconnectResult
 
@@ -125,9 +125,7 @@ def store_grant(
     # After the outermost commit: a receiver must find the row, and must not be able to roll
     # back a grant the provider has already issued.
     transaction.on_commit(
-        lambda: signals.token_obtained.send(
-            sender=OAuthToken, token=token, user=user, created=created
-        ),
+        lambda: _notify.send(signals.token_obtained, token=token, user=user, created=created),
         using=tokens_db.db,
     )
     return token

@@ -32,7 +32,7 @@ from ..exceptions import (
     RefreshInsideTransaction,
 )
 from ..models import OAuthToken
-from . import _revocations, _rows
+from . import _notify, _revocations, _rows
 from ._backoff import retry_time
 from ._scopes import refresh_scope
 
@@ -313,16 +313,16 @@ def _refresh_row(token: OAuthToken, now: datetime) -> _Result:
 def _announce(token: OAuthToken, result: _Result) -> None:
     # Signals go out after the commit, so receivers see what was stored.
     if result.outcome is Outcome.REFRESHED:
-        signals.token_refreshed.send(sender=OAuthToken, token=token, rotated=result.rotated)
+        _notify.send(signals.token_refreshed, token=token, rotated=result.rotated)
     elif result.outcome is Outcome.REAUTH:
         logger.warning("token %s needs re-authorization: %s", token.pk, result.error)
-        signals.reauthorization_required.send(sender=OAuthToken, token=token, error=result.error)
+        _notify.send(signals.reauthorization_required, token=token, error=result.error)
     elif result.outcome is Outcome.FAILED:
         logger.warning(
             "refresh of token %s failed, retry at %s: %s", token.pk, result.retry_at, result.error
         )
-        signals.refresh_failed.send(
-            sender=OAuthToken, token=token, error=result.error, retry_at=result.retry_at
+        _notify.send(
+            signals.refresh_failed, token=token, error=result.error, retry_at=result.retry_at
         )
 
 

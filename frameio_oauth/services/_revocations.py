@@ -23,7 +23,7 @@ from django.utils import timezone
 from .. import provider, signals
 from ..exceptions import FrameioOAuthError, ProviderError, ReauthorizationRequired
 from ..models import OAuthToken
-from . import _rows
+from . import _notify, _rows
 from ._backoff import retry_time
 
 logger = logging.getLogger("frameio_oauth.services")
@@ -111,8 +111,8 @@ def announce_removal(
     token: OAuthToken, result: DisconnectResult, user: AbstractBaseUser | None = None
 ) -> None:
     """``token_revoked``, once per grant: when its row is deleted, after the commit."""
-    signals.token_revoked.send(
-        sender=OAuthToken,
+    _notify.send(
+        signals.token_revoked,
         user=user if user is not None else token.user,
         provider_user_id=token.provider_user_id,
         revoked_at_provider=result.revoked_at_provider,
