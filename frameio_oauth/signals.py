@@ -19,8 +19,13 @@ token_obtained = Signal()
 # kwargs: token (OAuthToken), rotated (bool: the provider issued a new refresh token)
 token_refreshed = Signal()
 
-# A refresh failed transiently; the token is unchanged and will be retried.
-# kwargs: token (OAuthToken), error (ProviderUnavailable), retry_at (datetime)
+# A refresh failed; the token is unchanged and the refresh is tried again at retry_at (backoff).
+# error is a ProviderUnavailable for a transient failure (timeout, 5xx, 429, the Celery task's
+# time limit); a ProviderError when the provider refused or sent something unusable (e.g.
+# invalid_client: a configuration to fix), or something unexpected broke; a DecryptionError
+# when no configured key opens the stored token (e.g. a key taken out of ENCRYPTION_KEYS).
+# kwargs: token (OAuthToken), error (ProviderUnavailable | ProviderError | DecryptionError),
+#         retry_at (datetime)
 refresh_failed = Signal()
 
 # The provider refused the refresh token (invalid_grant, revoked); status is now

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 import responses
 from celery.contrib.testing.worker import start_worker
-from celery.exceptions import Retry
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.result import EagerResult
 from django.utils import timezone
 
+from frameio_oauth import provider, services
 from frameio_oauth.exceptions import ProviderUnavailable, ReauthorizationRequired
 from frameio_oauth.models import OAuthToken
 from frameio_oauth.tasks import refresh_due_token, refresh_due_tokens, refresh_token
@@ -167,3 +168,37 @@ def test_a_real_worker_on_redis_runs_the_sweep_and_the_token_changes(
     after = OAuthToken.objects.get(pk=due_token.pk)
     assert after.access_token != due_token.access_token
     assert after.refresh_token in provider.live
+
+
+@pytest.fixture
+def soft_time_limit_in_the_provider_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(refresh_token: str, **kwargs: Any) -> Any:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(provider, "refresh_grant", interrupted)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("soft_time_limit_in_the_provider_call")
+def test_a_soft_time_limit_in_the_provider_call_is_recorded_as_transient(
+    due_token: OAuthToken,
+) -> None:
+    with pytest.raises(SoftTimeLimitExceeded):
+        services.refresh_if_due(due_token.pk)
+    row = OAuthToken.objects.get(pk=due_token.pk)
+    assert (row.status, row.failure_count) == (OAuthToken.Status.ACTIVE, 1)
+    assert row.refresh_token == due_token.refresh_token
+    assert row.next_refresh_at > timezone.now()
+    assert "time limit" in row.last_error
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("soft_time_limit_in_the_provider_call")
+def test_a_soft_time_limit_ends_the_sweep_at_the_row_it_interrupted(
+    make_due_tokens: Any,
+) -> None:
+    make_due_tokens(2)
+    with pytest.raises(SoftTimeLimitExceeded):
+        services.refresh_due()
+    assert OAuthToken.objects.filter(failure_count=1).count() == 1
+    assert OAuthToken.objects.due().count() == 1

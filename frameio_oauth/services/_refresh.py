@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connections, transaction
 from django.utils import timezone
@@ -185,6 +186,8 @@ class _Result:
     error: FrameioOAuthError | None = None
     retry_at: datetime | None = None
     rotated: bool = False
+    # Celery's soft time limit, raised again once the failure it caused is recorded.
+    interrupted: SoftTimeLimitExceeded | None = None
 
 
 def _refresh_locked(
@@ -251,6 +254,8 @@ def _refresh_locked_once(
             return token, Outcome.NOT_DUE, None
         result = _refresh_row(token, now)
     _announce(token, result)
+    if result.interrupted is not None:
+        raise result.interrupted
     return token, result.outcome, result.error
 
 
@@ -266,13 +271,16 @@ def _claim_next_due(now: datetime) -> tuple[int, Outcome] | None:
             return None
         result = _refresh_row(token, now)
     _announce(token, result)
+    if result.interrupted is not None:
+        raise result.interrupted
     return token.pk, result.outcome
 
 
 @sensitive_variables("refresh_token", "response")
 def _refresh_row(token: OAuthToken, now: datetime) -> _Result:
     """One provider call for a locked row, and its outcome saved on the row. Never raises a
-    provider or decryption error: they are recorded and returned."""
+    provider or decryption error: they are recorded and returned (and so is Celery's soft time
+    limit, for the caller to raise after the commit)."""
     try:
         refresh_token = token.refresh_token
     except DecryptionError as exc:
@@ -296,6 +304,13 @@ def _refresh_row(token: OAuthToken, now: datetime) -> _Result:
         return _Result(Outcome.REAUTH, exc)
     except (ProviderUnavailable, ProviderError) as exc:
         return _Result(Outcome.FAILED, exc, retry_at=_mark_failed(token, exc, now))
+    except SoftTimeLimitExceeded as exc:
+        # The task must stop. Whether the provider rotated the token is unknown either way,
+        # so the row stays as it is and backs off like after a timeout; the task ends once
+        # that is committed.
+        timed_out = ProviderUnavailable("the task's time limit ran out during the provider call")
+        retry_at = _mark_failed(token, timed_out, now)
+        return _Result(Outcome.FAILED, timed_out, retry_at=retry_at, interrupted=exc)
     except Exception as exc:
         # Whatever else goes wrong must not stop the sweep on this row forever: record it and
         # back off like any other failure.
