@@ -113,6 +113,50 @@ def test_an_outage_with_an_expired_token_raises(
         services.get_access_token(user)
 
 
+def test_an_outage_costs_one_provider_call_until_the_backoff_time_comes(
+    user: Any, due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=503, headers={"Retry-After": "600"})
+    for _ in range(5):
+        assert services.get_access_token(user) == due_token.access_token
+    assert len(provider_http.calls) == 1
+
+
+def test_an_on_demand_call_tries_again_once_the_backoff_time_has_come(
+    user: Any, due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=503)
+    services.get_access_token(user)
+    provider_http.post(TOKEN_URL, json=NEW)
+    # Within 30 s: the token, which has 2 minutes to live, is still unexpired.
+    with time_machine.travel(stored(due_token).next_refresh_at + timedelta(seconds=1)):
+        assert services.get_access_token(user) == "AT-new"
+
+
+def test_an_expired_token_is_refreshed_on_demand_even_while_backing_off(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    now = timezone.now()
+    make_token(
+        user,
+        expires_at=now - timedelta(seconds=1),
+        next_refresh_at=now + timedelta(minutes=10),
+        failure_count=3,
+    )
+    provider_http.post(TOKEN_URL, json=NEW)
+    assert services.get_access_token(user) == "AT-new"
+
+
+def test_a_token_the_api_rejected_is_refreshed_even_while_backing_off(
+    user: Any, due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    OAuthToken.objects.filter(pk=due_token.pk).update(
+        failure_count=1, next_refresh_at=timezone.now() + timedelta(minutes=10)
+    )
+    provider_http.post(TOKEN_URL, json=NEW)
+    assert services.replace_rejected_token(user, due_token.access_token) == "AT-new"
+
+
 # --- refresh ---------------------------------------------------------------------------------
 
 
@@ -332,6 +376,15 @@ def test_refresh_due_counts_failures_and_reauth(
     provider_http.add_callback(responses.POST, TOKEN_URL, callback=answer)
     summary = services.refresh_due()
     assert (summary.reauth, summary.failed, summary.refreshed) == (1, 1, 0)
+
+
+def test_a_second_fanned_out_task_for_a_row_that_just_failed_waits_for_the_backoff(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=503)
+    assert services.refresh_if_due(due_token.pk) is services.Outcome.FAILED
+    assert services.refresh_if_due(due_token.pk) is services.Outcome.NOT_DUE
+    assert len(provider_http.calls) == 1
 
 
 def test_an_undecryptable_row_is_recorded_and_the_sweep_goes_on(

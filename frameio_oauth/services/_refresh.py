@@ -94,7 +94,10 @@ class RefreshSummary:
 
 
 def get_access_token(user: AbstractBaseUser) -> str:
-    """A usable access token for ``user``: one query when fresh, a locked refresh when due."""
+    """A usable access token for ``user``: one query when fresh, a locked refresh when due.
+
+    While a failed refresh backs off, the current token is handed out until it expires.
+    """
     token = OAuthToken.objects.filter(user_id=user.pk).first()
     if token is None or token.status == OAuthToken.Status.REVOKED:
         raise NotConnected(f"user {user.pk} has not connected Frame.io")
@@ -342,10 +345,15 @@ def _announce(token: OAuthToken, result: _Result) -> None:
 
 
 def _needs_refresh(token: OAuthToken, now: datetime, *, sweep: bool = False) -> bool:
-    if token.expires_at - timedelta(seconds=conf.refresh_margin) <= now:
+    if token.expires_at - timedelta(seconds=conf.refresh_margin) > now:
+        # The sweep also honours the jittered schedule, which may fall a little earlier.
+        return sweep and token.next_refresh_at is not None and token.next_refresh_at <= now
+    # Inside the margin. After a failure, wait for the backoff's retry time (which honours
+    # Retry-After) while the token still works: otherwise, in an outage, every call would
+    # make a provider call of up to HTTP_TIMEOUT, and every waiter on the lock another.
+    if token.failure_count == 0 or token.next_refresh_at is None or token.next_refresh_at <= now:
         return True
-    # The sweep also honours the jittered schedule, which may fall a little earlier.
-    return sweep and token.next_refresh_at is not None and token.next_refresh_at <= now
+    return token.is_expired(now)
 
 
 def apply_tokens(
