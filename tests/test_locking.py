@@ -17,7 +17,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import responses
 from django.db import DatabaseError, OperationalError, connection, transaction
@@ -28,6 +27,7 @@ from frameio_oauth import services
 from frameio_oauth.exceptions import ProviderUnavailable
 from frameio_oauth.models import OAuthToken
 from tests.fake_provider import rotating_provider
+from tests.pg_sessions import end_session, own_pid
 from tests.standin import CONFIDENTIAL, Standin, sign_in_with_frameio
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -255,15 +255,6 @@ def test_an_on_demand_caller_waits_for_a_held_lock_only_so_long(user: Any) -> No
     assert OAuthToken.objects.get(pk=token.pk).access_token == "at-original"
 
 
-def end_session(pid: int) -> None:
-    """End a database session from outside, as a server restart or a failover would."""
-    settings = connection.settings_dict
-    with psycopg.connect(
-        host=settings["HOST"], port=settings["PORT"], user=settings["USER"], dbname=settings["NAME"]
-    ) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
-
-
 def test_a_dropped_connection_is_not_taken_for_a_refresh_in_progress(
     user: Any, provider_http: responses.RequestsMock
 ) -> None:
@@ -275,8 +266,7 @@ def test_a_dropped_connection_is_not_taken_for_a_refresh_in_progress(
         refresh_token="rt-original",
         expires_at=timezone.now() + timedelta(minutes=2),
     )
-    connection.ensure_connection()
-    end_session(connection.connection.info.backend_pid)
+    end_session(own_pid())
     # Not "busy" (which would wait and try again), and never ProviderUnavailable's "another
     # process is refreshing": the database error itself.
     with pytest.raises(OperationalError):

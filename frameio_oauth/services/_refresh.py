@@ -1,23 +1,23 @@
 """The refresh rule: one row, one refresh at a time, never an old refresh token twice.
 
 Every function here that touches a token row locks it first (``select_for_update``): NOWAIT
-then a bounded wait for on-demand callers, SKIP LOCKED for the sweep.
+then a bounded wait for on-demand callers, SKIP LOCKED for the sweep. If the save or the
+commit fails after the provider answered, ``_transaction`` saves the answer in a second
+transaction rather than forget a rotated refresh token.
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import random
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import connections, transaction
+from django.db import Error
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -33,7 +33,7 @@ from ..exceptions import (
     RefreshInsideTransaction,
 )
 from ..models import OAuthToken
-from . import _notify, _revocations, _rows
+from . import _notify, _revocations, _rows, _transaction
 from ._backoff import retry_time
 from ._scopes import refresh_scope
 
@@ -206,60 +206,58 @@ def _refresh_locked(
         return _refresh_locked_once(token_id, "wait", force=force, rejected=rejected)
 
 
-@contextmanager
-def _own_transaction() -> Iterator[None]:
-    """A transaction of our own, never a savepoint in the caller's: a caller's rollback after
-    the provider rotated the refresh token would restore the spent one."""
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(transaction.atomic(using=_rows.alias(), durable=True))
-        except RuntimeError as exc:
-            raise RefreshInsideTransaction(
-                "a Frame.io refresh cannot run inside an open transaction; call it outside "
-                "transaction.atomic() (views: @transaction.non_atomic_requests)"
-            ) from exc
-        yield
-
-
 def _refresh_locked_once(
     token_id: int, lock: str, *, force: bool, rejected: str | None
 ) -> tuple[OAuthToken | None, Outcome, FrameioOAuthError | None]:
     skip_locked = lock == "skip"
-    with _own_transaction():
-        if lock == "wait":
-            _set_lock_timeout()
-        try:
-            token = _rows.lock_by_id(token_id, lock)
-        except _rows.RowLocked as exc:
-            if lock == "nowait":
-                raise  # _refresh_locked waits for it in a new transaction
-            raise ProviderUnavailable(
-                "another process is refreshing this token and did not finish in time"
-            ) from exc
-        if token is None:
-            if skip_locked:
-                return None, Outcome.LOCKED, None
-            raise NotConnected(f"token {token_id} does not exist")
-        now = timezone.now()
-        if token.status != OAuthToken.Status.ACTIVE:
-            if skip_locked:
+    attempt = _transaction.Attempt()
+    try:
+        with _transaction.own_transaction():
+            token = _lock(token_id, lock)
+            if token is None:
+                if skip_locked:
+                    return None, Outcome.LOCKED, None
+                raise NotConnected(f"token {token_id} does not exist")
+            now = timezone.now()
+            if token.status != OAuthToken.Status.ACTIVE:
+                if skip_locked:
+                    return token, Outcome.NOT_DUE, None
+                if token.status == OAuthToken.Status.REVOKED:
+                    raise NotConnected(f"token {token_id} was disconnected")
+                raise ReauthorizationRequired(f"token {token_id} needs re-authorization")
+            if rejected is not None:
+                # The API refused this token: refresh only if nobody has replaced it yet.
+                force = token.access_token == rejected
+                if not force:
+                    return token, Outcome.NOT_DUE, None
+            # Re-check under the lock: another worker may have refreshed while we waited.
+            if not force and not _needs_refresh(token, now, sweep=skip_locked):
                 return token, Outcome.NOT_DUE, None
-            if token.status == OAuthToken.Status.REVOKED:
-                raise NotConnected(f"token {token_id} was disconnected")
-            raise ReauthorizationRequired(f"token {token_id} needs re-authorization")
-        if rejected is not None:
-            # The API refused this token: refresh only if nobody has replaced it yet.
-            force = token.access_token == rejected
-            if not force:
-                return token, Outcome.NOT_DUE, None
-        # Re-check under the lock: another worker may have refreshed while we waited.
-        if not force and not _needs_refresh(token, now, sweep=skip_locked):
-            return token, Outcome.NOT_DUE, None
-        result = _refresh_row(token, now)
+            result = _refresh_row(token, now, attempt)
+    except Error as exc:
+        token, result = _saved_again(attempt, exc)
     _announce(token, result)
     if result.interrupted is not None:
         raise result.interrupted
     return token, result.outcome, result.error
+
+
+def _hold() -> float:
+    """How long a refresh holds its row lock at most, mostly idle: the provider call."""
+    return conf.http_timeout + LOCK_WAIT_SLACK
+
+
+def _lock(token_id: int, lock: str) -> OAuthToken | None:
+    # A waiting caller waits as long as a refresh can hold the lock, and no longer.
+    wait = _hold() if lock == "wait" else None
+    try:
+        return _rows.lock_by_id(token_id, lock, lock_wait=wait, hold=_hold)
+    except _rows.RowLocked as exc:
+        if lock == "nowait":
+            raise  # _refresh_locked waits for it in a new transaction
+        raise ProviderUnavailable(
+            "another process is refreshing this token and did not finish in time"
+        ) from exc
 
 
 def _claim_next_due(now: datetime) -> tuple[int, Outcome] | None:
@@ -268,19 +266,30 @@ def _claim_next_due(now: datetime) -> tuple[int, Outcome] | None:
     The queue pattern (ORDER BY next_refresh_at LIMIT 1 FOR UPDATE SKIP LOCKED): concurrent
     sweeps each take a different row and never spend a lock attempt on one another's rows.
     """
-    with _own_transaction():
-        token = _rows.claim_due(now)
-        if token is None:
-            return None
-        result = _refresh_row(token, now)
+    attempt = _transaction.Attempt()
+    try:
+        with _transaction.own_transaction():
+            token = _rows.claim_due(now, hold=_hold)
+            if token is None:
+                return None
+            result = _refresh_row(token, now, attempt)
+    except Error as exc:
+        token, result = _saved_again(attempt, exc)
     _announce(token, result)
     if result.interrupted is not None:
         raise result.interrupted
     return token.pk, result.outcome
 
 
+def _saved_again(attempt: _transaction.Attempt, failure: Error) -> tuple[OAuthToken, _Result]:
+    """After the refresh transaction failed: the provider's answer saved all the same, or
+    ``failure`` raised (see _transaction)."""
+    saved = _transaction.save_again(attempt, failure)
+    return saved.token, _Result(Outcome.REFRESHED, rotated=saved.rotated)
+
+
 @sensitive_variables("refresh_token", "response")
-def _refresh_row(token: OAuthToken, now: datetime) -> _Result:
+def _refresh_row(token: OAuthToken, now: datetime, attempt: _transaction.Attempt) -> _Result:
     """One provider call for a locked row, and its outcome saved on the row. Never raises a
     provider or decryption error: they are recorded and returned (and so is Celery's soft time
     limit, for the caller to raise after the commit)."""
@@ -320,12 +329,16 @@ def _refresh_row(token: OAuthToken, now: datetime) -> _Result:
         logger.exception("refresh of token %s failed unexpectedly", token.pk)
         error = ProviderError(f"unexpected {type(exc).__name__} during the refresh")
         return _Result(Outcome.FAILED, error, retry_at=_mark_failed(token, error, now))
+    replaced = _rows.ciphertexts(token)
     apply_tokens(token, response, keep_refresh_token=True)
     token.last_refreshed_at = now
     token.failure_count = 0
     token.last_error = ""
+    rotated = response.refresh_token is not None
+    # If this save or the commit fails, the answer is saved in a second transaction.
+    attempt.unsaved = _transaction.Unsaved(token, replaced, REFRESHED_FIELDS, rotated)
     _rows.save_fields(token, REFRESHED_FIELDS)
-    return _Result(Outcome.REFRESHED, rotated=response.refresh_token is not None)
+    return _Result(Outcome.REFRESHED, rotated=rotated)
 
 
 def _announce(token: OAuthToken, result: _Result) -> None:
@@ -393,11 +406,3 @@ def _mark_failed(token: OAuthToken, error: FrameioOAuthError, now: datetime) -> 
     token.last_error = str(error)[:255]
     _rows.save_fields(token, ["failure_count", "next_refresh_at", "last_error", "updated_at"])
     return retry_at
-
-
-def _set_lock_timeout() -> None:
-    connection = connections[_rows.alias()]
-    if connection.vendor == "postgresql":
-        wait_ms = int((conf.http_timeout + LOCK_WAIT_SLACK) * 1000)
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL lock_timeout = {wait_ms}")

@@ -13,10 +13,11 @@ connection.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any, cast
+from weakref import WeakKeyDictionary
 
 from django.db import DatabaseError, OperationalError, connections, router
 from django.db.models import Field
@@ -44,17 +45,21 @@ class RowLocked(Exception):
     """Another transaction holds the row: NOWAIT found it locked, or lock_timeout ran out."""
 
 
-def lock_by_id(token_id: int, mode: str) -> OAuthToken | None:
-    """The row, locked: ``wait`` blocks (bounded by any lock_timeout), ``nowait`` raises
-    :class:`RowLocked` if held, ``skip`` returns None if held. Any other database error (a
-    dropped connection...) propagates as it is: it says nothing about who holds the row."""
+def lock_by_id(
+    token_id: int, mode: str, *, lock_wait: float | None = None, hold: _Hold | None = None
+) -> OAuthToken | None:
+    """The row, locked: ``wait`` blocks (on PostgreSQL at most ``lock_wait`` seconds, if
+    given), ``nowait`` raises :class:`RowLocked` if held, ``skip`` returns None if held. Any
+    other database error (a dropped connection...) propagates as it is: it says nothing about
+    who holds the row. For ``hold``, see :func:`_set_local_limits`."""
     try:
         if not _fast():
             queryset = OAuthToken.objects.using(alias()).select_for_update(
                 nowait=mode == "nowait", skip_locked=mode == "skip"
             )
             return queryset.filter(pk=token_id).first()
-        return _fetch(_select_sql(f"{_q(OAuthToken._meta.pk.column)} = %s", mode), [token_id])
+        sql = _select_sql(f"{_q(OAuthToken._meta.pk.column)} = %s", mode)
+        return _fetch(sql, [token_id], lock_wait=lock_wait, hold=hold)
     except DatabaseError as exc:
         if _lock_not_available(exc):
             raise RowLocked from exc
@@ -70,8 +75,9 @@ def _lock_not_available(exc: DatabaseError) -> bool:
     return isinstance(exc, OperationalError)
 
 
-def claim_due(now: datetime) -> OAuthToken | None:
-    """The first due row that no other transaction holds, locked."""
+def claim_due(now: datetime, *, hold: _Hold | None = None) -> OAuthToken | None:
+    """The first due row that no other transaction holds, locked. For ``hold``, see
+    :func:`_set_local_limits`."""
     if not _fast():
         return (
             OAuthToken.objects.using(alias()).due(now).select_for_update(skip_locked=True).first()
@@ -80,7 +86,16 @@ def claim_due(now: datetime) -> OAuthToken | None:
         f"{_q('status')} = %s AND {_q('next_refresh_at')} <= %s "
         f"ORDER BY {_q('next_refresh_at')} LIMIT 1"
     )
-    return _fetch(_select_sql(where, "skip"), [OAuthToken.Status.ACTIVE, now])
+    return _fetch(_select_sql(where, "skip"), [OAuthToken.Status.ACTIVE, now], hold=hold)
+
+
+def ciphertexts(token: OAuthToken) -> tuple[str | None, str | None]:
+    """The access and refresh token columns as they are on the instance: each write of a
+    secret encrypts it afresh, so these tell one stored grant from any other."""
+    return (
+        token.__dict__.get("access_token_ciphertext"),
+        token.__dict__.get("refresh_token_ciphertext"),
+    )
 
 
 def save_fields(token: OAuthToken, names: Sequence[str]) -> None:
@@ -114,14 +129,55 @@ def _select_sql(where: str, mode: str) -> str:
     return f"SELECT {columns} FROM {table} WHERE {where}{_LOCK_CLAUSES[mode]}"  # noqa: S608
 
 
-def _fetch(sql: str, params: list[Any]) -> OAuthToken | None:
+# How long, in seconds, a transaction will sit idle under the lock it is taking (the provider
+# call): asked only when the session has an idle limit at all.
+_Hold = Callable[[], float]
+
+
+def _fetch(
+    sql: str, params: list[Any], *, lock_wait: float | None = None, hold: _Hold | None = None
+) -> OAuthToken | None:
     conn = _connection()
     with conn.cursor() as cursor:
+        if lock_wait is not None or hold is not None:
+            _set_local_limits(conn, cursor, lock_wait, hold)
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
     return OAuthToken.from_db(conn.alias, _attnames(), row)
+
+
+def _set_local_limits(conn: Any, cursor: Any, lock_wait: float | None, hold: _Hold | None) -> None:
+    """Bound this transaction's lock wait to ``lock_wait`` seconds, and make sure the server
+    lets it sit idle for ``hold()`` seconds: one statement at most, and none at all usually.
+
+    An ``idle_in_transaction_session_timeout`` (server, role or database setting) shorter than
+    the provider call would end the session in the middle of a refresh, releasing the row lock
+    while the provider is still answering, and another worker could then send the same refresh
+    token. The setting is read once per connection; it is raised for this transaction only,
+    and only when it is shorter. (A pooler's own idle-transaction limit, such as PgBouncer's
+    ``idle_transaction_timeout``, cannot be seen from here.)
+    """
+    statements = []
+    if lock_wait is not None:
+        statements.append(f"SET LOCAL lock_timeout = {int(lock_wait * 1000)}")
+    if hold is not None:
+        limit = _idle_limits.get(conn.connection)
+        if limit is None:
+            cursor.execute(
+                "SELECT setting FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'"
+            )
+            limit = _idle_limits[conn.connection] = int(cursor.fetchone()[0])
+        if limit > 0 and limit < (hold_ms := int(hold() * 1000)):
+            statements.append(f"SET LOCAL idle_in_transaction_session_timeout = {hold_ms}")
+    if statements:
+        cursor.execute("; ".join(statements))
+
+
+# The session's idle_in_transaction_session_timeout (ms) by DB-API connection. Weak keys: a
+# closed connection's entry goes with it, and a new connection is asked again.
+_idle_limits: WeakKeyDictionary[Any, int] = WeakKeyDictionary()
 
 
 @cache

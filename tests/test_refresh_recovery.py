@@ -1,0 +1,298 @@
+"""A refresh whose save or commit fails after the provider answered: the answer (perhaps a
+rotated refresh token) is saved in a second transaction, never forgotten. And the session
+stays alive through the provider call under a short idle_in_transaction_session_timeout.
+
+PostgreSQL with committed transactions: the failures are real rollbacks and real dropped
+connections, which a plain TestCase's wrapping transaction would hide.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+from unittest import mock
+
+import psycopg
+import pytest
+import responses
+from django.db import OperationalError, connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from frameio_oauth import services, signals
+from frameio_oauth.models import OAuthToken
+from frameio_oauth.services import _rows, _transaction
+from tests.conftest import TOKEN_URL
+from tests.pg_sessions import end_session, own_pid
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+NEW = {"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3600}
+
+
+@pytest.fixture
+def due_token(user: Any, make_token: Any) -> OAuthToken:
+    now = timezone.now()
+    return make_token(
+        user, expires_at=now + timedelta(minutes=2), next_refresh_at=now - timedelta(minutes=1)
+    )
+
+
+@pytest.fixture
+def rotating(provider_http: responses.RequestsMock) -> responses.RequestsMock:
+    provider_http.post(TOKEN_URL, json=NEW)
+    return provider_http
+
+
+@pytest.fixture
+def refreshed() -> Iterator[list[dict[str, Any]]]:
+    calls: list[dict[str, Any]] = []
+    signals.token_refreshed.connect(
+        lambda **kwargs: calls.append(kwargs), weak=False, dispatch_uid="recovery-refreshed"
+    )
+    yield calls
+    signals.token_refreshed.disconnect(dispatch_uid="recovery-refreshed")
+
+
+def stored(token: OAuthToken) -> OAuthToken:
+    return OAuthToken.objects.get(pk=token.pk)
+
+
+def failing_saves(times: int | None) -> Any:
+    """Patch the refresh's UPDATE to fail ``times`` times (None: always), as a dropped
+    connection would."""
+    real = _rows.save_fields
+    left = [times]
+
+    def save(token: OAuthToken, names: Any) -> None:
+        if "refresh_token" in names and (left[0] is None or left[0] > 0):
+            if left[0] is not None:
+                left[0] -= 1
+            raise OperationalError("server closed the connection unexpectedly")
+        real(token, names)
+
+    return mock.patch.object(_rows, "save_fields", save)
+
+
+def failing_commit(*, after_committing: bool, before: Callable[[], None] | None = None) -> Any:
+    """Patch the first COMMIT to report a failure: having committed, or not."""
+    wrapper = connections["default"]
+    real = wrapper.commit
+    calls = [0]
+
+    def commit() -> None:
+        calls[0] += 1
+        if calls[0] > 1:
+            return real()
+        if before is not None:
+            before()
+            return real()
+        if after_committing:
+            real()
+        raise OperationalError("server closed the connection unexpectedly")
+
+    return mock.patch.object(wrapper, "commit", commit)
+
+
+def test_a_rotated_token_is_saved_when_the_first_save_fails(
+    due_token: OAuthToken, rotating: responses.RequestsMock, refreshed: list[dict[str, Any]]
+) -> None:
+    with failing_saves(1):
+        assert services.refresh(due_token.pk).refresh_token == "RT-new"
+    row = stored(due_token)
+    assert (row.access_token, row.refresh_token) == ("AT-new", "RT-new")
+    assert (row.failure_count, row.last_error) == (0, "")
+    assert len(rotating.calls) == 1
+    assert [call["rotated"] for call in refreshed] == [True]
+
+
+def test_a_rotated_token_is_saved_when_the_commit_fails(
+    due_token: OAuthToken, rotating: responses.RequestsMock, refreshed: list[dict[str, Any]]
+) -> None:
+    with failing_commit(after_committing=False):
+        services.refresh(due_token.pk)
+    assert stored(due_token).refresh_token == "RT-new"
+    assert len(refreshed) == 1
+
+
+def test_a_commit_that_landed_although_it_reported_failure_is_not_written_twice(
+    due_token: OAuthToken, rotating: responses.RequestsMock, refreshed: list[dict[str, Any]]
+) -> None:
+    with failing_commit(after_committing=True), CaptureQueriesContext(connection) as queries:
+        services.refresh(due_token.pk)
+    assert stored(due_token).refresh_token == "RT-new"
+    assert len([q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]) == 1
+    assert len(refreshed) == 1
+
+
+def test_a_connection_dropped_before_the_commit_is_replaced_and_the_token_saved(
+    due_token: OAuthToken, rotating: responses.RequestsMock
+) -> None:
+    pid = own_pid()
+    with failing_commit(after_committing=False, before=lambda: end_session(pid)):
+        services.refresh(due_token.pk)
+    assert own_pid() != pid
+    assert stored(due_token).refresh_token == "RT-new"
+
+
+def test_the_sweep_saves_a_rotated_token_whose_first_save_failed(
+    due_token: OAuthToken, rotating: responses.RequestsMock
+) -> None:
+    with failing_saves(1):
+        assert services.refresh_due().refreshed == 1
+    assert stored(due_token).refresh_token == "RT-new"
+
+
+def test_a_row_changed_since_the_failure_is_left_alone_and_the_error_raised(
+    due_token: OAuthToken, rotating: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    def disconnected_meanwhile() -> None:
+        OAuthToken.objects.filter(pk=due_token.pk).update(status=OAuthToken.Status.REVOKED)
+
+    with (
+        failing_saves(1),
+        mock.patch.object(_transaction, "_drop_if_broken", disconnected_meanwhile),
+        pytest.raises(OperationalError),
+    ):
+        services.refresh(due_token.pk)
+    row = stored(due_token)
+    assert (row.status, row.refresh_token) == (OAuthToken.Status.REVOKED, due_token.refresh_token)
+    assert any("changed" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+
+
+def test_when_no_try_can_save_it_the_lost_rotation_is_logged_and_the_error_raised(
+    due_token: OAuthToken,
+    rotating: responses.RequestsMock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_transaction, "RECOVERY_BUDGET", 1.0)
+    started = time.monotonic()
+    with failing_saves(None), pytest.raises(OperationalError):
+        services.refresh(due_token.pk)
+    assert time.monotonic() - started < 3
+    [error] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "rotated refresh token" in error.getMessage()
+    assert "RT-new" not in caplog.text
+    row = stored(due_token)
+    assert (row.refresh_token, row.status) == (due_token.refresh_token, OAuthToken.Status.ACTIVE)
+
+
+# --- idle_in_transaction_session_timeout --------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_session() -> Iterator[None]:
+    """A new connection for the test (its settings are read once per connection), closed
+    afterwards so no session setting outlives it."""
+    connection.close()
+    yield
+    connection.close()
+
+
+@pytest.mark.usefixtures("fresh_session")
+@pytest.mark.parametrize("caller", ["on-demand", "sweep"])
+def test_a_short_idle_session_limit_does_not_release_the_row_during_the_provider_call(
+    due_token: OAuthToken, provider_http: responses.RequestsMock, caller: str
+) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SET idle_in_transaction_session_timeout = 300")
+    settings = connection.settings_dict
+    seen: list[str] = []
+
+    def slow_answer(request: Any) -> tuple[int, dict[str, str], str]:
+        time.sleep(0.8)  # well past the session's 300 ms
+        with psycopg.connect(
+            host=settings["HOST"],
+            port=settings["PORT"],
+            user=settings["USER"],
+            dbname=settings["NAME"],
+        ) as other:
+            try:
+                other.execute(
+                    f"SELECT 1 FROM {OAuthToken._meta.db_table} WHERE id = %s FOR UPDATE NOWAIT",
+                    [due_token.pk],
+                )
+                seen.append("free")
+            except psycopg.errors.LockNotAvailable:
+                seen.append("locked")
+        return 200, {}, '{"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 60}'
+
+    provider_http.add_callback(responses.POST, TOKEN_URL, callback=slow_answer)
+    if caller == "sweep":
+        services.refresh_due()
+    else:
+        services.refresh(due_token.pk)
+    assert seen == ["locked"]
+    assert stored(due_token).refresh_token == "RT-new"
+
+
+@pytest.mark.usefixtures("fresh_session")
+def test_a_refresh_on_a_warm_connection_sends_only_the_lock_the_update_and_the_commit(
+    user: Any, other_user: Any, make_token: Any, rotating: responses.RequestsMock
+) -> None:
+    first, second = make_token(user), make_token(other_user)
+    services.refresh(first.pk, force=True)  # reads the session's limits once
+    with CaptureQueriesContext(connection) as queries:
+        services.refresh(second.pk, force=True)
+    sent = [q["sql"] for q in queries.captured_queries if q["sql"] != "BEGIN"]
+    assert [sql.split()[0] for sql in sent] == ["SELECT", "UPDATE", "COMMIT"]
+    assert sent[0].endswith("FOR UPDATE NOWAIT")
+
+
+def test_the_idle_limit_is_read_once_per_connection(
+    fresh_session: None, due_token: OAuthToken, rotating: responses.RequestsMock
+) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        services.refresh(due_token.pk, force=True)
+        services.refresh(due_token.pk, force=True)
+    reads = [q for q in queries.captured_queries if "idle_in_transaction" in q["sql"]]
+    assert len(reads) == 1
+
+
+def test_a_long_enough_idle_limit_is_left_as_it_is(
+    fresh_session: None, due_token: OAuthToken, rotating: responses.RequestsMock
+) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SET idle_in_transaction_session_timeout = '10min'")
+    with CaptureQueriesContext(connection) as queries:
+        services.refresh(due_token.pk, force=True)
+    assert not any(q["sql"].startswith("SET") for q in queries.captured_queries)
+
+
+@pytest.mark.usefixtures("fresh_session")
+def test_a_waiting_caller_raises_both_limits_in_one_statement(
+    due_token: OAuthToken, rotating: responses.RequestsMock
+) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SET idle_in_transaction_session_timeout = 1000")
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        try:
+            with transaction.atomic():
+                OAuthToken.objects.select_for_update().get(pk=due_token.pk)
+                held.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert held.wait(10)
+    threading.Timer(0.3, release.set).start()
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            services.refresh(due_token.pk)
+    finally:
+        release.set()
+        thread.join(10)
+    limits = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SET")]
+    # The NOWAIT attempt raised the idle limit alone; the waiting one, both at once.
+    assert limits == [
+        "SET LOCAL idle_in_transaction_session_timeout = 7000",
+        "SET LOCAL lock_timeout = 7000; SET LOCAL idle_in_transaction_session_timeout = 7000",
+    ]
