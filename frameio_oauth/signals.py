@@ -36,6 +36,8 @@ reauthorization_required = Signal()
 # A grant was disconnected and its row deleted: revoked at the provider, unless the provider
 # refused (revoked_at_provider False). Sent once per grant, when the row goes: if the
 # revocation did not go through at disconnect time (an outage), the row waits (status revoked)
-# and this is sent by the sweep that gets it through.
+# and this is sent by the sweep that gets it through. Also sent when a user connects another
+# Frame.io account: the old account's grant is revoked (one attempt) and the user's row holds
+# the new grant, announced by token_obtained.
 # kwargs: user, provider_user_id (str), revoked_at_provider (bool)
 token_revoked = Signal()

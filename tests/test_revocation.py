@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 import responses
 import time_machine
@@ -315,3 +316,93 @@ def test_a_raising_receiver_does_not_stop_the_deferred_revocations(
     finally:
         signals.token_revoked.disconnect(dispatch_uid="test-raising")
     assert not OAuthToken.objects.exists()
+
+
+# --- connecting another Frame.io account -------------------------------------------------------
+
+
+def connect(user: Any, account: str, capture: Any) -> OAuthToken:
+    """The user completes the flow as the Frame.io account ``account``."""
+    with capture(execute=True):
+        return services.store_grant(user, NEW_GRANT, provider.UserInfo(id=account))
+
+
+def test_connecting_another_account_revokes_the_grant_it_replaces(
+    user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+    announced: list[dict[str, Any]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    make_token(user, provider_user_id="fio-OLD")
+    provider_http.post(REVOKE_URL, body="")
+    connect(user, "fio-NEW", django_capture_on_commit_callbacks)
+    assert revoked_tokens(provider_http) == [f"refresh-{user.pk}-secret"]
+    row = OAuthToken.objects.get(user=user)
+    assert (row.provider_user_id, row.refresh_token) == ("fio-NEW", "RT-new")
+    assert [(c["provider_user_id"], c["revoked_at_provider"]) for c in announced] == [
+        ("fio-OLD", True)
+    ]
+
+
+def test_a_replaced_grant_the_provider_cannot_revoke_is_logged_and_the_new_one_kept(
+    user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+    announced: list[dict[str, Any]],
+    django_capture_on_commit_callbacks: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    make_token(user, provider_user_id="fio-OLD")
+    provider_http.post(REVOKE_URL, status=503)
+    connect(user, "fio-NEW", django_capture_on_commit_callbacks)
+    assert services.get_access_token(user) == "AT-new"
+    assert any(
+        r.levelname == "WARNING" and "could not be revoked" in r.getMessage()
+        for r in caplog.records
+    )
+    assert f"refresh-{user.pk}-secret" not in caplog.text
+    assert [c["revoked_at_provider"] for c in announced] == [False]
+
+
+def test_reconnecting_the_same_account_does_not_revoke_the_grant_it_replaces(
+    user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+    announced: list[dict[str, Any]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    make_token(user, provider_user_id="fio-SAME")
+    connect(user, "fio-SAME", django_capture_on_commit_callbacks)
+    assert revoked_tokens(provider_http) == []
+    assert announced == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_replaced_grant_is_revoked_after_the_commit_outside_the_row_lock(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user, provider_user_id="fio-OLD")
+    settings = connections["default"].settings_dict
+    seen: list[str] = []
+
+    def revoke(request: Any) -> tuple[int, dict[str, str], str]:
+        with psycopg.connect(
+            host=settings["HOST"],
+            port=settings["PORT"],
+            user=settings["USER"],
+            dbname=settings["NAME"],
+        ) as other:
+            row = other.execute(
+                f"SELECT provider_user_id FROM {OAuthToken._meta.db_table} "
+                "WHERE id = %s FOR UPDATE NOWAIT",
+                [token.pk],
+            ).fetchone()
+            seen.append(row[0])
+        return 200, {}, ""
+
+    provider_http.add_callback(responses.POST, REVOKE_URL, callback=revoke)
+    # What the callback view calls: store_grant inside a transaction of its own.
+    services.connect_or_sign_in(user, NEW_GRANT, provider.UserInfo(id="fio-NEW"))
+    assert seen == ["fio-NEW"]

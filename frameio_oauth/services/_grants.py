@@ -78,7 +78,8 @@ def _give_back(tokens: provider.TokenResponse) -> None:
 def store_grant(
     user: AbstractBaseUser, tokens: provider.TokenResponse, info: provider.UserInfo
 ) -> OAuthToken:
-    """Attach a freshly obtained grant to ``user``, replacing any grant the user had."""
+    """Attach a freshly obtained grant to ``user``, replacing any grant the user had; one of
+    another Frame.io account is revoked at the provider after the commit."""
     tokens_db = OAuthToken.objects.using(_rows.alias())
     with transaction.atomic(using=tokens_db.db):
         # Every row this grant could collide with, locked in one statement (in id order, so
@@ -104,8 +105,15 @@ def store_grant(
             )
         token = next((row for row in live if row.user_id == user.pk), None)
         created = token is None
+        replaced = None
         if token is None:
             token = OAuthToken(user_id=user.pk)
+        elif token.provider_user_id != info.id:
+            # The user connects another Frame.io account: the old grant would be overwritten
+            # and live on at the provider with nothing here able to end it, so it is revoked
+            # once this one is committed. Not so for the same account: a provider that
+            # revokes every grant of a user and client at once would cut the new one too.
+            replaced = _revocations.read_replaced(token)
         token.provider = conf.provider_name
         token.provider_user_id = info.id
         token.provider_email = info.email[:254]
@@ -122,6 +130,10 @@ def store_grant(
                 "busy", "Another sign-in for this account just finished; try again.", status=409
             ) from exc
     logger.info("stored a Frame.io grant for user %s", user.pk)
+    if replaced is not None:
+        transaction.on_commit(
+            partial(_revocations.end_replaced, replaced, user), using=tokens_db.db
+        )
     # After the outermost commit: a receiver must find the row, and must not be able to roll
     # back a grant the provider has already issued.
     transaction.on_commit(

@@ -8,6 +8,10 @@ part of the app treats as disconnected, and the sweep tries the revocation again
 backoff, deleting the row once it goes through. The row goes at once when retrying cannot
 help: the token is already dead there (invalid_grant) or the server cannot revoke such tokens
 at all (unsupported_token_type); and after MAX_REVOCATION_ATTEMPTS.
+
+A live grant that a user replaces by connecting another Frame.io account gets one revocation
+attempt once the new grant is committed (see :func:`end_replaced`), like a pending one that a
+new grant replaces: the user has one row, and it now holds the new grant.
 """
 
 from __future__ import annotations
@@ -19,9 +23,15 @@ from datetime import datetime
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from .. import provider, signals
-from ..exceptions import FrameioOAuthError, ProviderError, ReauthorizationRequired
+from ..exceptions import (
+    DecryptionError,
+    FrameioOAuthError,
+    ProviderError,
+    ReauthorizationRequired,
+)
 from ..models import OAuthToken
 from . import _notify, _rows
 from ._backoff import retry_time
@@ -75,7 +85,66 @@ def end_grant(token: OAuthToken, now: datetime) -> DisconnectResult:
 def _revoke(token: OAuthToken) -> FrameioOAuthError | None:
     """Revoke the token's grant at the provider; the error if that did not go through."""
     try:
-        provider.revoke_grant(refresh_token=token.refresh_token, access_token=token.access_token)
+        refresh_token, access_token = token.refresh_token, token.access_token
+    except DecryptionError as exc:
+        return exc
+    return _revoke_tokens(refresh_token, access_token)
+
+
+@dataclass(frozen=True, repr=False)
+class Replaced:
+    """A live grant of another Frame.io account that a new grant is replacing on the user's
+    row: read under the row lock, revoked after the commit by :func:`end_replaced`."""
+
+    provider_user_id: str
+    refresh_token: str | None
+    access_token: str | None
+    # Why the secrets could not be read (access_token is None then).
+    error: str = ""
+
+
+def read_replaced(token: OAuthToken) -> Replaced:
+    """What :func:`end_replaced` needs of ``token``, before its columns are overwritten."""
+    try:
+        return Replaced(token.provider_user_id, token.refresh_token, token.access_token)
+    except DecryptionError as exc:
+        return Replaced(token.provider_user_id, None, None, error=str(exc))
+
+
+@sensitive_variables("replaced")
+def end_replaced(replaced: Replaced, user: AbstractBaseUser) -> None:
+    """Revoke a grant the user replaced by connecting another Frame.io account: one attempt,
+    after the new grant is committed and outside its locks (an HTTP call under them would
+    hold up the new grant's first refresh). If it does not go through, the grant is left to
+    expire at the provider, as when a pending revocation is replaced (see retire_pending):
+    the user's row holds the new grant now. Then ``token_revoked``, as for any ended grant."""
+    if replaced.access_token is None:
+        error: FrameioOAuthError | None = DecryptionError(replaced.error)
+    else:
+        error = _revoke_tokens(replaced.refresh_token, replaced.access_token)
+    if error is None:
+        result = DisconnectResult(revoked_at_provider=True)
+    else:
+        log = logger.info if _no_retry_can_help(error) else logger.warning
+        log(
+            "the grant of user %s that another Frame.io account replaced could not be revoked: %s",
+            user.pk,
+            error,
+        )
+        result = DisconnectResult(revoked_at_provider=False, error=str(error))
+    _notify.send(
+        signals.token_revoked,
+        user=user,
+        provider_user_id=replaced.provider_user_id,
+        revoked_at_provider=result.revoked_at_provider,
+    )
+
+
+@sensitive_variables("refresh_token", "access_token")
+def _revoke_tokens(refresh_token: str | None, access_token: str) -> FrameioOAuthError | None:
+    """Revoke a grant by its tokens; the error if that did not go through."""
+    try:
+        provider.revoke_grant(refresh_token=refresh_token, access_token=access_token)
     except FrameioOAuthError as exc:
         return exc
     return None
