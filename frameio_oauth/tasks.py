@@ -45,7 +45,11 @@ def refresh_due_tokens(limit: int | None = None, fanout: bool = False) -> dict[s
 )
 def refresh_due_token(token_id: int) -> str:
     """One row of a fanned-out sweep. No Celery retry: a failure pushes the row's
-    next_refresh_at back with backoff, and a later sweep picks it up again."""
+    next_refresh_at back with backoff, and a later sweep picks it up again.
+
+    It never waits for a lock (SKIP LOCKED), so at worst it takes HTTP_TIMEOUT plus up to 10 s
+    of saving the answer again if the first save fails: 20 s at the default HTTP_TIMEOUT.
+    """
     return services.refresh_if_due(token_id).value
 
 
@@ -63,8 +67,11 @@ def refresh_due_token(token_id: int) -> str:
 def refresh_token(token_id: int, force: bool = False) -> str:
     """Refresh one token now. Retries only transient failures, with backoff and jitter.
 
-    The time limits sit well above HTTP_TIMEOUT (10 s by default), whose deadline ends every
-    provider call first; raise them if you raise HTTP_TIMEOUT past 40 s.
+    The worst case of one run: a NOWAIT lock attempt, a wait for another worker's refresh to
+    finish (at most HTTP_TIMEOUT + 5 s), this refresh's own provider call (at most
+    HTTP_TIMEOUT), and, if its save or commit fails, up to 10 s of saving the answer again:
+    2 * HTTP_TIMEOUT + 15 s, 35 s at the default HTTP_TIMEOUT of 10 s. The soft limit must stay
+    above that: raise both limits if you raise HTTP_TIMEOUT past 20 s.
     """
     token = services.refresh(token_id, force=force)
     return token.status

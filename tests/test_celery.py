@@ -16,6 +16,8 @@ from django.utils import timezone
 from frameio_oauth import provider, services
 from frameio_oauth.exceptions import ProviderUnavailable, ReauthorizationRequired
 from frameio_oauth.models import OAuthToken
+from frameio_oauth.services._refresh import LOCK_WAIT_SLACK
+from frameio_oauth.services._transaction import RECOVERY_BUDGET
 from frameio_oauth.tasks import refresh_due_token, refresh_due_tokens, refresh_token
 from tests.celery_app import app
 from tests.conftest import TOKEN_URL
@@ -100,6 +102,14 @@ def test_the_token_task_acks_late_and_outlives_the_http_deadline() -> None:
     assert refresh_token.retry_jitter is True
     assert refresh_token.soft_time_limit > 10  # HTTP_TIMEOUT's default
     assert refresh_token.time_limit > refresh_token.soft_time_limit
+
+
+def test_the_token_tasks_soft_limit_outlasts_its_worst_case_at_the_default_timeout() -> None:
+    # A wait for another worker's refresh, its own provider call, a second try at the save.
+    default_http_timeout = 10
+    worst = 2 * default_http_timeout + LOCK_WAIT_SLACK + RECOVERY_BUDGET
+    assert refresh_token.soft_time_limit > worst
+    assert refresh_due_token.soft_time_limit > default_http_timeout + RECOVERY_BUDGET
 
 
 def test_the_example_project_ships_a_beat_entry_for_the_sweep(
