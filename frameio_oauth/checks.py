@@ -238,13 +238,14 @@ def _check_task_limits(timeout: float) -> list[CheckMessage]:
     # true when they (or a project's CELERY_TASK_ANNOTATIONS) change them.
     from . import tasks
     from .services._refresh import LOCK_WAIT_SLACK
+    from .services._transaction import RECOVERY_BUDGET
 
     # The longest one run can take: refresh_token may try NOWAIT, wait for the lock (bounded
-    # by HTTP_TIMEOUT + slack) and then call the provider; a fanned-out sweep row skips a
-    # locked row and only calls the provider.
+    # by HTTP_TIMEOUT + slack), call the provider and then, if the save failed, spend up to
+    # the recovery budget saving the answer; a fanned-out sweep row skips a locked row.
     worst_cases = [
-        (tasks.refresh_token, 2 * timeout + LOCK_WAIT_SLACK),
-        (tasks.refresh_due_token, timeout),
+        (tasks.refresh_token, 2 * timeout + LOCK_WAIT_SLACK + RECOVERY_BUDGET),
+        (tasks.refresh_due_token, timeout + RECOVERY_BUDGET),
     ]
     too_long = []
     for task, worst in worst_cases:
@@ -259,7 +260,8 @@ def _check_task_limits(timeout: float) -> list[CheckMessage]:
             f"limit of {', '.join(too_long)}: a task stopped after Frame.io rotated the "
             "refresh token loses the new one, and the spent one can cost the user the grant.",
             hint="Lower HTTP_TIMEOUT (refresh_token can take 2 x HTTP_TIMEOUT + "
-            f"{LOCK_WAIT_SLACK:g} s), or raise the tasks' soft_time_limit and time_limit "
+            f"{LOCK_WAIT_SLACK + RECOVERY_BUDGET:g} s), or raise the tasks' soft_time_limit and "
+            "time_limit "
             "with CELERY_TASK_ANNOTATIONS.",
             id="frameio_oauth.W005",
         )
