@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, router, transaction
 from django.utils.translation import gettext as _
 
 from .conf import conf
 from .exceptions import CallbackError
 from .models import OAuthToken
 from .provider import UserInfo
+
+SIGNUP_ATTEMPTS = 5
 
 
 def user_for_identity(info: UserInfo) -> AbstractBaseUser:
@@ -32,11 +35,48 @@ def user_for_identity(info: UserInfo) -> AbstractBaseUser:
             status=403,
         )
     user_model = get_user_model()
-    user = user_model(**{user_model.USERNAME_FIELD: _free_username(info)})
-    if info.email and hasattr(user, "email"):
-        user.email = info.email
+    email_field = user_model.get_email_field_name()
+    if email_field == user_model.USERNAME_FIELD:
+        return _new_user_named_by_email(info)
+    # Two sign-ups can pick the same free name at once; the loser takes the next one.
+    for _attempt in range(SIGNUP_ATTEMPTS):
+        user = user_model(**{user_model.USERNAME_FIELD: _free_username(info)})
+        if info.email and hasattr(user, email_field):
+            setattr(user, email_field, info.email)
+        user.set_unusable_password()
+        try:
+            with transaction.atomic(using=router.db_for_write(user_model)):
+                user.save()
+        except IntegrityError:
+            continue
+        return user
+    raise CallbackError("busy", _("Another sign-in just took this name; try again."), status=409)
+
+
+def _new_user_named_by_email(info: UserInfo) -> AbstractBaseUser:
+    """Sign-up where the e-mail is the username: an existing account with that address is
+    someone's here, and an address at Frame.io proves nothing about it, so it is not linked."""
+    user_model = get_user_model()
+    if not info.email:
+        raise CallbackError(
+            "no_email",
+            _("Frame.io gave no e-mail address to create an account with."),
+            status=403,
+        )
+    taken = CallbackError(
+        "email_taken",
+        _("An account with this e-mail already exists here. Sign in to it first, then connect."),
+        status=409,
+    )
+    if user_model._default_manager.filter(**{user_model.USERNAME_FIELD: info.email}).exists():
+        raise taken
+    user = user_model(**{user_model.USERNAME_FIELD: info.email})
     user.set_unusable_password()
-    user.save()
+    try:
+        with transaction.atomic(using=router.db_for_write(user_model)):
+            user.save()
+    except IntegrityError as exc:
+        raise taken from exc
     return user
 
 

@@ -179,6 +179,9 @@ def connected(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_POST
 @login_required
+# The revocation is an HTTP call: under ATOMIC_REQUESTS the row's removal would otherwise wait
+# on the view's transaction, and a rollback would keep a row whose grant is already revoked.
+@transaction.non_atomic_requests
 def disconnect(request: HttpRequest) -> HttpResponse:
     try:
         result = services.disconnect(request.user)  # type: ignore[arg-type]  # login_required

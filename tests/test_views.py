@@ -9,7 +9,7 @@ import responses
 from django.core.cache import cache
 from django.test import Client, override_settings
 
-from frameio_oauth import services, signals
+from frameio_oauth import accounts, services, signals
 from frameio_oauth.exceptions import NotConnected
 from frameio_oauth.models import OAuthToken
 from frameio_oauth.views import SESSION_KEY
@@ -201,6 +201,70 @@ def test_signup_never_links_by_email_to_an_existing_account(
         callback(client, state=start(client), code="C")
     assert OAuthToken.objects.get().user != user
     assert django_user_model.objects.count() == 2
+
+
+def test_two_sign_ups_that_pick_the_same_free_name_both_get_an_account(
+    client: Client,
+    provider_http: responses.RequestsMock,
+    django_user_model: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another sign-up took "alice" between the free-name lookup and this save.
+    django_user_model.objects.create(username="alice")
+    names = iter(["alice", "alice-2"])
+    monkeypatch.setattr(accounts, "_free_username", lambda info: next(names))
+    provider_answers(provider_http)
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ALLOW_SIGNUP": True}):
+        response = callback(client, state=start(client), code="C")
+    assert response.status_code == 302
+    assert OAuthToken.objects.get().user.username == "alice-2"
+
+
+def test_signup_with_email_usernames_refuses_an_address_that_has_an_account(
+    client: Client,
+    user: Any,
+    provider_http: responses.RequestsMock,
+    django_user_model: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(django_user_model, "USERNAME_FIELD", "email")
+    user.email = ME["email"]
+    user.save()
+    provider_answers(provider_http)
+    provider_http.post(REVOKE_URL, body="")
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ALLOW_SIGNUP": True}):
+        response = callback(client, state=start(client), code="C")
+    assert response.status_code == 409
+    assert b"already exists here" in response.content
+    assert not OAuthToken.objects.exists()
+    assert django_user_model.objects.count() == 1
+
+
+def test_signup_with_email_usernames_names_the_account_by_the_address(
+    client: Client,
+    provider_http: responses.RequestsMock,
+    django_user_model: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(django_user_model, "USERNAME_FIELD", "email")
+    provider_answers(provider_http)
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ALLOW_SIGNUP": True}):
+        response = callback(client, state=start(client), code="C")
+    assert response.status_code == 302
+    assert OAuthToken.objects.get().user.email == ME["email"]
+
+
+def test_a_grant_whose_user_info_cannot_be_fetched_is_given_back(
+    signed_in: Client, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, json=TOKENS)
+    provider_http.get(USERINFO_URL, status=503)
+    provider_http.post(REVOKE_URL, body="")
+    response = callback(signed_in, state=start(signed_in), code="C")
+    assert response.status_code == 502
+    assert not OAuthToken.objects.exists()
+    revoked = [c for c in provider_http.calls if c.request.url == REVOKE_URL]
+    assert parse_qs(revoked[0].request.body)["token"] == ["RT-1"]
 
 
 def test_an_anonymous_user_is_signed_in_by_provider_user_id(

@@ -29,7 +29,13 @@ def exchange_code(
 ) -> tuple[provider.TokenResponse, provider.UserInfo]:
     """Trade a code for tokens and learn whose they are. Stores nothing."""
     tokens = provider.exchange_code(code, redirect_uri=redirect_uri, code_verifier=code_verifier)
-    return tokens, provider.fetch_userinfo(tokens.access_token)
+    try:
+        info = provider.fetch_userinfo(tokens.access_token)
+    except FrameioOAuthError:
+        # Nothing will hold this grant: give it back rather than leave it live at Frame.io.
+        _give_back(tokens)
+        raise
+    return tokens, info
 
 
 def connect_or_sign_in(
