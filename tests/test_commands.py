@@ -12,7 +12,9 @@ from django.utils import timezone
 
 from frameio_oauth.models import OAuthToken
 from tests.conftest import TOKEN_URL
-from tests.settings import FRAMEIO_OAUTH
+from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
+
+NEW_FIRST = {**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": [OLD_TEST_KEY, TEST_KEY]}
 
 pytestmark = pytest.mark.django_db
 
@@ -87,3 +89,20 @@ def test_generate_key_runs_before_any_key_is_configured(capsys: Any) -> None:
         # As manage.py runs it: with the system checks, unlike call_command.
         execute_from_command_line(["manage.py", "frameio_generate_key"])
     assert len(capsys.readouterr().out.strip()) == 44
+
+
+def test_rotate_keys_skips_a_row_no_key_can_read_and_moves_the_rest(
+    user: Any, other_user: Any, make_token: Any, capsys: Any
+) -> None:
+    readable = make_token(user, access_token="a1", refresh_token="r1")
+    broken = make_token(other_user)
+    # A ciphertext copied from another row does not decrypt here (the owner is in the AAD).
+    OAuthToken.objects.filter(pk=broken.pk).update(
+        access_token_ciphertext=readable.__dict__["access_token_ciphertext"]
+    )
+    with override_settings(FRAMEIO_OAUTH=NEW_FIRST):
+        call_command("frameio_rotate_keys")
+        captured = capsys.readouterr()
+        assert "1 rows re-encrypted" in captured.out
+        assert f"left as they are: token ids {broken.pk}" in captured.err
+        assert OAuthToken.objects.get(pk=readable.pk).access_token == "a1"

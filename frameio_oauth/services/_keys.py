@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from ..crypto import envelope_key_id, get_cipher
+from ..exceptions import DecryptionError
 from ..models import OAuthToken
 from . import _rows
 from ._refresh import SECRET_FIELDS
@@ -21,6 +22,8 @@ class RotationSummary:
     before: Counter[str] = field(default_factory=Counter)
     after: Counter[str] = field(default_factory=Counter)
     rewritten: int = 0
+    # Rows left under an old key because they could not be decrypted.
+    undecryptable: list[int] = field(default_factory=list)
 
 
 def count_key_ids() -> Counter[str]:
@@ -59,11 +62,20 @@ def rotate_encryption_keys(
             if not batch:
                 break
             stale = [row for row in batch if _needs_rekey(row, primary)]
+            rekeyed = []
             for row in stale:
-                for name in SECRET_FIELDS:
-                    setattr(row, name, getattr(row, name))
-            OAuthToken.objects.using(db).bulk_update(stale, list(SECRET_FIELDS))
-        summary.rewritten += len(stale)
+                try:
+                    plaintexts = {name: getattr(row, name) for name in SECRET_FIELDS}
+                except DecryptionError:
+                    # Its key is gone from ENCRYPTION_KEYS (or the row was tampered with):
+                    # leave it as it is for an operator, and go on with the others.
+                    summary.undecryptable.append(row.pk)
+                    continue
+                for name, plaintext in plaintexts.items():
+                    setattr(row, name, plaintext)
+                rekeyed.append(row)
+            OAuthToken.objects.using(db).bulk_update(rekeyed, list(SECRET_FIELDS))
+        summary.rewritten += len(rekeyed)
         done += len(batch)
         last_pk = batch[-1].pk
         if progress is not None:

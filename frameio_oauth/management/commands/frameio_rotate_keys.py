@@ -23,6 +23,14 @@ class Command(BaseCommand):
         summary = services.rotate_encryption_keys(options["batch_size"], progress=progress)
         self.stdout.write(f"before: {self._counts(summary.before)}")
         self.stdout.write(f"after:  {self._counts(summary.after)}")
+        if summary.undecryptable:
+            ids = ", ".join(str(pk) for pk in summary.undecryptable)
+            self.stderr.write(
+                self.style.WARNING(
+                    f"{len(summary.undecryptable)} row(s) could not be decrypted with any "
+                    f"configured key and were left as they are: token ids {ids}"
+                )
+            )
         self.stdout.write(self.style.SUCCESS(f"{summary.rewritten} rows re-encrypted"))
 
     @staticmethod
