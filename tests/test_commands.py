@@ -38,7 +38,7 @@ def test_dry_run_lists_due_tokens_and_changes_nothing(
     token = make_token(user, next_refresh_at=timezone.now() - timedelta(seconds=1))
     call_command("frameio_refresh_tokens", "--dry-run")
     out = capsys.readouterr().out
-    assert f"would refresh token {token.pk} of user {user.pk}" in out
+    assert f"would refresh token {token.pk} of {user.username}" in out
     assert "1 token(s) due" in out
     assert len(provider_http.calls) == 0
     assert OAuthToken.objects.get(pk=token.pk).access_token == token.access_token
@@ -106,3 +106,36 @@ def test_rotate_keys_skips_a_row_no_key_can_read_and_moves_the_rest(
         assert "1 rows re-encrypted" in captured.out
         assert f"left as they are: token ids {broken.pk}" in captured.err
         assert OAuthToken.objects.get(pk=readable.pk).access_token == "a1"
+
+
+def test_user_without_force_on_a_fresh_token_says_nothing_was_sent(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock, capsys: Any
+) -> None:
+    token = make_token(user)
+    call_command("frameio_refresh_tokens", "--user", "alice")
+    assert f"token {token.pk} is not due" in capsys.readouterr().out
+    assert len(provider_http.calls) == 0
+
+
+def test_user_dry_run_says_whether_a_refresh_would_happen(
+    user: Any, make_token: Any, capsys: Any
+) -> None:
+    token = make_token(user)
+    call_command("frameio_refresh_tokens", "--user", "alice", "--dry-run")
+    assert f"token {token.pk} is not due" in capsys.readouterr().out
+    call_command("frameio_refresh_tokens", "--user", "alice", "--dry-run", "--force")
+    assert f"would refresh token {token.pk}" in capsys.readouterr().out
+
+
+def test_user_refresh_of_a_due_token_says_it_refreshed(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock, capsys: Any
+) -> None:
+    token = make_token(user, expires_at=timezone.now() + timedelta(seconds=30))
+    provider_http.post(TOKEN_URL, json=NEW)
+    call_command("frameio_refresh_tokens", "--user", "alice")
+    assert f"refreshed token {token.pk}" in capsys.readouterr().out
+
+
+def test_a_limit_below_one_is_refused() -> None:
+    with pytest.raises(CommandError, match="must be 1 or more"):
+        call_command("frameio_refresh_tokens", "--limit", "0")

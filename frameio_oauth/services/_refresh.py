@@ -357,6 +357,11 @@ def _announce(token: OAuthToken, result: _Result) -> None:
         )
 
 
+def needs_refresh(token: OAuthToken) -> bool:
+    """Whether ``refresh(token.pk)`` (not forced) would call the provider now."""
+    return token.status == OAuthToken.Status.ACTIVE and _needs_refresh(token, timezone.now())
+
+
 def _needs_refresh(token: OAuthToken, now: datetime, *, sweep: bool = False) -> bool:
     if token.expires_at - timedelta(seconds=conf.refresh_margin) > now:
         # The sweep also honours the jittered schedule, which may fall a little earlier.

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -8,6 +9,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from frameio_oauth import services
 from frameio_oauth.exceptions import FrameioOAuthError
 from frameio_oauth.models import OAuthToken
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 class Command(BaseCommand):
@@ -19,7 +27,7 @@ class Command(BaseCommand):
         target.add_argument("--user", help="only this user's token (username)")
         parser.add_argument("--force", action="store_true", help="refresh even if not due")
         parser.add_argument("--dry-run", action="store_true", help="list, change nothing")
-        parser.add_argument("--limit", type=int, default=None)
+        parser.add_argument("--limit", type=_positive_int, default=None, help="at most N")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["user"]:
@@ -28,10 +36,11 @@ class Command(BaseCommand):
         if options["force"]:
             raise CommandError("--force needs --user; the sweep only takes due tokens")
         if options["dry_run"]:
-            due = OAuthToken.objects.due().values_list("pk", "user_id", "next_refresh_at")
+            username = f"user__{get_user_model().USERNAME_FIELD}"
+            due = OAuthToken.objects.due().values_list("pk", username, "next_refresh_at")
             rows = list(due[: options["limit"]] if options["limit"] else due)
-            for pk, user_id, when in rows:
-                self.stdout.write(f"would refresh token {pk} of user {user_id} (due {when})")
+            for pk, name, when in rows:
+                self.stdout.write(f"would refresh token {pk} of {name} (due {when})")
             self.stdout.write(f"{len(rows)} token(s) due")
             return
 
@@ -59,10 +68,25 @@ class Command(BaseCommand):
         if token.status != OAuthToken.Status.ACTIVE:
             raise CommandError(f"{username}'s Frame.io token is {token.status}: not refreshable")
         if dry_run:
-            self.stdout.write(f"would refresh token {token.pk} (expires {token.expires_at})")
+            if force or services.needs_refresh(token):
+                self.stdout.write(f"would refresh token {token.pk} (expires {token.expires_at})")
+            else:
+                self.stdout.write(
+                    f"token {token.pk} is not due (expires {token.expires_at}); "
+                    "--force would refresh it"
+                )
             return
+        before = token.last_refreshed_at
         try:
             token = services.refresh(token.pk, force=force)
         except FrameioOAuthError as exc:
             raise CommandError(f"refresh failed: {exc}") from exc
-        self.stdout.write(self.style.SUCCESS(f"token {token.pk} expires {token.expires_at}"))
+        if token.last_refreshed_at == before:
+            self.stdout.write(
+                f"token {token.pk} is not due (expires {token.expires_at}); nothing sent. "
+                "--force refreshes it anyway"
+            )
+            return
+        self.stdout.write(
+            self.style.SUCCESS(f"refreshed token {token.pk}; it expires {token.expires_at}")
+        )
