@@ -15,7 +15,9 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -179,48 +181,82 @@ def _token_request(form: dict[str, str]) -> TokenResponse:
 
 
 def parse_token_payload(payload: dict[str, Any]) -> TokenResponse:
+    """The token endpoint's 200 answer, as far as it can be used.
+
+    Only a missing or unusable ``access_token`` makes the answer a :class:`ProviderError`.
+    Anything else doubtful is replaced by a safe value and logged: by the time we read this
+    answer the provider may already have rotated the refresh token we sent, so refusing the
+    answer would throw away the only copy of its successor and send the spent one again.
+    """
     access_token = payload.get("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise ProviderError("token endpoint answer has no access_token")
     refresh_token = payload.get("refresh_token")
     if refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token):
-        raise ProviderError("token endpoint answer has an unusable refresh_token")
-    token_type = payload.get("token_type") or "Bearer"
-    if not isinstance(token_type, str):
-        raise ProviderError("token endpoint answer has an unusable token_type")
+        # As if none was sent: a refresh keeps the refresh token it already has.
+        _doubtful("refresh_token", refresh_token, "treated as absent")
+        refresh_token = None
+    token_type = payload.get("token_type")
+    if token_type is None:
+        token_type = "Bearer"
+    elif not isinstance(token_type, str) or not token_type.strip():
+        _doubtful("token_type", token_type, 'using "Bearer"')
+        token_type = "Bearer"
     scope = payload.get("scope")
     if isinstance(scope, list):
         scope = conf.preset.scope_separator.join(str(item) for item in scope)
+    elif scope is not None and not isinstance(scope, str):
+        _doubtful("scope", scope, "keeping the stored scope")
+        scope = None
     return TokenResponse(
         access_token=access_token,
         token_type=token_type,
         expires_in=_expires_in(payload.get("expires_in")),
         refresh_token=refresh_token,
-        scope=scope if isinstance(scope, str) else None,
+        scope=scope,
     )
 
 
 # Longer than any real access token lives; a bigger number is a provider bug, not a promise.
 MAX_EXPIRES_IN = 366 * 24 * 3600
+# "3600", " 3600 ", "3599.5": digits, at most one decimal point, nothing else.
+_DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 
 
 def _expires_in(value: Any) -> int:
+    """Seconds the new access token lives. A doubtful value becomes the preset's lifetime:
+    refreshing too early is harmless, refreshing too late loses the grant."""
+    lifetime = conf.preset.access_token_lifetime
     if value is None:
-        return conf.preset.access_token_lifetime
-    unusable = ProviderError("token endpoint answer has an unusable expires_in")
-    if isinstance(value, bool):
-        raise unusable
-    if isinstance(value, str):
-        value = value.strip()
-        # isascii(): str.isdigit() also accepts digits such as "²" that int() refuses.
-        if not (value.isascii() and value.isdigit()) or len(value) > 12:
-            raise unusable
-        value = int(value)
-    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_EXPIRES_IN:
-        value = int(value)
-    if not isinstance(value, int) or not 0 < value <= MAX_EXPIRES_IN:
-        raise unusable
-    return value
+        return lifetime
+    number: float | None = None
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        number = float(value.strip())
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value  # an int of any size: math.isfinite() would overflow on a huge one
+    elif isinstance(value, float) and math.isfinite(value):
+        number = value
+    if number is None:
+        _doubtful("expires_in", value, f"using the preset's {lifetime}s")
+        return lifetime
+    seconds = int(number)  # a fraction of a second is not worth refusing the answer over
+    if seconds <= 0:
+        _doubtful("expires_in", value, f"not positive; using the preset's {lifetime}s")
+        return lifetime
+    if seconds > MAX_EXPIRES_IN:
+        _doubtful("expires_in", value, f"implausibly long; using the preset's {lifetime}s")
+        return min(seconds, lifetime)
+    if seconds != number:
+        _doubtful("expires_in", value, f"not a whole number; using {seconds}s")
+    return seconds
+
+
+def _doubtful(name: str, value: Any, action: str) -> None:
+    # The type, never the value: a misplaced field may hold a token. expires_in is the one
+    # field whose value is safe and useful to show.
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    shown = repr(value)[:40] if name == "expires_in" and numeric else type(value).__name__
+    logger.warning("token endpoint answer has an unusable %s (%s): %s", name, shown, action)
 
 
 @sensitive_variables("form", "auth")

@@ -3,10 +3,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,9 +16,11 @@ import pytest
 import requests
 import responses
 from django.test import override_settings
+from django.utils import timezone
 
-from frameio_oauth import provider
+from frameio_oauth import provider, services
 from frameio_oauth.exceptions import ProviderError, ProviderUnavailable, ReauthorizationRequired
+from frameio_oauth.models import OAuthToken
 from tests.conftest import REVOKE_URL, TOKEN_URL, USERINFO_URL
 from tests.settings import FRAMEIO_OAUTH
 
@@ -167,13 +171,98 @@ def test_missing_expires_in_falls_back_to_the_presets_lifetime(
 
 
 @pytest.mark.parametrize(
-    "value", ["soon", -5, 0, True, "12.5", [3600], "\u00b2", 1e15, 10**15, "9" * 40]
+    "value", ["soon", -5, 0, 0.5, True, [3600], "\u00b2", "9" * 40, "", float("nan")]
 )
-def test_an_unusable_expires_in_is_a_provider_error(
+def test_an_unusable_expires_in_falls_back_to_the_presets_lifetime(
     provider_http: responses.RequestsMock, value: Any
 ) -> None:
-    with pytest.raises(ProviderError, match="expires_in"):
-        refresh_with(provider_http, json={**GOOD, "expires_in": value})
+    assert refresh_with(provider_http, json={**GOOD, "expires_in": value}).expires_in == 3600
+
+
+@pytest.mark.parametrize("value", [3599.5, "3599.5", 3599.0])
+def test_a_fractional_expires_in_is_cut_to_whole_seconds(
+    provider_http: responses.RequestsMock, value: Any
+) -> None:
+    assert refresh_with(provider_http, json={**GOOD, "expires_in": value}).expires_in == 3599
+
+
+@pytest.mark.parametrize("value", [1e15, 10**15, 10**400, provider.MAX_EXPIRES_IN + 1])
+def test_an_absurdly_long_expires_in_is_cut_to_the_presets_lifetime(
+    provider_http: responses.RequestsMock, value: Any
+) -> None:
+    assert refresh_with(provider_http, json={**GOOD, "expires_in": value}).expires_in == 3600
+
+
+def test_an_absurd_expires_in_under_adobe_ims_uses_its_24_hour_lifetime(
+    provider_http: responses.RequestsMock,
+) -> None:
+    provider_http.post(
+        "https://ims-na1.adobelogin.com/ims/token/v3", json={**GOOD, "expires_in": -1}
+    )
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "PROVIDER": "adobe-ims"}):
+        assert provider.refresh_grant("old-refresh").expires_in == 24 * 3600
+
+
+def test_a_doubtful_expires_in_is_logged_as_a_warning(
+    provider_http: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="frameio_oauth.provider"):
+        refresh_with(provider_http, json={**GOOD, "expires_in": 3599.5})
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "expires_in" in caplog.text
+
+
+@pytest.mark.parametrize("value", ["", 42, ["RT"], {"token": "RT"}])
+def test_an_unusable_refresh_token_is_treated_as_absent(
+    provider_http: responses.RequestsMock, value: Any
+) -> None:
+    tokens = refresh_with(provider_http, json={**GOOD, "refresh_token": value})
+    assert (tokens.access_token, tokens.refresh_token) == ("AT", None)
+
+
+@pytest.mark.parametrize("value", [42, ["bearer"], "", "  "])
+def test_an_unusable_token_type_becomes_bearer(
+    provider_http: responses.RequestsMock, value: Any
+) -> None:
+    assert refresh_with(provider_http, json={**GOOD, "token_type": value}).token_type == "Bearer"
+
+
+def test_the_warning_about_a_doubtful_field_names_it_but_never_its_value(
+    provider_http: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="frameio_oauth.provider"):
+        refresh_with(provider_http, json={**GOOD, "token_type": ["RT-LEAK-in-token-type"]})
+    assert "token_type" in caplog.text
+    assert "RT-LEAK" not in caplog.text
+
+
+def test_a_well_formed_answer_logs_no_warning(
+    provider_http: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="frameio_oauth.provider"):
+        refresh_with(provider_http, json=GOOD)
+    assert caplog.records == []
+
+
+@pytest.mark.django_db
+def test_a_rotated_refresh_token_in_a_doubtful_answer_is_stored(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    now = timezone.now()
+    token = make_token(
+        user, expires_at=now + timedelta(minutes=2), next_refresh_at=now - timedelta(minutes=3)
+    )
+    provider_http.post(
+        TOKEN_URL,
+        json={"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3599.5},
+    )
+    services.refresh(token.pk)
+    stored = OAuthToken.objects.get(pk=token.pk)
+    assert (stored.access_token, stored.refresh_token, stored.failure_count) == (
+        "AT-new",
+        "RT-new",
+        0,
+    )
 
 
 def test_a_missing_refresh_token_is_allowed(provider_http: responses.RequestsMock) -> None:
@@ -265,6 +354,17 @@ def test_error_messages_never_echo_the_refresh_token(provider_http: responses.Re
     with pytest.raises(ReauthorizationRequired) as caught:
         refresh_with(provider_http, status=400, json={"error": "invalid_grant"})
     assert "old-refresh" not in str(caught.value)
+
+
+@pytest.mark.django_db
+def test_an_empty_refresh_token_in_a_refresh_answer_keeps_the_stored_one(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user, expires_at=timezone.now() + timedelta(minutes=2))
+    provider_http.post(TOKEN_URL, json={"access_token": "AT-new", "refresh_token": ""})
+    services.refresh(token.pk)
+    stored = OAuthToken.objects.get(pk=token.pk)
+    assert (stored.access_token, stored.refresh_token) == ("AT-new", token.refresh_token)
 
 
 # --- revoke and user info -------------------------------------------------------------------
