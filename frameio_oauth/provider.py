@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlencode, urlsplit
 
 import requests
 from django.views.decorators.debug import sensitive_variables
@@ -129,7 +129,7 @@ def revoke(token: str, *, token_type_hint: str = "refresh_token") -> None:
     if response.status_code == 200:
         return
     payload = _json_or_none(body)
-    _raise_for_error(response, payload, what="revocation endpoint")
+    _raise_for_error(response, payload, what="revocation endpoint", secrets=_secrets_of(form))
 
 
 @sensitive_variables("refresh_token", "access_token")
@@ -151,7 +151,9 @@ def fetch_userinfo(access_token: str) -> UserInfo:
     )
     payload = _json_or_none(body)
     if response.status_code != 200 or not isinstance(payload, dict):
-        _raise_for_error(response, payload, what="user-info endpoint")
+        _raise_for_error(
+            response, payload, what="user-info endpoint", secrets=_secrets_of({}, access_token)
+        )
         raise ProviderError("user-info endpoint returned a non-JSON body")
     envelope = conf.preset.userinfo_envelope
     if envelope is not None and isinstance(payload.get(envelope), dict):
@@ -173,9 +175,11 @@ def _token_request(form: dict[str, str]) -> TokenResponse:
     response, body = _post(conf.token_url, form)
     payload = _json_or_none(body)
     if response.status_code != 200 or not isinstance(payload, dict) or "error" in payload:
-        _raise_for_error(response, payload, what="token endpoint")
+        secrets = _secrets_of(form)
+        _raise_for_error(response, payload, what="token endpoint", secrets=secrets)
         raise ProviderError(
-            f"token endpoint returned HTTP 200 with a non-JSON body ({_content_type(response)})"
+            "token endpoint returned HTTP 200 with a non-JSON body "
+            f"({_content_type(response, secrets)})"
         )
     return parse_token_payload(payload)
 
@@ -394,35 +398,80 @@ def _json_or_none(body: bytes) -> Any:
         return None
 
 
-def _raise_for_error(response: requests.Response, payload: Any, *, what: str) -> None:
+def _raise_for_error(
+    response: requests.Response, payload: Any, *, what: str, secrets: tuple[str, ...]
+) -> None:
+    """Raise the typed error for a refusal. ``secrets`` are what the request carried; the
+    provider's own words may echo them, so they are cut out of every message."""
     status = response.status_code
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if status == 429 or status >= 500 or error in TRANSIENT_OAUTH_ERRORS:
+    raw_error = payload.get("error") if isinstance(payload, dict) else None
+    error = _provider_text(raw_error, secrets, 64) if isinstance(raw_error, str) else None
+    if status == 429 or status >= 500 or raw_error in TRANSIENT_OAUTH_ERRORS:
         raise ProviderUnavailable(
-            f"{what} answered HTTP {status}" + (f" ({error})" if isinstance(error, str) else ""),
+            f"{what} answered HTTP {status}" + (f" ({error})" if error else ""),
             retry_after=_retry_after(response),
         )
-    if error == "invalid_grant":
-        raise ReauthorizationRequired(f"{what} answered invalid_grant{_description(payload)}")
-    if isinstance(error, str):
+    if raw_error == "invalid_grant":
+        raise ReauthorizationRequired(
+            f"{what} answered invalid_grant{_description(payload, secrets)}"
+        )
+    if error is not None:
         raise ProviderError(
-            f"{what} answered HTTP {status} {error}{_description(payload)}", code=error
+            f"{what} answered HTTP {status} {error}{_description(payload, secrets)}", code=error
         )
     if payload is None and status != 200:
         raise ProviderError(
-            f"{what} answered HTTP {status} with a non-JSON body ({_content_type(response)})"
+            f"{what} answered HTTP {status} with a non-JSON body "
+            f"({_content_type(response, secrets)})"
         )
     if status != 200:
         raise ProviderError(f"{what} answered HTTP {status}")
 
 
-def _description(payload: Any) -> str:
+# Form fields whose values are secrets; the client secret is added from the settings.
+_SECRET_FIELDS = ("code", "code_verifier", "refresh_token", "token", "client_secret")
+REDACTED = "[redacted]"
+
+
+def _secrets_of(form: dict[str, str], *extra: str) -> tuple[str, ...]:
+    """Every secret a request carried: its secret form fields, ``extra`` (a bearer token)
+    and the client secret of its HTTP Basic header."""
+    found = [form[name] for name in _SECRET_FIELDS if form.get(name)]
+    found.extend(value for value in extra if value)
+    if conf.client_secret:
+        found.append(conf.client_secret)
+    return tuple(found)
+
+
+def _provider_text(text: str, secrets: tuple[str, ...], limit: int) -> str:
+    """Provider text made fit for a message: printable only, every secret of the request
+    replaced by [redacted] (also percent-encoded, as a provider might echo it), then cut."""
+    cleaned = "".join(ch for ch in text if ch.isprintable())
+    # Printable-only first, so a control character inside an echoed secret cannot hide it;
+    # cut last, so no prefix of a secret survives the cut. Longest first, so a secret that
+    # contains another is replaced whole.
+    forms = {form for secret in secrets for form in _spellings(secret)}
+    for form in sorted(forms, key=len, reverse=True):
+        cleaned = cleaned.replace(form, REDACTED)
+    # Some other partial encoding of a secret: drop the provider's text altogether.
+    decoded = (unquote(cleaned), unquote_plus(cleaned))
+    if any(form in candidate for form in forms for candidate in decoded):
+        return REDACTED
+    return cleaned[:limit]
+
+
+def _spellings(secret: str) -> set[str]:
+    printable = "".join(ch for ch in secret if ch.isprintable())
+    spellings = {printable, quote(printable, safe=""), quote_plus(printable, safe="")}
+    return {spelling for spelling in spellings if spelling}
+
+
+def _description(payload: Any, secrets: tuple[str, ...]) -> str:
     text = payload.get("error_description") if isinstance(payload, dict) else None
     if not isinstance(text, str) or not text:
         return ""
-    # Provider text, shown to operators: keep it short and printable.
-    cleaned = "".join(ch for ch in text if ch.isprintable())[:120]
-    return f": {cleaned}"
+    # Provider text, shown to operators and stored in last_error: short, printable, no secret.
+    return f": {_provider_text(text, secrets, 120)}"
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -430,8 +479,9 @@ def _retry_after(response: requests.Response) -> float | None:
     return float(value) if value.isdigit() else None
 
 
-def _content_type(response: requests.Response) -> str:
-    return response.headers.get("Content-Type", "no content type").split(";")[0]
+def _content_type(response: requests.Response, secrets: tuple[str, ...]) -> str:
+    value = response.headers.get("Content-Type", "no content type").split(";")[0]
+    return _provider_text(value, secrets, 64)
 
 
 def _origin(url: str) -> str:

@@ -367,6 +367,142 @@ def test_an_empty_refresh_token_in_a_refresh_answer_keeps_the_stored_one(
     assert (stored.access_token, stored.refresh_token) == ("AT-new", token.refresh_token)
 
 
+# --- provider text in messages --------------------------------------------------------------
+
+ECHOING_RT = {"error": "invalid_request", "error_description": "refresh_token RT-xyz is malformed"}
+
+
+def test_a_refresh_token_echoed_in_the_description_is_redacted(
+    provider_http: responses.RequestsMock,
+) -> None:
+    provider_http.post(TOKEN_URL, status=400, json=ECHOING_RT)
+    with pytest.raises(ProviderError) as caught:
+        provider.refresh_grant("RT-xyz")
+    assert "RT-xyz" not in str(caught.value)
+    assert "refresh_token [redacted] is malformed" in str(caught.value)
+
+
+def test_a_refresh_token_echoed_with_invalid_grant_is_redacted(
+    provider_http: responses.RequestsMock,
+) -> None:
+    provider_http.post(
+        TOKEN_URL, status=400, json={"error": "invalid_grant", "error_description": "RT-xyz used"}
+    )
+    with pytest.raises(ReauthorizationRequired) as caught:
+        provider.refresh_grant("RT-xyz")
+    assert "RT-xyz" not in str(caught.value)
+
+
+def test_a_code_and_verifier_echoed_in_the_description_are_redacted(
+    provider_http: responses.RequestsMock,
+) -> None:
+    description = "code CODE-123 does not match verifier VERIFIER-456"
+    provider_http.post(
+        TOKEN_URL, status=400, json={"error": "invalid_request", "error_description": description}
+    )
+    with pytest.raises(ProviderError) as caught:
+        provider.exchange_code(
+            "CODE-123", redirect_uri="https://x/cb", code_verifier="VERIFIER-456"
+        )
+    assert "CODE-123" not in str(caught.value)
+    assert "VERIFIER-456" not in str(caught.value)
+
+
+def test_the_client_secret_echoed_in_the_description_is_redacted(
+    provider_http: responses.RequestsMock,
+) -> None:
+    provider_http.post(
+        TOKEN_URL,
+        status=401,
+        json={"error": "invalid_client", "error_description": "secret test-secret is wrong"},
+    )
+    with pytest.raises(ProviderError) as caught:
+        provider.refresh_grant("RT-xyz")
+    assert "test-secret" not in str(caught.value)
+
+
+def test_a_bearer_token_echoed_by_the_user_info_endpoint_is_redacted(
+    provider_http: responses.RequestsMock,
+) -> None:
+    provider_http.get(
+        USERINFO_URL,
+        status=401,
+        json={"error": "invalid_token", "error_description": "AT-abc expired"},
+    )
+    with pytest.raises(ProviderError) as caught:
+        provider.fetch_userinfo("AT-abc")
+    assert "AT-abc" not in str(caught.value)
+
+
+def test_a_token_echoed_by_the_revocation_endpoint_is_redacted(
+    provider_http: responses.RequestsMock,
+) -> None:
+    provider_http.post(
+        REVOKE_URL,
+        status=400,
+        json={"error": "unsupported_token_type", "error_description": "RT-xyz?"},
+    )
+    with pytest.raises(ProviderError) as caught:
+        provider.revoke("RT-xyz")
+    assert "RT-xyz" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "echo", ["a%2Bb%2Fc%3Dd", "a%2Bb%2Fc%3Dd".replace("%2B", "+"), "a+b/\x00c=d"]
+)
+def test_a_refresh_token_echoed_encoded_or_split_by_a_control_character_is_redacted(
+    provider_http: responses.RequestsMock, echo: str
+) -> None:
+    provider_http.post(
+        TOKEN_URL, status=400, json={"error": "invalid_request", "error_description": echo}
+    )
+    with pytest.raises(ProviderError) as caught:
+        provider.refresh_grant("a+b/c=d")
+    assert str(caught.value).endswith(": [redacted]")
+
+
+def test_a_refresh_token_echoed_as_the_error_code_is_redacted(
+    provider_http: responses.RequestsMock,
+) -> None:
+    provider_http.post(TOKEN_URL, status=400, json={"error": "RT-xyz"})
+    with pytest.raises(ProviderError) as caught:
+        provider.refresh_grant("RT-xyz")
+    assert "RT-xyz" not in str(caught.value)
+    assert caught.value.code == "[redacted]"
+
+
+def test_a_long_description_is_cut_after_redaction_so_no_prefix_of_a_secret_survives(
+    provider_http: responses.RequestsMock,
+) -> None:
+    secret = "RT-" + "s" * 200
+    provider_http.post(
+        TOKEN_URL,
+        status=400,
+        json={"error": "invalid_request", "error_description": "x" * 100 + secret},
+    )
+    with pytest.raises(ProviderError) as caught:
+        provider.refresh_grant(secret)
+    assert "RT-sss" not in str(caught.value)
+    assert len(str(caught.value)) < 250
+
+
+@pytest.mark.django_db
+def test_an_echoed_refresh_token_never_reaches_last_error(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user, expires_at=timezone.now() + timedelta(minutes=2))
+    provider_http.post(
+        TOKEN_URL,
+        status=400,
+        json={**ECHOING_RT, "error_description": f"{token.refresh_token} is malformed"},
+    )
+    with pytest.raises(ProviderError):
+        services.refresh(token.pk)
+    stored = OAuthToken.objects.get(pk=token.pk)
+    assert token.refresh_token not in stored.last_error
+    assert "[redacted] is malformed" in stored.last_error
+
+
 # --- revoke and user info -------------------------------------------------------------------
 
 
