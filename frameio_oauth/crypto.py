@@ -17,6 +17,7 @@ import os
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.views.decorators.debug import sensitive_variables
 
 from .conf import SETTING_NAME, conf
 from .exceptions import DecryptionError, ImproperlyConfigured
@@ -32,6 +33,9 @@ def generate_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(KEY_BYTES)).decode("ascii")
 
 
+# Every function whose frame holds a key or a plaintext hides all its locals from Django's
+# error reports (technical 500 page, error e-mails); so do the frames it calls.
+@sensitive_variables()
 def decode_key(key: str) -> bytes:
     """The raw bytes of a configured key; raises ImproperlyConfigured if it is malformed."""
     try:
@@ -61,6 +65,7 @@ def envelope_key_id(envelope: str) -> str | None:
 class TokenCipher:
     """Encrypts with the first key, decrypts with whichever key the envelope names."""
 
+    @sensitive_variables()
     def __init__(self, keys: tuple[str, ...]) -> None:
         if not keys:
             raise ImproperlyConfigured("FRAMEIO_OAUTH['ENCRYPTION_KEYS'] is empty")
@@ -77,6 +82,7 @@ class TokenCipher:
     def key_ids(self) -> tuple[str, ...]:
         return tuple(self._keys)
 
+    @sensitive_variables()
     def encrypt(self, plaintext: str, associated_data: bytes) -> str:
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._keys[self.primary_kid].encrypt(
@@ -85,6 +91,7 @@ class TokenCipher:
         body = base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
         return f"{VERSION}:{self.primary_kid}:{body}"
 
+    @sensitive_variables()
     def decrypt(self, envelope: str, associated_data: bytes) -> str:
         kid = envelope_key_id(envelope)
         if kid is None:
@@ -105,7 +112,12 @@ class TokenCipher:
                 f"stored value failed authentication under key id {kid!r}: wrong key, "
                 "tampered value, or a value copied from another row"
             ) from exc
-        return plaintext.decode("utf-8")
+        try:
+            return plaintext.decode("utf-8")
+        except UnicodeDecodeError:
+            # "from None": the UnicodeDecodeError's args hold the plaintext bytes, and error
+            # reports print a chained exception's args.
+            raise DecryptionError("stored value decrypted to bytes that are not UTF-8") from None
 
     @staticmethod
     def _aad(kid: str, associated_data: bytes) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
+from django.views.decorators.debug import sensitive_variables
 
 from .crypto import get_cipher
 from .exceptions import DecryptionError
@@ -24,6 +25,9 @@ class EncryptedTextDescriptor:
     def __init__(self, field: EncryptedTextField) -> None:
         self.field = field
 
+    # Each method here that holds a plaintext hides every local of its frame, and of the
+    # frames it calls, from Django's error reports.
+    @sensitive_variables()
     def __get__(self, instance: models.Model | None, owner: type | None = None) -> Any:
         if instance is None:
             return self
@@ -42,6 +46,7 @@ class EncryptedTextDescriptor:
         cache[self.field.name] = (envelope, plaintext)
         return plaintext
 
+    @sensitive_variables()
     def __set__(self, instance: models.Model, value: str | None) -> None:
         pending = instance.__dict__.setdefault(_PENDING, {})
         pending.pop(self.field.name, None)
@@ -88,11 +93,13 @@ class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
             )
         return f"{self.model._meta.label_lower}:{self.name}:{owner}".encode()
 
+    @sensitive_variables()
     def seal(self, instance: models.Model, plaintext: str) -> None:
         envelope = get_cipher().encrypt(plaintext, self.associated_data(instance))
         instance.__dict__[self.attname] = envelope
         instance.__dict__.setdefault(_CACHE, {})[self.name] = (envelope, plaintext)
 
+    @sensitive_variables()
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
         pending = model_instance.__dict__.get(_PENDING, {})
         if self.name in pending:

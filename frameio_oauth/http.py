@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.views.decorators.debug import sensitive_variables
 
 from . import services
 
@@ -25,6 +26,8 @@ class FrameioAuth(requests.auth.AuthBase):
     def __init__(self, user: AbstractBaseUser) -> None:
         self.user = user
 
+    # Both hold a bearer token in their frames: hidden from Django's error reports.
+    @sensitive_variables()
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         token = services.get_access_token(self.user)
         request.headers["Authorization"] = f"Bearer {token}"
@@ -32,6 +35,7 @@ class FrameioAuth(requests.auth.AuthBase):
         request.register_hook("response", self._retry_once_on_401)  # type: ignore[no-untyped-call]
         return request
 
+    @sensitive_variables()
     def _retry_once_on_401(self, response: requests.Response, **kwargs: Any) -> requests.Response:
         request = response.request
         if response.status_code != 401 or getattr(request, _RETRIED, False):
@@ -54,9 +58,17 @@ class FrameioAuth(requests.auth.AuthBase):
         return new_response
 
 
+class FrameioSession(requests.Session):
+    @sensitive_variables()
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        # Below here requests and urllib3 hold the Authorization header in plain dicts; this
+        # hides their frames' locals from Django's error reports too.
+        return super().send(request, **kwargs)
+
+
 def session_for(user: AbstractBaseUser) -> requests.Session:
     """A ``requests.Session`` that authenticates as ``user`` at Frame.io and refreshes itself."""
-    session = requests.Session()
+    session = FrameioSession()
     session.auth = FrameioAuth(user)
     session.headers["Accept"] = "application/json"
     return session

@@ -7,6 +7,10 @@ failure becomes a typed error from :mod:`frameio_oauth.exceptions`:
 * ``invalid_grant`` → :class:`ReauthorizationRequired` (never retried)
 * timeouts, connection errors, 5xx, 429, ``temporarily_unavailable`` → :class:`ProviderUnavailable`
 * any other refusal or an unusable body → :class:`ProviderError`
+
+Every function whose frame holds a token, code, verifier, client secret, form, header or body is
+decorated with ``@sensitive_variables()`` (all of its locals): Django's error reports cleanse only
+frames under a decorated function, and a list of names would miss the next local added.
 """
 
 from __future__ import annotations
@@ -104,7 +108,7 @@ def build_authorization_request(redirect_uri: str) -> AuthorizationRequest:
     )
 
 
-@sensitive_variables("code", "code_verifier", "form")
+@sensitive_variables()
 def exchange_code(code: str, *, redirect_uri: str, code_verifier: str | None) -> TokenResponse:
     """Trade an authorization code for tokens (RFC 6749 §4.1.3, RFC 7636 §4.5)."""
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
@@ -113,7 +117,7 @@ def exchange_code(code: str, *, redirect_uri: str, code_verifier: str | None) ->
     return _token_request(form)
 
 
-@sensitive_variables("refresh_token", "form")
+@sensitive_variables()
 def refresh_grant(refresh_token: str, *, scope: str | None = None) -> TokenResponse:
     """Use a refresh token once (RFC 6749 §6). The caller must hold the row lock."""
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
@@ -121,7 +125,7 @@ def refresh_grant(refresh_token: str, *, scope: str | None = None) -> TokenRespo
     return _token_request(form)
 
 
-@sensitive_variables("token", "form")
+@sensitive_variables()
 def revoke(token: str, *, token_type_hint: str = "refresh_token") -> None:
     """Revoke a token at the provider (RFC 7009). 200 means revoked or already unknown."""
     form = {"token": token, "token_type_hint": token_type_hint}
@@ -132,7 +136,7 @@ def revoke(token: str, *, token_type_hint: str = "refresh_token") -> None:
     _raise_for_error(response, payload, what="revocation endpoint", secrets=_secrets_of(form))
 
 
-@sensitive_variables("refresh_token", "access_token")
+@sensitive_variables()
 def revoke_grant(*, refresh_token: str | None, access_token: str) -> None:
     """Revoke a whole grant: by its refresh token when there is one (which ends the chain and
     its access tokens), else by the access token."""
@@ -142,7 +146,7 @@ def revoke_grant(*, refresh_token: str | None, access_token: str) -> None:
         revoke(access_token, token_type_hint="access_token")
 
 
-@sensitive_variables("access_token")
+@sensitive_variables()
 def fetch_userinfo(access_token: str) -> UserInfo:
     response, body = _send(
         "GET",
@@ -170,7 +174,7 @@ def fetch_userinfo(access_token: str) -> UserInfo:
     )
 
 
-@sensitive_variables("form", "payload", "body")
+@sensitive_variables()
 def _token_request(form: dict[str, str]) -> TokenResponse:
     response, body = _post(conf.token_url, form)
     payload = _json_or_none(body)
@@ -184,6 +188,7 @@ def _token_request(form: dict[str, str]) -> TokenResponse:
     return parse_token_payload(payload)
 
 
+@sensitive_variables()
 def parse_token_payload(payload: dict[str, Any]) -> TokenResponse:
     """The token endpoint's 200 answer, as far as it can be used.
 
@@ -263,7 +268,7 @@ def _doubtful(name: str, value: Any, action: str) -> None:
     logger.warning("token endpoint answer has an unusable %s (%s): %s", name, shown, action)
 
 
-@sensitive_variables("form", "auth")
+@sensitive_variables()
 def _post(url: str, form: dict[str, str]) -> tuple[requests.Response, bytes]:
     auth = None
     if conf.client_secret is not None:
@@ -273,7 +278,7 @@ def _post(url: str, form: dict[str, str]) -> tuple[requests.Response, bytes]:
     return _send("POST", url, data=form, auth=auth, headers={"Accept": "application/json"})
 
 
-@sensitive_variables("kwargs", "body")
+@sensitive_variables()
 def _send(method: str, url: str, **kwargs: Any) -> tuple[requests.Response, bytes]:
     """One request under a hard deadline, body capped. Returns the response and its body."""
     budget = conf.http_timeout
@@ -303,7 +308,7 @@ def _send(method: str, url: str, **kwargs: Any) -> tuple[requests.Response, byte
     return response, body
 
 
-@sensitive_variables("data", "auth")
+@sensitive_variables()
 def _prepare(
     method: str,
     url: str,
@@ -349,6 +354,7 @@ def _environment_for(url: str) -> tuple[dict[str, str], bool | str]:
     return _environment_for_origin(f"{parts.scheme}://{parts.netloc}")
 
 
+@sensitive_variables()
 def _read_body(response: requests.Response, deadline: float, method: str, url: str) -> bytes:
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
@@ -398,6 +404,7 @@ def _json_or_none(body: bytes) -> Any:
         return None
 
 
+@sensitive_variables()
 def _raise_for_error(
     response: requests.Response, payload: Any, *, what: str, secrets: tuple[str, ...]
 ) -> None:
@@ -443,6 +450,7 @@ def _secrets_of(form: dict[str, str], *extra: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+@sensitive_variables()
 def _provider_text(text: str, secrets: tuple[str, ...], limit: int) -> str:
     """Provider text made fit for a message: printable only, every secret of the request
     replaced by [redacted] (also percent-encoded, as a provider might echo it), then cut."""
