@@ -4,10 +4,17 @@
 field's ``attname``) only ever holds an envelope from :mod:`frameio_oauth.crypto`. The
 associated data names the model, the field and the value of ``aad_field`` (the owning user), so
 a ciphertext copied into another user's row fails to decrypt instead of leaking.
+
+An instance remembers which owner each of its envelopes is sealed to (when the row is loaded, see
+:func:`bind_loaded`, and when a value is sealed). Giving the row a new owner and saving it
+re-seals the secrets under that owner; an envelope of unknown origin (written raw to the attname)
+is left as it is and decrypts only under the owner of the row it is in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from functools import cache, cached_property
 from typing import Any
 
 from django.db import models
@@ -19,6 +26,8 @@ from .exceptions import DecryptionError
 # Plaintext set on an instance whose owner is not known yet; sealed in pre_save().
 _PENDING = "_frameio_oauth_pending"
 _CACHE = "_frameio_oauth_plaintext"
+# {field name: (envelope, value of aad_field it is sealed to)}: no secret, only what binds one.
+_BOUND = "_frameio_oauth_bound"
 
 
 class EncryptedTextDescriptor:
@@ -42,7 +51,7 @@ class EncryptedTextDescriptor:
         # Keyed by the envelope, so refresh_from_db() or a raw attname write is never stale.
         if cached is not None and cached[0] == envelope:
             return cached[1]
-        plaintext = get_cipher().decrypt(envelope, self.field.associated_data(instance))
+        plaintext = get_cipher().decrypt(envelope, self.field.sealed_under(instance, envelope))
         cache[self.field.name] = (envelope, plaintext)
         return plaintext
 
@@ -85,23 +94,82 @@ class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
         super().contribute_to_class(cls, name, private_only=private_only)
         setattr(cls, name, EncryptedTextDescriptor(self))
 
-    def associated_data(self, instance: models.Model) -> bytes:
-        owner = getattr(instance, self.aad_field, None)
+    def associated_data(self, instance: models.Model, owner: Any = None) -> bytes:
+        """What binds a ciphertext to its row: model, field and owner (``aad_field`` of
+        ``instance`` unless ``owner`` is given)."""
+        if owner is None:
+            owner = getattr(instance, self.aad_field, None)
         if owner is None:
             raise DecryptionError(
                 f"{self.model._meta.label}.{self.name} has no {self.aad_field} to bind to"
             )
         return f"{self.model._meta.label_lower}:{self.name}:{owner}".encode()
 
+    @cached_property
+    def owner_attname(self) -> str:
+        """The attname of ``aad_field`` (``user_id``; the pk's for ``"pk"``)."""
+        opts = self.model._meta
+        if self.aad_field == "pk":
+            return str(opts.pk.attname)
+        return str(opts.get_field(self.aad_field).attname)  # type: ignore[union-attr]
+
+    def sealed_under(self, instance: models.Model, envelope: str) -> bytes:
+        """The associated data ``envelope`` was sealed under: the owner it was loaded or
+        sealed with, or, for an envelope this instance knows nothing about, the current one."""
+        bound = instance.__dict__.get(_BOUND)
+        entry = bound.get(self.name) if bound else None
+        if entry is not None and entry[0] == envelope:
+            return self.associated_data(instance, entry[1])
+        return self.associated_data(instance)
+
     @sensitive_variables()
     def seal(self, instance: models.Model, plaintext: str) -> None:
-        envelope = get_cipher().encrypt(plaintext, self.associated_data(instance))
+        owner = getattr(instance, self.aad_field, None)
+        envelope = get_cipher().encrypt(plaintext, self.associated_data(instance, owner))
         instance.__dict__[self.attname] = envelope
         instance.__dict__.setdefault(_CACHE, {})[self.name] = (envelope, plaintext)
+        instance.__dict__.setdefault(_BOUND, {})[self.name] = (envelope, owner)
 
     @sensitive_variables()
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
         pending = model_instance.__dict__.get(_PENDING, {})
         if self.name in pending:
             self.seal(model_instance, pending.pop(self.name))
+        else:
+            self._reseal_for_new_owner(model_instance)
         return super().pre_save(model_instance, add)
+
+    @sensitive_variables()
+    def _reseal_for_new_owner(self, instance: models.Model) -> None:
+        envelope = instance.__dict__.get(self.attname)
+        bound = instance.__dict__.get(_BOUND)
+        entry = bound.get(self.name) if bound else None
+        if not envelope or entry is None or entry[0] != envelope:
+            return  # nothing stored, or written raw: it stays bound to whichever row it is in
+        owner = getattr(instance, self.aad_field, None)
+        if owner is None:
+            return  # no owner to bind to; the database refuses the row anyway
+        if self.associated_data(instance, owner) == self.associated_data(instance, entry[1]):
+            return
+        # The plaintext (cached, or decrypted under the owner the envelope is sealed to), sealed
+        # to the new owner: saved as it is, the row would hold a ciphertext nothing can read.
+        self.seal(instance, getattr(instance, self.name))
+
+
+@cache
+def _encrypted_fields(model: type[models.Model]) -> tuple[EncryptedTextField, ...]:
+    return tuple(f for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField))
+
+
+def bind_loaded(instance: models.Model, loaded: Collection[str]) -> None:
+    """Note the owner each envelope just read from the database is sealed to.
+
+    ``loaded`` names the attnames read together from one row. An envelope is bound only when
+    its owner was read with it, so the binding is always the row's own.
+    """
+    # On the hot path (every token read): no associated data is built here, only noted.
+    values = instance.__dict__
+    for field in _encrypted_fields(type(instance)):
+        envelope = values.get(field.attname)
+        if envelope and field.attname in loaded and field.owner_attname in loaded:
+            values.setdefault(_BOUND, {})[field.name] = (envelope, values[field.owner_attname])

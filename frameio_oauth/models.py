@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from django.conf import settings
 from django.db import models
@@ -11,7 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .crypto import envelope_key_id
-from .fields import EncryptedTextField
+from .fields import EncryptedTextField, bind_loaded
 
 
 class OAuthTokenQuerySet(models.QuerySet["OAuthToken"]):
@@ -77,6 +78,39 @@ class OAuthToken(models.Model):
             f"<OAuthToken id={self.pk} user_id={self.user_id} status={self.status} "
             f"expires_at={self.expires_at}>"
         )
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and {"user", "user_id"} & set(update_fields):
+            # A new owner means re-sealed secrets (see fields.py): they must be written too.
+            kwargs["update_fields"] = {*update_fields, "access_token", "refresh_token"}
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def from_db(
+        cls, db: str | None, field_names: Collection[str], values: Collection[Any], **kwargs: Any
+    ) -> Self:
+        instance = super().from_db(db, field_names, values, **kwargs)
+        # Which user the loaded ciphertexts are sealed to, so a new owner can re-seal them.
+        bind_loaded(instance, field_names)
+        return instance
+
+    def refresh_from_db(
+        self,
+        using: str | None = None,
+        fields: Iterable[str] | None = None,
+        from_queryset: models.QuerySet[Self] | None = None,
+    ) -> None:
+        fields = None if fields is None else list(fields)
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
+        if fields is None:
+            deferred = self.get_deferred_fields()
+            loaded = {f.attname for f in self._meta.concrete_fields if f.attname not in deferred}
+        else:
+            asked = set(fields)
+            loaded = {f.attname for f in self._meta.concrete_fields if {f.name, f.attname} & asked}
+        # Bound only if the owner was refreshed with the ciphertexts (bind_loaded checks).
+        bind_loaded(self, loaded)
 
     @property
     def key_id(self) -> str | None:

@@ -78,6 +78,81 @@ def test_a_ciphertext_copied_to_another_users_row_fails_to_decrypt(
         OAuthToken.objects.get(pk=theirs.pk).access_token  # noqa: B018
 
 
+def test_a_token_given_to_another_user_still_decrypts_after_a_reload(
+    user: Any, other_user: Any, make_token: Any
+) -> None:
+    token = make_token(user, access_token="moved-access", refresh_token="moved-refresh")
+    token.user = other_user
+    token.save()
+    moved = OAuthToken.objects.get(pk=token.pk)
+    assert (moved.access_token, moved.refresh_token) == ("moved-access", "moved-refresh")
+
+
+def test_a_loaded_token_given_to_another_user_is_resealed_without_being_read_first(
+    user: Any, other_user: Any, make_token: Any
+) -> None:
+    make_token(user, access_token="moved-access")
+    token = OAuthToken.objects.get(user=user)
+    token.user = other_user
+    token.save()
+    assert OAuthToken.objects.get(pk=token.pk).access_token == "moved-access"
+
+
+def test_a_new_owner_saved_with_update_fields_also_writes_the_resealed_secrets(
+    user: Any, other_user: Any, make_token: Any
+) -> None:
+    make_token(user, refresh_token="moved-refresh")
+    token = OAuthToken.objects.get(user=user)
+    token.user = other_user
+    token.save(update_fields=["user"])
+    assert OAuthToken.objects.get(pk=token.pk).refresh_token == "moved-refresh"
+
+
+def test_a_token_reads_back_after_a_new_owner_is_set_but_not_saved(
+    user: Any, other_user: Any, make_token: Any
+) -> None:
+    make_token(user, access_token="still-readable")
+    token = OAuthToken.objects.get(user=user)
+    token.user = other_user
+    assert token.access_token == "still-readable"
+
+
+def test_a_token_refreshed_from_the_database_can_still_change_owner(
+    user: Any, other_user: Any, make_token: Any
+) -> None:
+    token = make_token(user)
+    elsewhere = OAuthToken.objects.get(pk=token.pk)
+    elsewhere.access_token = "written-elsewhere"
+    elsewhere.save()
+    token.refresh_from_db()
+    token.user = other_user
+    token.save()
+    assert OAuthToken.objects.get(pk=token.pk).access_token == "written-elsewhere"
+
+
+def test_a_ciphertext_written_raw_into_another_users_row_still_fails_to_decrypt(
+    user: Any, other_user: Any, make_token: Any
+) -> None:
+    mine = make_token(user)
+    theirs = OAuthToken.objects.get(pk=make_token(other_user).pk)
+    theirs.access_token_ciphertext = raw_columns(mine.pk)[0]
+    theirs.save()
+    with pytest.raises(DecryptionError, match="another row"):
+        OAuthToken.objects.get(pk=theirs.pk).access_token  # noqa: B018
+
+
+def test_a_copied_ciphertext_cannot_be_laundered_by_changing_the_rows_owner(
+    user: Any, other_user: Any, django_user_model: Any, make_token: Any
+) -> None:
+    mine = make_token(user)
+    theirs = make_token(other_user)
+    OAuthToken.objects.filter(pk=theirs.pk).update(access_token_ciphertext=raw_columns(mine.pk)[0])
+    copied = OAuthToken.objects.get(pk=theirs.pk)
+    copied.user = django_user_model.objects.create_user("carol")
+    with pytest.raises(DecryptionError):
+        copied.save()
+
+
 def test_str_and_repr_show_no_secret(user: Any, make_token: Any) -> None:
     token = make_token(user)
     for text in (str(token), repr(token)):
