@@ -156,6 +156,32 @@ class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
         self.seal(instance, getattr(instance, self.name))
 
 
+@sensitive_variables()
+def without_plaintext(instance: models.Model, state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` (a copy of the instance's ``__dict__``, for pickling) minus every plaintext.
+
+    Secrets still pending are sealed first if the owner is known by now, as ``save()`` would;
+    with no owner to seal to they cannot leave the process except in the clear, so that is
+    refused.
+    """
+    pending = instance.__dict__.get(_PENDING)
+    if pending:
+        for field in _encrypted_fields(type(instance)):
+            if field.name in pending and getattr(instance, field.aad_field, None) is not None:
+                field.seal(instance, pending.pop(field.name))
+                state[field.attname] = instance.__dict__[field.attname]
+                state[_BOUND] = instance.__dict__[_BOUND]
+        if pending:
+            raise TypeError(
+                f"cannot pickle a {type(instance).__name__} whose "
+                f"{', '.join(sorted(pending))} is not encrypted yet: set its "
+                f"{_encrypted_fields(type(instance))[0].aad_field} first"
+            )
+    state.pop(_PENDING, None)
+    state.pop(_CACHE, None)
+    return state
+
+
 @cache
 def _encrypted_fields(model: type[models.Model]) -> tuple[EncryptedTextField, ...]:
     return tuple(f for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField))

@@ -10,9 +10,10 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
 
 from .crypto import envelope_key_id
-from .fields import EncryptedTextField, bind_loaded
+from .fields import EncryptedTextField, bind_loaded, without_plaintext
 
 
 class OAuthTokenQuerySet(models.QuerySet["OAuthToken"]):
@@ -78,6 +79,11 @@ class OAuthToken(models.Model):
             f"<OAuthToken id={self.pk} user_id={self.user_id} status={self.status} "
             f"expires_at={self.expires_at}>"
         )
+
+    @sensitive_variables()
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickles (the cache framework, task arguments, sessions) carry ciphertext only.
+        return without_plaintext(self, super().__getstate__())
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         update_fields = kwargs.get("update_fields")

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import pickle
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
@@ -10,7 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from frameio_oauth import services
-from frameio_oauth.crypto import get_cipher
+from frameio_oauth.crypto import TokenCipher, get_cipher
 from frameio_oauth.exceptions import DecryptionError
 from frameio_oauth.models import OAuthToken
 from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
@@ -151,6 +153,45 @@ def test_a_copied_ciphertext_cannot_be_laundered_by_changing_the_rows_owner(
     copied.user = django_user_model.objects.create_user("carol")
     with pytest.raises(DecryptionError):
         copied.save()
+
+
+def test_a_pickled_token_carries_no_plaintext(user: Any, make_token: Any) -> None:
+    make_token(user, access_token="pickle-access-XYZ", refresh_token="pickle-refresh-XYZ")
+    token = OAuthToken.objects.get(user=user)
+    assert token.access_token == "pickle-access-XYZ"  # both plaintexts now cached
+    assert token.refresh_token == "pickle-refresh-XYZ"
+    assert b"XYZ" not in pickle.dumps(token)
+
+
+def test_an_unpickled_token_decrypts_normally(user: Any, make_token: Any) -> None:
+    make_token(user, access_token="pickle-access", refresh_token="pickle-refresh")
+    token = OAuthToken.objects.get(user=user)
+    token.access_token  # noqa: B018
+    copy = pickle.loads(pickle.dumps(token))
+    assert (copy.access_token, copy.refresh_token) == ("pickle-access", "pickle-refresh")
+
+
+def test_pickling_a_token_keeps_its_own_plaintext_cache(user: Any, make_token: Any) -> None:
+    token = make_token(user)
+    pickle.dumps(token)
+    with mock.patch.object(TokenCipher, "decrypt", side_effect=AssertionError("decrypted")):
+        assert token.access_token == f"access-{user.pk}-secret"
+
+
+def test_a_token_whose_secrets_have_no_owner_yet_refuses_to_pickle() -> None:
+    token = OAuthToken(provider_user_id="p1", expires_at=timezone.now())
+    token.access_token = "no-owner-yet"
+    with pytest.raises(TypeError, match="access_token is not encrypted yet"):
+        pickle.dumps(token)
+
+
+def test_a_token_given_its_owner_after_its_secrets_pickles_them_sealed(user: Any) -> None:
+    token = OAuthToken(provider_user_id="p1", expires_at=timezone.now())
+    token.access_token = "sealed-at-pickle-XYZ"
+    token.user = user
+    blob = pickle.dumps(token)
+    assert b"XYZ" not in blob
+    assert pickle.loads(blob).access_token == "sealed-at-pickle-XYZ"
 
 
 def test_str_and_repr_show_no_secret(user: Any, make_token: Any) -> None:
