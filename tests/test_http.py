@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+import io
 import threading
 from typing import Any
 
 import pytest
 import responses
 from django.db import connection
+from django.test import override_settings
 
-from frameio_oauth.http import session_for
+from frameio_oauth.http import api_origins, origin_of, session_for
 from frameio_oauth.models import OAuthToken
 from tests.conftest import TOKEN_URL
+from tests.settings import FRAMEIO_OAUTH
 
 API = "https://api.frame.io/v2/me"
 NEW = {"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3600}
@@ -61,6 +64,110 @@ def test_a_second_401_is_returned_not_retried_again(
     assert response.status_code == 401
     assert len([c for c in provider_http.calls if c.request.url == API]) == 2
     assert len([c for c in provider_http.calls if c.request.url == TOKEN_URL]) == 1
+
+
+UPLOAD = "https://bucket.s3.amazonaws.com/upload?X-Amz-Signature=abc"
+
+
+@pytest.mark.django_db
+def test_a_request_to_another_host_carries_no_bearer(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user, access_token="AT-1")
+    provider_http.put(UPLOAD, status=200)
+    session_for(user).put(UPLOAD, data=b"bytes")
+    assert "Authorization" not in provider_http.calls[0].request.headers
+
+
+@pytest.mark.django_db
+def test_a_401_from_another_host_does_not_refresh(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user, access_token="AT-1")
+    provider_http.put(UPLOAD, status=401)
+    response = session_for(user).put(UPLOAD, data=b"bytes")
+    assert response.status_code == 401
+    assert [c.request.url for c in provider_http.calls] == [UPLOAD]
+    assert OAuthToken.objects.get(user=user).access_token == "AT-1"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.frame.io/v2/me",
+        "https://api.frame.io:8443/v2/me",
+        "https://api.frame.io.evil.example/v2/me",
+        "https://evil.example/v2/me?next=https://api.frame.io",
+        "https://api.frame.io@evil.example/v2/me",
+    ],
+)
+@pytest.mark.django_db
+def test_a_look_alike_of_the_api_origin_carries_no_bearer(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock, url: str
+) -> None:
+    make_token(user, access_token="AT-1")
+    provider_http.get(url, status=200)
+    session_for(user).get(url)
+    assert "Authorization" not in provider_http.calls[0].request.headers
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.frame.io/v4/accounts",
+        "https://API.Frame.IO/v2/me",
+        "https://api.frame.io:443/v2/me",
+        "https://api.frame.io./v2/me",
+        "HTTPS://api.frame.io/",
+    ],
+)
+def test_spellings_of_the_api_origin_are_one_origin(url: str) -> None:
+    assert origin_of(url) in api_origins()
+
+
+def test_the_user_info_urls_origin_is_an_api_origin() -> None:
+    stand_in = {**FRAMEIO_OAUTH, "USERINFO_URL": "http://127.0.0.1:8001/api/v2/me"}
+    with override_settings(FRAMEIO_OAUTH=stand_in):
+        assert api_origins() == {"https://api.frame.io:443", "http://127.0.0.1:8001"}
+
+
+@pytest.mark.django_db
+def test_a_request_to_the_configured_user_info_origin_carries_the_bearer(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user, access_token="AT-1")
+    provider_http.get("http://127.0.0.1:8001/api/v2/projects", status=200)
+    stand_in = {**FRAMEIO_OAUTH, "USERINFO_URL": "http://127.0.0.1:8001/api/v2/me"}
+    with override_settings(FRAMEIO_OAUTH=stand_in):
+        session_for(user).get("http://127.0.0.1:8001/api/v2/projects")
+    assert provider_http.calls[0].request.headers["Authorization"] == "Bearer AT-1"
+
+
+@pytest.mark.parametrize(
+    "body", [lambda: io.BytesIO(b"upload"), lambda: (chunk for chunk in [b"up", b"load"])]
+)
+@pytest.mark.django_db
+def test_a_401_to_a_streamed_body_is_returned_not_retried(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock, body: Any
+) -> None:
+    make_token(user, access_token="AT-revoked")
+    provider_http.add_callback(responses.PUT, API, callback=api_accepting("AT-new"))
+    provider_http.post(TOKEN_URL, json=NEW)
+    response = session_for(user).put(API, data=body())
+    assert response.status_code == 401
+    assert [c.request.url for c in provider_http.calls] == [API, TOKEN_URL]
+
+
+@pytest.mark.django_db
+def test_a_401_to_a_streamed_body_still_replaces_the_token_for_the_next_request(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user, access_token="AT-revoked")
+    provider_http.add_callback(responses.PUT, API, callback=api_accepting("AT-new"))
+    provider_http.post(TOKEN_URL, json=NEW)
+    session = session_for(user)
+    session.put(API, data=io.BytesIO(b"upload"))
+    assert session.put(API, data=io.BytesIO(b"upload")).status_code == 200
 
 
 @pytest.mark.postgres
