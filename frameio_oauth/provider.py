@@ -272,7 +272,12 @@ def _doubtful(name: str, value: Any, action: str) -> None:
 def _post(url: str, form: dict[str, str]) -> tuple[requests.Response, bytes]:
     auth = None
     if conf.client_secret is not None:
-        auth = requests.auth.HTTPBasicAuth(conf.client_id, conf.client_secret)
+        # RFC 6749 §2.3.1: form-urlencode both before Basic encodes them. Hydra (Frame.io) and
+        # django-oauth-toolkit (the stand-in) decode so; for ids and secrets made only of
+        # letters, digits and "-._~" (the ones providers issue) this changes nothing.
+        auth = requests.auth.HTTPBasicAuth(
+            quote_plus(conf.client_id, safe=""), quote_plus(conf.client_secret, safe="")
+        )
     else:
         form = {**form, "client_id": conf.client_id}
     return _send("POST", url, data=form, auth=auth, headers={"Accept": "application/json"})

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 import pytest
 import requests
@@ -102,6 +102,23 @@ def test_a_confidential_client_uses_http_basic_and_no_client_id_in_the_form(
         "code": "CODE",
         "redirect_uri": "https://x/cb",
     }
+
+
+@pytest.mark.parametrize(
+    ("client_id", "secret"),
+    [("plain-id", "s3cr+t %/&=é"), ("id:with:colons", "p@ss:word"), ("id", "   ")],
+)
+def test_basic_credentials_are_form_urlencoded_and_decode_as_the_server_decodes_them(
+    provider_http: responses.RequestsMock, client_id: str, secret: str
+) -> None:
+    provider_http.post(TOKEN_URL, json=GOOD)
+    settings = {**FRAMEIO_OAUTH, "CLIENT_ID": client_id, "CLIENT_SECRET": secret}
+    with override_settings(FRAMEIO_OAUTH=settings):
+        provider.refresh_grant("RT")
+    header = provider_http.calls[0].request.headers["Authorization"]
+    decoded = base64.b64decode(header.removeprefix("Basic ")).decode("ascii")
+    # As django-oauth-toolkit (and Hydra's url.QueryUnescape) read it.
+    assert tuple(map(unquote_plus, decoded.split(":", 1))) == (client_id, secret)
 
 
 def test_a_public_pkce_client_sends_client_id_and_verifier_in_the_form(
