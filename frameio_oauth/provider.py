@@ -1,8 +1,8 @@
 """All HTTP to the authorization server, and nothing else.
 
 Every call has a hard wall-clock deadline (``HTTP_TIMEOUT``) and a 1 MiB cap on the body, so a
-slow or huge answer cannot hang a worker. Answers are validated into small dataclasses; every
-failure becomes a typed error from :mod:`frameio_oauth.exceptions`:
+slow or huge answer cannot hang a worker. Answers are read by :mod:`frameio_oauth.answers` into
+small dataclasses; every failure becomes a typed error from :mod:`frameio_oauth.exceptions`:
 
 * ``invalid_grant`` → :class:`ReauthorizationRequired` (never retried)
 * timeouts, connection errors, 5xx, 429, ``temporarily_unavailable`` → :class:`ProviderUnavailable`
@@ -17,30 +17,32 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
-import math
 import os
-import re
 import secrets
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlencode, urlsplit
+from urllib.parse import quote_plus, urlencode, urlsplit
 
 import requests
 from django.views.decorators.debug import sensitive_variables
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util import Timeout
 
+# Re-exported: callers know these as provider.TokenResponse and so on.
+from .answers import MAX_EXPIRES_IN as MAX_EXPIRES_IN
+from .answers import TokenResponse as TokenResponse
+from .answers import UserInfo as UserInfo
+from .answers import content_type, json_or_none, raise_for_error, secrets_of
+from .answers import parse_token_payload as parse_token_payload
 from .conf import conf
-from .exceptions import ProviderError, ProviderUnavailable, ReauthorizationRequired
+from .exceptions import ProviderError, ProviderUnavailable
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-TRANSIENT_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 # The adapter alone, without a requests.Session: the session's per-call work (cookie jar,
 # hooks, netrc and environment lookups, redirect handling) cost about 1.5 ms of wall time per
 # call on our benchmark machine, and we want none of it: no cookies shared between users, no
@@ -51,22 +53,6 @@ _DEFAULT_HEADERS = {
     **requests.utils.default_headers(),
     "User-Agent": f"frameio-oauth {requests.utils.default_user_agent()}",
 }
-
-
-@dataclass(frozen=True)
-class TokenResponse:
-    access_token: str = field(repr=False)
-    token_type: str
-    expires_in: int
-    refresh_token: str | None = field(default=None, repr=False)
-    scope: str | None = None
-
-
-@dataclass(frozen=True)
-class UserInfo:
-    id: str
-    email: str = ""
-    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,8 +118,8 @@ def revoke(token: str, *, token_type_hint: str = "refresh_token") -> None:
     response, body = _post(conf.revoke_url, form)
     if response.status_code == 200:
         return
-    payload = _json_or_none(body)
-    _raise_for_error(response, payload, what="revocation endpoint", secrets=_secrets_of(form))
+    payload = json_or_none(body)
+    raise_for_error(response, payload, what="revocation endpoint", secrets=secrets_of(form))
 
 
 @sensitive_variables()
@@ -153,10 +139,10 @@ def fetch_userinfo(access_token: str) -> UserInfo:
         conf.userinfo_url,
         headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
     )
-    payload = _json_or_none(body)
+    payload = json_or_none(body)
     if response.status_code != 200 or not isinstance(payload, dict):
-        _raise_for_error(
-            response, payload, what="user-info endpoint", secrets=_secrets_of({}, access_token)
+        raise_for_error(
+            response, payload, what="user-info endpoint", secrets=secrets_of({}, access_token)
         )
         raise ProviderError("user-info endpoint returned a non-JSON body")
     envelope = conf.preset.userinfo_envelope
@@ -177,95 +163,15 @@ def fetch_userinfo(access_token: str) -> UserInfo:
 @sensitive_variables()
 def _token_request(form: dict[str, str]) -> TokenResponse:
     response, body = _post(conf.token_url, form)
-    payload = _json_or_none(body)
+    payload = json_or_none(body)
     if response.status_code != 200 or not isinstance(payload, dict) or "error" in payload:
-        secrets = _secrets_of(form)
-        _raise_for_error(response, payload, what="token endpoint", secrets=secrets)
+        secrets = secrets_of(form)
+        raise_for_error(response, payload, what="token endpoint", secrets=secrets)
         raise ProviderError(
             "token endpoint returned HTTP 200 with a non-JSON body "
-            f"({_content_type(response, secrets)})"
+            f"({content_type(response, secrets)})"
         )
     return parse_token_payload(payload)
-
-
-@sensitive_variables()
-def parse_token_payload(payload: dict[str, Any]) -> TokenResponse:
-    """The token endpoint's 200 answer, as far as it can be used.
-
-    Only a missing or unusable ``access_token`` makes the answer a :class:`ProviderError`.
-    Anything else doubtful is replaced by a safe value and logged: by the time we read this
-    answer the provider may already have rotated the refresh token we sent, so refusing the
-    answer would throw away the only copy of its successor and send the spent one again.
-    """
-    access_token = payload.get("access_token")
-    if not isinstance(access_token, str) or not access_token:
-        raise ProviderError("token endpoint answer has no access_token")
-    refresh_token = payload.get("refresh_token")
-    if refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token):
-        # As if none was sent: a refresh keeps the refresh token it already has.
-        _doubtful("refresh_token", refresh_token, "treated as absent")
-        refresh_token = None
-    token_type = payload.get("token_type")
-    if token_type is None:
-        token_type = "Bearer"
-    elif not isinstance(token_type, str) or not token_type.strip():
-        _doubtful("token_type", token_type, 'using "Bearer"')
-        token_type = "Bearer"
-    scope = payload.get("scope")
-    if isinstance(scope, list):
-        scope = conf.preset.scope_separator.join(str(item) for item in scope)
-    elif scope is not None and not isinstance(scope, str):
-        _doubtful("scope", scope, "keeping the stored scope")
-        scope = None
-    return TokenResponse(
-        access_token=access_token,
-        token_type=token_type,
-        expires_in=_expires_in(payload.get("expires_in")),
-        refresh_token=refresh_token,
-        scope=scope,
-    )
-
-
-# Longer than any real access token lives; a bigger number is a provider bug, not a promise.
-MAX_EXPIRES_IN = 366 * 24 * 3600
-# "3600", " 3600 ", "3599.5": digits, at most one decimal point, nothing else.
-_DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
-
-
-def _expires_in(value: Any) -> int:
-    """Seconds the new access token lives. A doubtful value becomes the preset's lifetime:
-    refreshing too early is harmless, refreshing too late loses the grant."""
-    lifetime = conf.preset.access_token_lifetime
-    if value is None:
-        return lifetime
-    number: float | None = None
-    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
-        number = float(value.strip())
-    elif isinstance(value, int) and not isinstance(value, bool):
-        number = value  # an int of any size: math.isfinite() would overflow on a huge one
-    elif isinstance(value, float) and math.isfinite(value):
-        number = value
-    if number is None:
-        _doubtful("expires_in", value, f"using the preset's {lifetime}s")
-        return lifetime
-    seconds = int(number)  # a fraction of a second is not worth refusing the answer over
-    if seconds <= 0:
-        _doubtful("expires_in", value, f"not positive; using the preset's {lifetime}s")
-        return lifetime
-    if seconds > MAX_EXPIRES_IN:
-        _doubtful("expires_in", value, f"implausibly long; using the preset's {lifetime}s")
-        return min(seconds, lifetime)
-    if seconds != number:
-        _doubtful("expires_in", value, f"not a whole number; using {seconds}s")
-    return seconds
-
-
-def _doubtful(name: str, value: Any, action: str) -> None:
-    # The type, never the value: a misplaced field may hold a token. expires_in is the one
-    # field whose value is safe and useful to show.
-    numeric = isinstance(value, int | float) and not isinstance(value, bool)
-    shown = repr(value)[:40] if name == "expires_in" and numeric else type(value).__name__
-    logger.warning("token endpoint answer has an unusable %s (%s): %s", name, shown, action)
 
 
 @sensitive_variables()
@@ -400,101 +306,6 @@ def _set_read_timeout(response: requests.Response, remaining: float) -> None:
     sock = getattr(connection, "sock", None)
     if sock is not None:
         sock.settimeout(max(remaining, 0.001))
-
-
-def _json_or_none(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
-        return None
-
-
-@sensitive_variables()
-def _raise_for_error(
-    response: requests.Response, payload: Any, *, what: str, secrets: tuple[str, ...]
-) -> None:
-    """Raise the typed error for a refusal. ``secrets`` are what the request carried; the
-    provider's own words may echo them, so they are cut out of every message."""
-    status = response.status_code
-    raw_error = payload.get("error") if isinstance(payload, dict) else None
-    error = _provider_text(raw_error, secrets, 64) if isinstance(raw_error, str) else None
-    if status == 429 or status >= 500 or raw_error in TRANSIENT_OAUTH_ERRORS:
-        raise ProviderUnavailable(
-            f"{what} answered HTTP {status}" + (f" ({error})" if error else ""),
-            retry_after=_retry_after(response),
-        )
-    if raw_error == "invalid_grant":
-        raise ReauthorizationRequired(
-            f"{what} answered invalid_grant{_description(payload, secrets)}"
-        )
-    if error is not None:
-        raise ProviderError(
-            f"{what} answered HTTP {status} {error}{_description(payload, secrets)}", code=error
-        )
-    if payload is None and status != 200:
-        raise ProviderError(
-            f"{what} answered HTTP {status} with a non-JSON body "
-            f"({_content_type(response, secrets)})"
-        )
-    if status != 200:
-        raise ProviderError(f"{what} answered HTTP {status}")
-
-
-# Form fields whose values are secrets; the client secret is added from the settings.
-_SECRET_FIELDS = ("code", "code_verifier", "refresh_token", "token", "client_secret")
-REDACTED = "[redacted]"
-
-
-def _secrets_of(form: dict[str, str], *extra: str) -> tuple[str, ...]:
-    """Every secret a request carried: its secret form fields, ``extra`` (a bearer token)
-    and the client secret of its HTTP Basic header."""
-    found = [form[name] for name in _SECRET_FIELDS if form.get(name)]
-    found.extend(value for value in extra if value)
-    if conf.client_secret:
-        found.append(conf.client_secret)
-    return tuple(found)
-
-
-@sensitive_variables()
-def _provider_text(text: str, secrets: tuple[str, ...], limit: int) -> str:
-    """Provider text made fit for a message: printable only, every secret of the request
-    replaced by [redacted] (also percent-encoded, as a provider might echo it), then cut."""
-    cleaned = "".join(ch for ch in text if ch.isprintable())
-    # Printable-only first, so a control character inside an echoed secret cannot hide it;
-    # cut last, so no prefix of a secret survives the cut. Longest first, so a secret that
-    # contains another is replaced whole.
-    forms = {form for secret in secrets for form in _spellings(secret)}
-    for form in sorted(forms, key=len, reverse=True):
-        cleaned = cleaned.replace(form, REDACTED)
-    # Some other partial encoding of a secret: drop the provider's text altogether.
-    decoded = (unquote(cleaned), unquote_plus(cleaned))
-    if any(form in candidate for form in forms for candidate in decoded):
-        return REDACTED
-    return cleaned[:limit]
-
-
-def _spellings(secret: str) -> set[str]:
-    printable = "".join(ch for ch in secret if ch.isprintable())
-    spellings = {printable, quote(printable, safe=""), quote_plus(printable, safe="")}
-    return {spelling for spelling in spellings if spelling}
-
-
-def _description(payload: Any, secrets: tuple[str, ...]) -> str:
-    text = payload.get("error_description") if isinstance(payload, dict) else None
-    if not isinstance(text, str) or not text:
-        return ""
-    # Provider text, shown to operators and stored in last_error: short, printable, no secret.
-    return f": {_provider_text(text, secrets, 120)}"
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
-
-
-def _content_type(response: requests.Response, secrets: tuple[str, ...]) -> str:
-    value = response.headers.get("Content-Type", "no content type").split(";")[0]
-    return _provider_text(value, secrets, 64)
 
 
 def _origin(url: str) -> str:
