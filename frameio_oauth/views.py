@@ -43,6 +43,9 @@ SESSION_KEY = "frameio_oauth_flows"
 # A user may start the flow in several tabs; keep a few pending states, each briefly.
 MAX_PENDING_FLOWS = 5
 FLOW_LIFETIME = 600
+# Query parameters of the callback that must not outlive their first read.
+CALLBACK_SECRETS = ("code", "state")
+MASK = "********"
 
 PROVIDER_ERRORS = {
     "access_denied": gettext_lazy("You declined access on Frame.io, so nothing was connected."),
@@ -86,9 +89,13 @@ def login(request: HttpRequest) -> HttpResponse:
 # Under ATOMIC_REQUESTS the spent state would not be committed before the slow exchange, and
 # the refresh rule refuses to run inside a caller's transaction anyway.
 @transaction.non_atomic_requests
+@sensitive_variables()
 def callback(request: HttpRequest) -> HttpResponse:
+    code = request.GET.get("code", "")
+    state = request.GET.get("state", "")
+    _hide_callback_secrets(request)
     try:
-        response = _complete(request)
+        response = _complete(request, code=code, state=state, error=request.GET.get("error"))
     except CallbackError as exc:
         logger.info("Frame.io callback refused: %s", exc.code)
         response = _error_page(request, exc.code, str(exc), exc.status)
@@ -97,17 +104,29 @@ def callback(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@sensitive_variables("code", "flow", "tokens")
-def _complete(request: HttpRequest) -> HttpResponse:
-    error = request.GET.get("error")
+def _hide_callback_secrets(request: HttpRequest) -> None:
+    """Once read, mask the code and the state in the request itself. Django's error reports
+    show the query string (the request URL, the GET section, META, every frame's ``request``)
+    whatever sensitive_variables says, and so do request loggers and error trackers that read
+    the WSGI environ; all of them see the masked copy."""
+    masked = request.GET.copy()
+    for name in CALLBACK_SECRETS:
+        if name in masked:
+            masked.setlist(name, [MASK] * len(masked.getlist(name)))
+    # A plain QueryDict where Django puts an immutable one: nothing after this writes to it.
+    request.GET = masked  # type: ignore[assignment]
+    request.META["QUERY_STRING"] = masked.urlencode(safe="*")
+
+
+@sensitive_variables()
+def _complete(request: HttpRequest, *, code: str, state: str, error: str | None) -> HttpResponse:
     if error:
         # Spend the state if it is ours, so the same link cannot be replayed later.
         with contextlib.suppress(CallbackError):
-            _pop_flow(request, request.GET.get("state", ""))
+            _pop_flow(request, state)
         message = PROVIDER_ERRORS.get(error, _("Frame.io did not authorize the connection."))
         raise CallbackError(error if error in PROVIDER_ERRORS else "provider_error", str(message))
-    flow = _pop_flow(request, request.GET.get("state", ""))
-    code = request.GET.get("code", "")
+    flow = _pop_flow(request, state)
     if not code:
         raise CallbackError("missing_code", _("Frame.io sent no authorization code."))
     try:

@@ -50,6 +50,7 @@ SECRET = {
         "NEW",
         "API",
         "DROPPED",
+        "CODE",
     ]
 }
 
@@ -235,10 +236,17 @@ def test_a_callback_that_cannot_encrypt_does_not_put_the_new_tokens_in_the_500_r
     client.raise_request_exception = False
     try:
         with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": ["bad"]}):
-            response = client.get("/frameio/callback/", {"state": state, "code": "C"})
+            response = client.get("/frameio/callback/", {"state": state, "code": SECRET["CODE"]})
     finally:
         got_request_exception.disconnect(dispatch_uid="test_error_reports")
     assert response.status_code == 500
     request, exc_info = captured[0]
-    html = ExceptionReporter(request, *exc_info, is_email=True).get_traceback_html()
+    reporter = ExceptionReporter(request, *exc_info, is_email=True)
+    html, text = reporter.get_traceback_html(), reporter.get_traceback_text()
     assert "LEAKME" not in html
+    # The URL's one-time code and state: not in the request URL, the GET section, META or
+    # any frame's request, in the HTML or the plain-text report.
+    for report in (html, text):
+        assert SECRET["CODE"] not in report
+        assert state not in report
+    assert "code=********" in text
