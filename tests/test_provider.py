@@ -7,7 +7,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus, urlsplit
@@ -425,43 +425,51 @@ def test_a_code_and_verifier_echoed_in_the_description_are_redacted(
     assert "VERIFIER-456" not in str(caught.value)
 
 
-def test_the_client_secret_echoed_in_the_description_is_redacted(
+@pytest.mark.parametrize(
+    ("method", "url", "status", "answer", "call", "secret"),
+    [
+        pytest.param(
+            "POST",
+            TOKEN_URL,
+            401,
+            {"error": "invalid_client", "error_description": "secret test-secret is wrong"},
+            lambda: provider.refresh_grant("RT-xyz"),
+            "test-secret",
+            id="client secret at the token endpoint",
+        ),
+        pytest.param(
+            "GET",
+            USERINFO_URL,
+            401,
+            {"error": "invalid_token", "error_description": "AT-abc expired"},
+            lambda: provider.fetch_userinfo("AT-abc"),
+            "AT-abc",
+            id="bearer at the user-info endpoint",
+        ),
+        pytest.param(
+            "POST",
+            REVOKE_URL,
+            400,
+            {"error": "unsupported_token_type", "error_description": "RT-xyz?"},
+            lambda: provider.revoke("RT-xyz"),
+            "RT-xyz",
+            id="token at the revocation endpoint",
+        ),
+    ],
+)
+def test_a_secret_the_request_carried_is_redacted_from_the_providers_words(
     provider_http: responses.RequestsMock,
+    method: str,
+    url: str,
+    status: int,
+    answer: dict[str, str],
+    call: Callable[[], Any],
+    secret: str,
 ) -> None:
-    provider_http.post(
-        TOKEN_URL,
-        status=401,
-        json={"error": "invalid_client", "error_description": "secret test-secret is wrong"},
-    )
+    provider_http.add(method, url, status=status, json=answer)
     with pytest.raises(ProviderError) as caught:
-        provider.refresh_grant("RT-xyz")
-    assert "test-secret" not in str(caught.value)
-
-
-def test_a_bearer_token_echoed_by_the_user_info_endpoint_is_redacted(
-    provider_http: responses.RequestsMock,
-) -> None:
-    provider_http.get(
-        USERINFO_URL,
-        status=401,
-        json={"error": "invalid_token", "error_description": "AT-abc expired"},
-    )
-    with pytest.raises(ProviderError) as caught:
-        provider.fetch_userinfo("AT-abc")
-    assert "AT-abc" not in str(caught.value)
-
-
-def test_a_token_echoed_by_the_revocation_endpoint_is_redacted(
-    provider_http: responses.RequestsMock,
-) -> None:
-    provider_http.post(
-        REVOKE_URL,
-        status=400,
-        json={"error": "unsupported_token_type", "error_description": "RT-xyz?"},
-    )
-    with pytest.raises(ProviderError) as caught:
-        provider.revoke("RT-xyz")
-    assert "RT-xyz" not in str(caught.value)
+        call()
+    assert secret not in str(caught.value)
 
 
 @pytest.mark.parametrize(
