@@ -121,6 +121,18 @@ def verdict(ok: bool) -> str:
 # --- Fixtures -------------------------------------------------------------------------------
 
 
+def delete_users(**lookup: Any) -> None:
+    """Delete benchmark users, their tokens first: deleting a user with a token revokes its
+    grant at the provider (frameio_oauth.receivers), and these tokens were never granted."""
+    from django.contrib.auth import get_user_model
+
+    from frameio_oauth.models import OAuthToken
+
+    users = get_user_model().objects.filter(**lookup)
+    OAuthToken.objects.filter(user__in=users).delete()
+    users.delete()
+
+
 def make_tokens(
     prefix: str, count: int, *, expires_in: timedelta, next_refresh_in: timedelta
 ) -> list[Any]:
@@ -134,7 +146,7 @@ def make_tokens(
     from frameio_oauth.models import OAuthToken
 
     user_model = get_user_model()
-    user_model.objects.filter(username__startswith=f"{prefix}-").delete()
+    delete_users(username__startswith=f"{prefix}-")
     users = user_model.objects.bulk_create(
         [user_model(username=f"{prefix}-{i}", password="!") for i in range(count)]
     )

@@ -34,6 +34,7 @@ from datetime import timedelta
 from typing import Any
 
 from _setup import (
+    delete_users,
     local_provider,
     make_tokens,
     median,
@@ -42,7 +43,6 @@ from _setup import (
     provider_settings,
     verdict,
 )
-from django.contrib.auth import get_user_model
 from django.db import close_old_connections, connection
 from django.test.utils import override_settings
 
@@ -237,10 +237,8 @@ def sweep_pool(workers: int) -> list[int]:
     """A fresh pool of due tokens for the sweeps, and nothing else due in the database (the
     sweeps would take it too): unused tokens of the levels above and leftovers of other
     scripts are deleted first."""
-    get_user_model().objects.filter(username__startswith=f"{PREFIX}-").delete()
-    get_user_model().objects.filter(
-        username__startswith="bench-", frameio_token__in=OAuthToken.objects.due()
-    ).delete()
+    delete_users(username__startswith=f"{PREFIX}-")
+    delete_users(username__startswith="bench-", frameio_token__in=OAuthToken.objects.due())
     return due_tokens(f"s{workers}", workers * SWEEP_TOKENS_PER_WORKER)
 
 
@@ -311,7 +309,7 @@ def main() -> None:
             results["refresh_due"].append(level_processes(workers, "refresh_due", server.token_url))
         for workers in LEVELS:
             results["refresh (threads)"].append(level_threads(workers))
-        get_user_model().objects.filter(username__startswith=f"{PREFIX}-").delete()
+        delete_users(username__startswith=f"{PREFIX}-")
 
     raw_ms = median(raw_wall) * 1000
     http_ms = median(http_wall) * 1000
