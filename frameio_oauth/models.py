@@ -7,16 +7,44 @@ from datetime import datetime
 from typing import Any, Self
 
 from django.conf import settings
-from django.db import models
+from django.db import models, router
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
 from .crypto import envelope_key_id
-from .fields import EncryptedTextField, bind_loaded, without_plaintext
+from .fields import (
+    EncryptedTextField,
+    bind_loaded,
+    follow_owner_change,
+    note_saved_owner,
+    without_plaintext,
+)
+
+# Secrets are sealed to the owner (fields.py): only save() re-seals them for a new one.
+_OWNER_NAMES = frozenset({"user", "user_id"})
+
+
+def _refuse_owner_change(names: Iterable[str], how: str) -> None:
+    if _OWNER_NAMES & set(names):
+        raise ValueError(
+            f"OAuthToken {how} cannot change a token's user: its secrets are encrypted for "
+            "that user and only save() re-encrypts them; set token.user and call save()"
+        )
 
 
 class OAuthTokenQuerySet(models.QuerySet["OAuthToken"]):
+    def update(self, **kwargs: Any) -> int:
+        _refuse_owner_change(kwargs, "update()")
+        return super().update(**kwargs)
+
+    def bulk_update(
+        self, objs: Iterable[OAuthToken], fields: Iterable[str], batch_size: int | None = None
+    ) -> int:
+        fields = list(fields)
+        _refuse_owner_change(fields, "bulk_update()")
+        return super().bulk_update(objs, fields, batch_size=batch_size)
+
     def active(self) -> OAuthTokenQuerySet:
         return self.filter(status=OAuthToken.Status.ACTIVE)
 
@@ -87,10 +115,15 @@ class OAuthToken(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         update_fields = kwargs.get("update_fields")
-        if update_fields is not None and {"user", "user_id"} & set(update_fields):
-            # A new owner means re-sealed secrets (see fields.py): they must be written too.
-            kwargs["update_fields"] = {*update_fields, "access_token", "refresh_token"}
+        if update_fields is not None:
+            # Any iterable, as Django takes it: read once, since a generator read twice is empty.
+            update_fields = kwargs["update_fields"] = frozenset(update_fields)
+        if not self._state.adding:
+            # A new owner means re-sealed secrets, all of them loaded and written (fields.py).
+            using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+            kwargs["update_fields"] = follow_owner_change(self, using, update_fields)
         super().save(*args, **kwargs)
+        note_saved_owner(self, update_fields)
 
     @classmethod
     def from_db(

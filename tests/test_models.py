@@ -110,6 +110,81 @@ def test_a_new_owner_saved_with_update_fields_also_writes_the_resealed_secrets(
     assert OAuthToken.objects.get(pk=token.pk).refresh_token == "moved-refresh"
 
 
+def test_a_token_loaded_without_its_secrets_keeps_them_readable_when_given_a_new_owner(
+    user: Any, other_user: Any, make_token: Any
+) -> None:
+    make_token(user, access_token="moved-access", refresh_token="moved-refresh")
+    token = OAuthToken.objects.defer("access_token", "refresh_token").get(user=user)
+    token.user = other_user
+    token.save()
+    moved = OAuthToken.objects.get(pk=token.pk)
+    assert (moved.access_token, moved.refresh_token) == ("moved-access", "moved-refresh")
+
+
+def test_a_token_loaded_with_only_its_owner_keeps_its_secrets_readable_when_saved_with_a_new_one(
+    user: Any, other_user: Any, make_token: Any
+) -> None:
+    make_token(user, access_token="moved-access", refresh_token="moved-refresh")
+    token = OAuthToken.objects.only("id", "user").get(user=user)
+    token.user = other_user
+    token.save(update_fields=["user"])
+    moved = OAuthToken.objects.get(pk=token.pk)
+    assert (moved.access_token, moved.refresh_token) == ("moved-access", "moved-refresh")
+
+
+def test_a_token_loaded_without_its_owner_keeps_its_secrets_readable_when_given_one(
+    user: Any, other_user: Any, make_token: Any
+) -> None:
+    make_token(user, access_token="moved-access")
+    token = OAuthToken.objects.only("id", "access_token").get(user=user)
+    token.user = other_user
+    token.save()
+    assert OAuthToken.objects.get(pk=token.pk).access_token == "moved-access"
+
+
+def test_a_token_reached_from_its_user_keeps_its_secrets_readable_when_given_another(
+    user: Any, other_user: Any, django_user_model: Any, make_token: Any
+) -> None:
+    make_token(user, access_token="moved-access")
+    token = django_user_model.objects.select_related("frameio_token").get(pk=user.pk).frameio_token
+    token.user = other_user
+    token.save()
+    assert OAuthToken.objects.get(pk=token.pk).access_token == "moved-access"
+
+
+def test_saving_only_a_secret_sealed_to_an_unsaved_new_owner_is_refused(
+    user: Any, other_user: Any, make_token: Any
+) -> None:
+    make_token(user, access_token="old-access")
+    token = OAuthToken.objects.get(user=user)
+    token.user = other_user
+    token.access_token = "new-access"
+    with pytest.raises(ValueError, match="include 'user' in update_fields"):
+        token.save(update_fields=["access_token"])
+
+
+def test_update_cannot_change_a_tokens_user(user: Any, other_user: Any, make_token: Any) -> None:
+    make_token(user)
+    with pytest.raises(ValueError, match="cannot change a token's user"):
+        OAuthToken.objects.filter(user=user).update(user=other_user)
+
+
+def test_bulk_update_cannot_change_a_tokens_user(
+    user: Any, other_user: Any, make_token: Any
+) -> None:
+    token = OAuthToken.objects.get(pk=make_token(user).pk)
+    token.user = other_user
+    with pytest.raises(ValueError, match="cannot change a token's user"):
+        OAuthToken.objects.bulk_update([token], ["user", "access_token"])
+
+
+def test_save_takes_update_fields_as_any_iterable(user: Any, make_token: Any) -> None:
+    token = make_token(user)
+    token.status = OAuthToken.Status.REAUTH_REQUIRED
+    token.save(update_fields=(name for name in ["status"]))
+    assert OAuthToken.objects.get(pk=token.pk).status == OAuthToken.Status.REAUTH_REQUIRED
+
+
 def test_a_token_reads_back_after_a_new_owner_is_set_but_not_saved(
     user: Any, other_user: Any, make_token: Any
 ) -> None:
