@@ -14,7 +14,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 import requests
@@ -45,6 +45,21 @@ class UserInfo:
     name: str = ""
 
 
+def is_refusal(payload: dict[str, Any]) -> bool:
+    """Whether a 200 token answer is a refusal: it names an error and carries no access token.
+
+    An ``error`` that is null or empty names nothing; one next to a usable access token is
+    outweighed by it (see :func:`parse_token_payload`): the provider may have rotated the refresh
+    token already, and refusing the answer would lose its successor.
+    """
+    error = payload.get("error")
+    return isinstance(error, str) and bool(error) and not _usable(payload.get("access_token"))
+
+
+def _usable(access_token: Any) -> TypeGuard[str]:
+    return isinstance(access_token, str) and bool(access_token)
+
+
 @sensitive_variables()
 def parse_token_payload(payload: dict[str, Any]) -> TokenResponse:
     """The token endpoint's 200 answer, as far as it can be used.
@@ -55,8 +70,12 @@ def parse_token_payload(payload: dict[str, Any]) -> TokenResponse:
     answer would throw away the only copy of its successor and send the spent one again.
     """
     access_token = payload.get("access_token")
-    if not isinstance(access_token, str) or not access_token:
+    if not _usable(access_token):
         raise ProviderError("token endpoint answer has no access_token")
+    error = payload.get("error")
+    if isinstance(error, str) and error:
+        # Not the error's text: it is the provider's, and may echo what the request carried.
+        logger.warning("token endpoint answer has an error as well as tokens: keeping the tokens")
     refresh_token = payload.get("refresh_token")
     if refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token):
         # As if none was sent: a refresh keeps the refresh token it already has.

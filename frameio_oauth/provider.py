@@ -35,7 +35,7 @@ from urllib3.util import Timeout
 from .answers import MAX_EXPIRES_IN as MAX_EXPIRES_IN
 from .answers import TokenResponse as TokenResponse
 from .answers import UserInfo as UserInfo
-from .answers import content_type, json_or_none, raise_for_error, secrets_of
+from .answers import content_type, is_refusal, json_or_none, raise_for_error, secrets_of
 from .answers import parse_token_payload as parse_token_payload
 from .conf import conf
 from .exceptions import ProviderError, ProviderUnavailable
@@ -164,12 +164,12 @@ def fetch_userinfo(access_token: str) -> UserInfo:
 def _token_request(form: dict[str, str]) -> TokenResponse:
     response, body = _post(conf.token_url, form)
     payload = json_or_none(body)
-    if response.status_code != 200 or not isinstance(payload, dict) or "error" in payload:
+    if response.status_code != 200 or not isinstance(payload, dict) or is_refusal(payload):
         secrets = secrets_of(form)
         raise_for_error(response, payload, what="token endpoint", secrets=secrets)
+        shape = "a non-JSON body" if payload is None else "JSON that is not an object"
         raise ProviderError(
-            "token endpoint returned HTTP 200 with a non-JSON body "
-            f"({content_type(response, secrets)})"
+            f"token endpoint answered HTTP 200 with {shape} ({content_type(response, secrets)})"
         )
     return parse_token_payload(payload)
 

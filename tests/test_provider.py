@@ -316,6 +316,36 @@ def test_an_error_in_a_200_answer_is_still_an_error(provider_http: responses.Req
         refresh_with(provider_http, json={"error": "invalid_grant"})
 
 
+@pytest.mark.parametrize("error", [None, ""])
+def test_a_200_answer_with_an_empty_error_keeps_its_rotated_tokens(
+    provider_http: responses.RequestsMock, error: Any
+) -> None:
+    answer = refresh_with(provider_http, json={**GOOD, "refresh_token": "RT2", "error": error})
+    assert (answer.access_token, answer.refresh_token) == ("AT", "RT2")
+
+
+def test_a_200_answer_with_an_error_and_tokens_keeps_the_tokens(
+    provider_http: responses.RequestsMock,
+) -> None:
+    answer = refresh_with(provider_http, json={**GOOD, "refresh_token": "RT2", "error": "odd"})
+    assert answer.refresh_token == "RT2"
+
+
+def test_a_200_answer_with_an_error_and_tokens_is_logged_as_a_warning(
+    provider_http: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="frameio_oauth.provider"):
+        refresh_with(provider_http, json={**GOOD, "error": "odd"})
+    assert "keeping the tokens" in caplog.text
+
+
+def test_a_200_answer_with_an_error_and_no_access_token_is_refused_with_that_error(
+    provider_http: responses.RequestsMock,
+) -> None:
+    with pytest.raises(ProviderError, match="HTTP 200 invalid_request"):
+        refresh_with(provider_http, json={"error": "invalid_request", "access_token": ""})
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
 def test_server_errors_and_rate_limits_are_transient(
     provider_http: responses.RequestsMock, status: int
@@ -353,7 +383,7 @@ def test_an_html_400_is_a_clear_provider_error(provider_http: responses.Requests
 
 
 def test_a_json_array_is_a_provider_error(provider_http: responses.RequestsMock) -> None:
-    with pytest.raises(ProviderError):
+    with pytest.raises(ProviderError, match="JSON that is not an object"):
         refresh_with(provider_http, json=["access_token"])
 
 
