@@ -46,6 +46,7 @@ FLOW_LIFETIME = 600
 # Query parameters of the callback that must not outlive their first read.
 CALLBACK_SECRETS = ("code", "state")
 MASK = "********"
+RAW_REQUEST_TARGETS = ("RAW_URI", "REQUEST_URI")
 
 PROVIDER_ERRORS = {
     "access_denied": gettext_lazy("You declined access on Frame.io, so nothing was connected."),
@@ -115,7 +116,14 @@ def _hide_callback_secrets(request: HttpRequest) -> None:
             masked.setlist(name, [MASK] * len(masked.getlist(name)))
     # A plain QueryDict where Django puts an immutable one: nothing after this writes to it.
     request.GET = masked  # type: ignore[assignment]
-    request.META["QUERY_STRING"] = masked.urlencode(safe="*")
+    query = masked.urlencode(safe="*")
+    request.META["QUERY_STRING"] = query
+    # The request target as the server received it, query and all: RAW_URI (gunicorn),
+    # REQUEST_URI (uWSGI, mod_wsgi).
+    for key in RAW_REQUEST_TARGETS:
+        target = request.META.get(key)
+        if isinstance(target, str) and "?" in target:
+            request.META[key] = f"{target.split('?', 1)[0]}?{query}"
 
 
 @sensitive_variables()

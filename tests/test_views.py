@@ -6,10 +6,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore
 from django.core.cache import cache
-from django.test import Client, override_settings
+from django.test import Client, RequestFactory, override_settings
 
-from frameio_oauth import accounts, services, signals
+from frameio_oauth import accounts, services, signals, views
 from frameio_oauth.exceptions import NotConnected
 from frameio_oauth.models import OAuthToken
 from frameio_oauth.views import SESSION_KEY
@@ -503,3 +505,17 @@ def test_a_racing_first_connect_is_refused_cleanly_not_with_a_500(
     response = callback(signed_in, state=start(signed_in), code="C")
     assert response.status_code == 409
     assert b'data-error-code="busy"' in response.content
+
+
+@pytest.mark.parametrize("key", ["RAW_URI", "REQUEST_URI"])
+def test_the_callback_masks_the_code_and_state_in_the_servers_raw_request_target(
+    key: str,
+) -> None:
+    query = "code=SECRET-CODE-123&state=STATE-XYZ"
+    request = RequestFactory().get(
+        f"/frameio/callback/?{query}", **{key: f"/frameio/callback/?{query}"}
+    )
+    request.session = SessionStore()
+    request.user = AnonymousUser()
+    views.callback(request)
+    assert request.META[key] == "/frameio/callback/?code=********&state=********"
