@@ -11,8 +11,10 @@ E006 unknown PROVIDER preset
 E007 SCOPES not a list of strings
 E008 REFRESH_MARGIN not a positive number
 E009 HTTP_TIMEOUT not a positive number W006 CLIENT_SECRET present but empty
-E010 the callback URL cannot be          W007 tokens on SQLite without
-     reversed (URLs not included)             transaction_mode IMMEDIATE
+                                         W007 tokens on SQLite without
+                                              transaction_mode IMMEDIATE
+                                         W008 the callback URL cannot be reversed
+                                              from ROOT_URLCONF (URLs not included?)
 """
 
 from __future__ import annotations
@@ -138,12 +140,15 @@ def check_callback_url(
     try:
         reverse("frameio_oauth:callback")
     except NoReverseMatch:
+        # A warning: a project that picks its URLconf per request (django-hosts) may well
+        # serve the callback from one this check, which sees only ROOT_URLCONF, cannot read.
         return [
-            Error(
-                "The frameio_oauth:callback URL cannot be reversed, so no sign-in can start.",
+            Warning(
+                "The frameio_oauth:callback URL cannot be reversed from ROOT_URLCONF; unless "
+                "each request picks a URLconf that includes it, no sign-in can start.",
                 hint='Add path("frameio/", include("frameio_oauth.urls")) to your URLconf, '
                 f"or set {SETTING_NAME}['REDIRECT_URI'].",
-                id="frameio_oauth.E010",
+                id="frameio_oauth.W008",
             )
         ]
     return []

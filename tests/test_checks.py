@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.core import checks
 from django.test import override_settings
 
 from frameio_oauth import tasks
@@ -147,6 +148,10 @@ def test_a_client_secret_that_is_present_but_empty_is_w006() -> None:
     assert ids_for(CLIENT_SECRET="") == {"frameio_oauth.W006"}
 
 
+def test_a_client_secret_of_none_from_an_unset_environment_variable_is_w006() -> None:
+    assert ids_for(CLIENT_SECRET=None) == {"frameio_oauth.W006"}
+
+
 def test_no_client_secret_key_at_all_is_a_quiet_public_client() -> None:
     assert ids_for(CLIENT_SECRET=...) == set()
 
@@ -177,9 +182,11 @@ def test_tokens_on_postgresql_need_no_transaction_mode(monkeypatch: pytest.Monke
     assert check_token_database(None) == []
 
 
-def test_a_urlconf_without_the_apps_urls_is_e010() -> None:
+def test_a_urlconf_without_the_apps_urls_is_only_a_warning_w008() -> None:
     with override_settings(ROOT_URLCONF="tests.urls_without_frameio"):
-        assert [message.id for message in check_callback_url(None)] == ["frameio_oauth.E010"]
+        assert [(message.id, message.level) for message in check_callback_url(None)] == [
+            ("frameio_oauth.W008", checks.WARNING)
+        ]
 
 
 def test_a_fixed_redirect_uri_needs_no_reversible_callback() -> None:

@@ -1,4 +1,4 @@
-"""A project URLconf that forgot ``include("frameio_oauth.urls")`` (check E010)."""
+"""A project URLconf that forgot ``include("frameio_oauth.urls")`` (check W008)."""
 
 from __future__ import annotations
 
