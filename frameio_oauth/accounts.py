@@ -3,6 +3,8 @@ e-mail alone: an e-mail address at Frame.io proves nothing about an account here
 
 from __future__ import annotations
 
+import logging
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, router, transaction
@@ -12,6 +14,8 @@ from .conf import conf
 from .exceptions import CallbackError
 from .models import OAuthToken
 from .provider import UserInfo
+
+logger = logging.getLogger("frameio_oauth.accounts")
 
 SIGNUP_ATTEMPTS = 5
 
@@ -40,15 +44,20 @@ def user_for_identity(info: UserInfo) -> AbstractBaseUser:
         return _new_user_named_by_email(info)
     # Two sign-ups can pick the same free name at once; the loser takes the next one.
     for _attempt in range(SIGNUP_ATTEMPTS):
-        user = user_model(**{user_model.USERNAME_FIELD: _free_username(info)})
+        name = _free_username(info)
+        user = user_model(**{user_model.USERNAME_FIELD: name})
         if info.email and hasattr(user, email_field):
             setattr(user, email_field, info.email)
         user.set_unusable_password()
         try:
             with transaction.atomic(using=router.db_for_write(user_model)):
                 user.save()
-        except IntegrityError:
-            continue
+        except IntegrityError as exc:
+            if _username_taken(name):
+                continue
+            # Another unique constraint (a custom user's unique e-mail, say): trying other
+            # names cannot help.
+            raise _signup_conflict() from exc
         return user
     raise CallbackError("busy", _("Another sign-in just took this name; try again."), status=409)
 
@@ -68,7 +77,8 @@ def _new_user_named_by_email(info: UserInfo) -> AbstractBaseUser:
         _("An account with this e-mail already exists here. Sign in to it first, then connect."),
         status=409,
     )
-    if user_model._default_manager.filter(**{user_model.USERNAME_FIELD: info.email}).exists():
+    # Case-insensitively: Alice@x and alice@x reach one mailbox, so they are one person's.
+    if _username_taken(info.email):
         raise taken
     user = user_model(**{user_model.USERNAME_FIELD: info.email})
     user.set_unusable_password()
@@ -76,16 +86,37 @@ def _new_user_named_by_email(info: UserInfo) -> AbstractBaseUser:
         with transaction.atomic(using=router.db_for_write(user_model)):
             user.save()
     except IntegrityError as exc:
-        raise taken from exc
+        if _username_taken(info.email):
+            raise taken from exc
+        raise _signup_conflict() from exc
     return user
+
+
+def _signup_conflict() -> CallbackError:
+    # The database's message is not logged: it quotes the conflicting values.
+    logger.warning("sign-up refused by a unique constraint other than the username's")
+    return CallbackError(
+        "signup_conflict",
+        _(
+            "An account here already has details of this Frame.io user (its e-mail address?). "
+            "Sign in to it first, then connect."
+        ),
+        status=409,
+    )
+
+
+def _username_taken(name: str) -> bool:
+    """Whether a user has ``name``, in any case: names differing only in case are confusable."""
+    user_model = get_user_model()
+    lookup = f"{user_model.USERNAME_FIELD}__iexact"
+    return bool(user_model._default_manager.filter(**{lookup: name}).exists())
 
 
 def _free_username(info: UserInfo) -> str:
     """The e-mail's local part (or frameio-<id>), suffixed until no user has it."""
-    user_model = get_user_model()
     base = ((info.email.split("@")[0] if info.email else "") or f"frameio-{info.id}")[:140]
     candidate, suffix = base, 1
-    while user_model._default_manager.filter(**{user_model.USERNAME_FIELD: candidate}).exists():
+    while _username_taken(candidate):
         suffix += 1
         candidate = f"{base}-{suffix}"
     return candidate
