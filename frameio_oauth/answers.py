@@ -9,6 +9,7 @@ the request replaced by ``[redacted]``, since a provider may echo what it was se
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import math
@@ -189,12 +190,19 @@ REDACTED = "[redacted]"
 
 def secrets_of(form: dict[str, str], *extra: str) -> tuple[str, ...]:
     """Every secret a request carried: its secret form fields, ``extra`` (a bearer token)
-    and the client secret of its HTTP Basic header."""
+    and the client secret of its HTTP Basic header, alone and as the header's base64."""
     found = [form[name] for name in _SECRET_FIELDS if form.get(name)]
     found.extend(value for value in extra if value)
     if conf.client_secret:
-        found.append(conf.client_secret)
+        found.extend((conf.client_secret, basic_credentials(conf.client_id, conf.client_secret)))
     return tuple(found)
+
+
+def basic_credentials(client_id: str, client_secret: str) -> str:
+    """The credentials of the HTTP Basic header as sent (RFC 6749 §2.3.1: each part
+    form-urlencoded, then base64): a provider may echo the header, and it decodes to the secret."""
+    pair = f"{quote_plus(client_id, safe='')}:{quote_plus(client_secret, safe='')}"
+    return base64.b64encode(pair.encode("latin-1")).decode("ascii")
 
 
 @sensitive_variables()

@@ -502,6 +502,19 @@ def test_a_secret_the_request_carried_is_redacted_from_the_providers_words(
     assert secret not in str(caught.value)
 
 
+def test_the_basic_credentials_echoed_from_the_authorization_header_are_redacted(
+    provider_http: responses.RequestsMock,
+) -> None:
+    provider_http.post(TOKEN_URL, json=GOOD)
+    provider.refresh_grant("RT")
+    sent = provider_http.calls[0].request.headers["Authorization"].removeprefix("Basic ")
+    answer = {"error": "invalid_client", "error_description": f"bad header Basic {sent}"}
+    provider_http.replace(responses.POST, TOKEN_URL, status=401, json=answer)
+    with pytest.raises(ProviderError) as caught:
+        provider.refresh_grant("RT")
+    assert sent not in str(caught.value)
+
+
 @pytest.mark.parametrize(
     "echo", ["a%2Bb%2Fc%3Dd", "a%2Bb%2Fc%3Dd".replace("%2B", "+"), "a+b/\x00c=d"]
 )
