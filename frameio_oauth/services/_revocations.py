@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
@@ -82,6 +83,7 @@ def end_grant(token: OAuthToken, now: datetime) -> DisconnectResult:
     return result
 
 
+@sensitive_variables()
 def _revoke(token: OAuthToken) -> FrameioOAuthError | None:
     """Revoke the token's grant at the provider; the error if that did not go through."""
     try:
@@ -103,6 +105,7 @@ class Replaced:
     error: str = ""
 
 
+@sensitive_variables()
 def read_replaced(token: OAuthToken) -> Replaced:
     """What :func:`end_replaced` needs of ``token``, before its columns are overwritten."""
     try:
@@ -111,31 +114,65 @@ def read_replaced(token: OAuthToken) -> Replaced:
         return Replaced(token.provider_user_id, None, None, error=str(exc))
 
 
-@sensitive_variables("replaced")
+@sensitive_variables()
 def end_replaced(replaced: Replaced, user: AbstractBaseUser) -> None:
     """Revoke a grant the user replaced by connecting another Frame.io account: one attempt,
     after the new grant is committed and outside its locks (an HTTP call under them would
     hold up the new grant's first refresh). If it does not go through, the grant is left to
     expire at the provider, as when a pending revocation is replaced (see retire_pending):
     the user's row holds the new grant now. Then ``token_revoked``, as for any ended grant."""
-    if replaced.access_token is None:
-        error: FrameioOAuthError | None = DecryptionError(replaced.error)
+    _end_read_grant(
+        replaced, user, user.pk, "the grant of user %s that another Frame.io account replaced"
+    )
+
+
+def revoke_after_user_deletion(user: AbstractBaseUser, using: str) -> None:
+    """Arrange for the grant of ``user``, who is being deleted in a transaction on ``using``,
+    to be revoked at the provider once that deletion commits: one attempt, outside every lock
+    and transaction, and never if the deletion rolls back. Then ``token_revoked``.
+
+    Called from ``pre_delete``: the row is locked here, in the deletion's transaction (which
+    deletes it by cascade), so a refresh in flight finishes first and the refresh token read
+    is the current one; after the commit the row, and the token, would be gone.
+    """
+    with transaction.atomic(using=using, savepoint=False):
+        token = (
+            OAuthToken.objects.using(using).select_for_update().filter(user_id=user.pk).first()
+        )
+    if token is None:
+        return
+    grant = read_replaced(token)
+    user_id = user.pk  # Django sets the deleted instance's pk to None.
+    transaction.on_commit(
+        partial(_end_read_grant, grant, user, user_id, "the grant of deleted user %s"),
+        using=using,
+        robust=True,
+    )
+
+
+@sensitive_variables()
+def _end_read_grant(grant: Replaced, user: AbstractBaseUser, user_id: object, whose: str) -> None:
+    """One revocation attempt for a grant read under its row lock, logged (WARNING if it did
+    not go through, unless retrying could not help), then ``token_revoked``."""
+    if grant.access_token is None:
+        error: FrameioOAuthError | None = DecryptionError(grant.error)
     else:
-        error = _revoke_tokens(replaced.refresh_token, replaced.access_token)
+        error = _revoke_tokens(grant.refresh_token, grant.access_token)
     if error is None:
+        logger.info("revoked %s at Frame.io", whose % user_id)
         result = DisconnectResult(revoked_at_provider=True)
     else:
         log = logger.info if _no_retry_can_help(error) else logger.warning
         log(
-            "the grant of user %s that another Frame.io account replaced could not be revoked: %s",
-            user.pk,
+            "%s could not be revoked: %s",
+            whose % user_id,
             error,
         )
         result = DisconnectResult(revoked_at_provider=False, error=str(error))
     _notify.send(
         signals.token_revoked,
         user=user,
-        provider_user_id=replaced.provider_user_id,
+        provider_user_id=grant.provider_user_id,
         revoked_at_provider=result.revoked_at_provider,
     )
 
