@@ -9,12 +9,13 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import psycopg
 import pytest
 import responses
 import time_machine
-from django.db import connections
+from django.db import connections, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -406,3 +407,53 @@ def test_a_replaced_grant_is_revoked_after_the_commit_outside_the_row_lock(
     # What the callback view calls: store_grant inside a transaction of its own.
     services.connect_or_sign_in(user, NEW_GRANT, provider.UserInfo(id="fio-NEW"))
     assert seen == ["fio-NEW"]
+
+
+def test_a_disconnect_inside_a_transaction_that_rolls_back_announces_nothing(
+    user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+    announced: list[dict[str, Any]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    make_token(user)
+    provider_http.post(REVOKE_URL, body="")
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(RuntimeError), transaction.atomic():
+            services.disconnect(user)
+            raise RuntimeError("the caller's transaction fails after the disconnect")
+    assert announced == []
+
+
+def test_a_disconnect_inside_a_transaction_announces_once_it_commits(
+    user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+    announced: list[dict[str, Any]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    make_token(user)
+    provider_http.post(REVOKE_URL, body="")
+    with django_capture_on_commit_callbacks(execute=True):
+        with transaction.atomic():
+            services.disconnect(user)
+            assert announced == []
+    assert [c["revoked_at_provider"] for c in announced] == [True]
+
+
+def test_a_failing_revocation_of_a_replaced_grant_still_announces_the_new_one(
+    user: Any,
+    make_token: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    make_token(user, provider_user_id="fio-OLD")
+    obtained: list[dict[str, Any]] = []
+    signals.token_obtained.connect(
+        lambda **kwargs: obtained.append(kwargs), weak=False, dispatch_uid="test-obtained"
+    )
+    try:
+        with mock.patch.object(_revocations, "_end_read_grant", side_effect=RuntimeError("a bug")):
+            connect(user, "fio-NEW", django_capture_on_commit_callbacks)
+    finally:
+        signals.token_obtained.disconnect(dispatch_uid="test-obtained")
+    assert [kw["created"] for kw in obtained] == [False]

@@ -136,16 +136,20 @@ def store_grant(
                 "busy", "Another sign-in for this account just finished; try again.", status=409
             ) from exc
     logger.info("stored a Frame.io grant for user %s", user.pk)
-    if replaced is not None:
-        transaction.on_commit(
-            partial(_revocations.end_replaced, replaced, user), using=tokens_db.db
-        )
     # After the outermost commit: a receiver must find the row, and must not be able to roll
     # back a grant the provider has already issued.
     transaction.on_commit(
         lambda: _notify.send(signals.token_obtained, token=token, user=user, created=created),
         using=tokens_db.db,
     )
+    if replaced is not None:
+        # After token_obtained, and robust: the new grant is committed by then, and nothing
+        # going wrong with the old one may turn the callback into an error page or keep
+        # token_obtained from going out.
+        # (A lambda, not a partial: Django logs a robust callback's failure by __qualname__.)
+        transaction.on_commit(
+            lambda: _revocations.end_replaced(replaced, user), using=tokens_db.db, robust=True
+        )
     return token
 
 
@@ -164,5 +168,11 @@ def disconnect(user: AbstractBaseUser) -> DisconnectResult:
             raise NotConnected(f"user {user.pk} has not connected Frame.io")
         result = _revocations.end_grant(token, timezone.now())
     if not result.pending:
-        _revocations.announce_removal(token, result, user)
+        # After the row is gone for good: inside a caller's transaction (the admin's delete
+        # view), only once that commits, and never if it rolls back. Outside one, at once.
+        transaction.on_commit(
+            lambda: _revocations.announce_removal(token, result, user),
+            using=tokens_db.db,
+            robust=True,
+        )
     return result

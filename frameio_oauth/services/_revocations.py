@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
@@ -136,15 +135,14 @@ def revoke_after_user_deletion(user: AbstractBaseUser, using: str) -> None:
     is the current one; after the commit the row, and the token, would be gone.
     """
     with transaction.atomic(using=using, savepoint=False):
-        token = (
-            OAuthToken.objects.using(using).select_for_update().filter(user_id=user.pk).first()
-        )
+        token = OAuthToken.objects.using(using).select_for_update().filter(user_id=user.pk).first()
     if token is None:
         return
     grant = read_replaced(token)
     user_id = user.pk  # Django sets the deleted instance's pk to None.
+    # A lambda, not a partial: Django logs a robust callback's failure by __qualname__.
     transaction.on_commit(
-        partial(_end_read_grant, grant, user, user_id, "the grant of deleted user %s"),
+        lambda: _end_read_grant(grant, user, user_id, "the grant of deleted user %s"),
         using=using,
         robust=True,
     )
