@@ -20,11 +20,12 @@ import requests
 import responses
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.core.signals import got_request_exception
+from django.db.models import QuerySet
 from django.test import Client, RequestFactory, override_settings
 from django.utils import timezone
 from django.views.debug import ExceptionReporter
 
-from frameio_oauth import provider
+from frameio_oauth import provider, services
 from frameio_oauth.crypto import get_cipher
 from frameio_oauth.http import session_for
 from frameio_oauth.models import OAuthToken
@@ -250,3 +251,35 @@ def test_a_callback_that_cannot_encrypt_does_not_put_the_new_tokens_in_the_500_r
         assert SECRET["CODE"] not in report
         assert state not in report
     assert "code=********" in text
+
+
+def test_a_failure_inside_a_disconnect_does_not_show_the_tokens(user: Any, make_token: Any) -> None:
+    make_token(user, access_token="AT-disconnect-secret", refresh_token="RT-disconnect-secret")
+    with mock.patch.object(provider, "_post", side_effect=RuntimeError("a bug")):
+        html = report_of(lambda: services.disconnect(user))
+    assert "AT-disconnect-secret" not in html
+    assert "RT-disconnect-secret" not in html
+
+
+def test_a_failure_inside_a_key_rotation_does_not_show_the_tokens(
+    user: Any, make_token: Any
+) -> None:
+    make_token(user, access_token="AT-rotation-secret", refresh_token="RT-rotation-secret")
+    with (
+        mock.patch("frameio_oauth.services._keys._needs_rekey", return_value=True),
+        mock.patch.object(QuerySet, "bulk_update", side_effect=RuntimeError("a bug")),
+    ):
+        html = report_of(services.rotate_encryption_keys)
+    assert "AT-rotation-secret" not in html
+    assert "RT-rotation-secret" not in html
+
+
+def test_a_failure_replacing_a_rejected_token_does_not_show_it(user: Any, make_token: Any) -> None:
+    make_token(user, access_token="AT-rejected-secret")
+    with mock.patch("frameio_oauth.services._rows.lock_by_id", side_effect=RuntimeError("a bug")):
+        html = report_of(
+            lambda: services.replace_rejected_token(
+                user, OAuthToken.objects.get(user=user).access_token
+            )
+        )
+    assert "AT-rejected-secret" not in html

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.views.decorators.debug import sensitive_variables
 
 from ..crypto import envelope_key_id, get_cipher
 from ..exceptions import DecryptionError
@@ -42,6 +43,7 @@ def count_key_ids() -> Counter[str]:
     return counts
 
 
+@sensitive_variables()
 def rotate_encryption_keys(
     batch_size: int = 500, *, progress: Callable[[int, int], None] | None = None
 ) -> RotationSummary:

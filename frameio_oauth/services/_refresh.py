@@ -134,6 +134,7 @@ def refresh(token_id: int, *, force: bool = False) -> OAuthToken:
     return token
 
 
+@sensitive_variables()
 def replace_rejected_token(user: AbstractBaseUser, rejected: str) -> str:
     """A new access token after the API answered 401 to ``rejected``.
 
@@ -193,6 +194,7 @@ class _Result:
     interrupted: SoftTimeLimitExceeded | None = None
 
 
+@sensitive_variables("rejected")
 def _refresh_locked(
     token_id: int, *, force: bool, skip_locked: bool, rejected: str | None = None
 ) -> tuple[OAuthToken | None, Outcome, FrameioOAuthError | None]:
@@ -206,6 +208,7 @@ def _refresh_locked(
         return _refresh_locked_once(token_id, "wait", force=force, rejected=rejected)
 
 
+@sensitive_variables("rejected")
 def _refresh_locked_once(
     token_id: int, lock: str, *, force: bool, rejected: str | None
 ) -> tuple[OAuthToken | None, Outcome, FrameioOAuthError | None]:
