@@ -18,6 +18,7 @@ from unittest import mock
 import psycopg
 import pytest
 import responses
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import OperationalError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -296,3 +297,46 @@ def test_a_waiting_caller_raises_both_limits_in_one_statement(
         "SET LOCAL idle_in_transaction_session_timeout = 7000",
         "SET LOCAL lock_timeout = 7000; SET LOCAL idle_in_transaction_session_timeout = 7000",
     ]
+
+
+def soft_limit_in_the_save(*, also_in_the_retry: bool = False) -> Any:
+    """Patch the refresh's UPDATE so that Celery's soft time limit fires in it (and, if
+    asked, once more in the first try to save the answer again)."""
+    real = _rows.save_fields
+    left = [2 if also_in_the_retry else 1]
+
+    def save(token: OAuthToken, names: Any) -> None:
+        if "refresh_token" in names and left[0] > 0:
+            left[0] -= 1
+            raise SoftTimeLimitExceeded()
+        real(token, names)
+
+    return mock.patch.object(_rows, "save_fields", save)
+
+
+def test_a_soft_time_limit_in_the_save_still_stores_the_rotated_refresh_token(
+    due_token: OAuthToken, rotating: responses.RequestsMock
+) -> None:
+    with soft_limit_in_the_save(), pytest.raises(SoftTimeLimitExceeded):
+        services.refresh(due_token.pk)
+    assert stored(due_token).refresh_token == "RT-new"
+
+
+def test_a_soft_time_limit_in_the_sweeps_save_still_stores_the_rotated_refresh_token(
+    due_token: OAuthToken, rotating: responses.RequestsMock
+) -> None:
+    with soft_limit_in_the_save(), pytest.raises(SoftTimeLimitExceeded):
+        services.refresh_due()
+    assert stored(due_token).refresh_token == "RT-new"
+
+
+def test_a_second_soft_time_limit_while_saving_again_does_not_lose_the_answer(
+    due_token: OAuthToken, rotating: responses.RequestsMock
+) -> None:
+    with (
+        soft_limit_in_the_save(also_in_the_retry=True),
+        mock.patch.object(_transaction, "_FIRST_PAUSE", 0.01),
+        pytest.raises(SoftTimeLimitExceeded),
+    ):
+        services.refresh(due_token.pk)
+    assert stored(due_token).refresh_token == "RT-new"

@@ -190,8 +190,9 @@ class _Result:
     error: FrameioOAuthError | None = None
     retry_at: datetime | None = None
     rotated: bool = False
-    # Celery's soft time limit, raised again once the failure it caused is recorded.
-    interrupted: SoftTimeLimitExceeded | None = None
+    # Celery's soft time limit (or whatever else cut a save short), raised again once what
+    # it interrupted is recorded.
+    interrupted: BaseException | None = None
 
 
 @sensitive_variables("rejected")
@@ -239,6 +240,13 @@ def _refresh_locked_once(
             result = _refresh_row(token, now, attempt)
     except Error as exc:
         token, result = _saved_again(attempt, exc)
+    except BaseException as exc:
+        # Celery's soft time limit (or anything else) in the UPDATE or the COMMIT, after the
+        # provider answered: save the answer before the exception goes on.
+        if attempt.unsaved is None:
+            raise
+        token, result = _saved_again(attempt, exc)
+        result.interrupted = exc
     _announce(token, result)
     if result.interrupted is not None:
         raise result.interrupted
@@ -278,17 +286,28 @@ def _claim_next_due(now: datetime) -> tuple[int, Outcome] | None:
             result = _refresh_row(token, now, attempt)
     except Error as exc:
         token, result = _saved_again(attempt, exc)
+    except BaseException as exc:
+        # Celery's soft time limit (or anything else) in the UPDATE or the COMMIT, after the
+        # provider answered: save the answer before the exception goes on.
+        if attempt.unsaved is None:
+            raise
+        token, result = _saved_again(attempt, exc)
+        result.interrupted = exc
     _announce(token, result)
     if result.interrupted is not None:
         raise result.interrupted
     return token.pk, result.outcome
 
 
-def _saved_again(attempt: _transaction.Attempt, failure: Error) -> tuple[OAuthToken, _Result]:
+def _saved_again(
+    attempt: _transaction.Attempt, failure: BaseException
+) -> tuple[OAuthToken, _Result]:
     """After the refresh transaction failed: the provider's answer saved all the same, or
     ``failure`` raised (see _transaction)."""
     saved = _transaction.save_again(attempt, failure)
-    return saved.token, _Result(Outcome.REFRESHED, rotated=saved.rotated)
+    return saved.token, _Result(
+        Outcome.REFRESHED, rotated=saved.rotated, interrupted=attempt.interrupted
+    )
 
 
 @sensitive_variables("refresh_token", "response")

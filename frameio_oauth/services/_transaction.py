@@ -4,8 +4,10 @@ The provider call happens inside the transaction, under the row lock. If the UPD
 COMMIT after it fails (the connection dropped, the server restarted or failed over), the
 provider has already answered and may have rotated the refresh token: the one still on the
 row is spent. Rolling back and forgetting the answer would make the next refresh present the
-spent token, and a provider that detects reuse then revokes the whole grant. So the answer is
-saved in a transaction of its own instead, compare-and-swap on the secret columns:
+spent token, and a provider that detects reuse then revokes the whole grant. The same goes for
+anything else that cuts the transaction short there, Celery's soft time limit above all (it is
+raised again once the answer is saved). So the answer is saved in a transaction of its own
+instead, compare-and-swap on the secret columns:
 
 * the row still holds the ciphertexts the refresh replaced: write the new tokens;
 * it already holds the ones we wrote: the COMMIT landed and only its answer was lost;
@@ -26,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DataError, Error, IntegrityError, connections, transaction
 
 from ..exceptions import RefreshInsideTransaction
@@ -72,11 +75,19 @@ class Attempt:
     """One refresh transaction; ``unsaved`` is set just before it saves a provider's answer."""
 
     unsaved: Unsaved | None = None
+    # Celery's soft time limit, if it fired while save_again was trying: raised by the caller
+    # once the answer is stored.
+    interrupted: BaseException | None = None
 
 
-def save_again(attempt: Attempt, failure: Error) -> Unsaved:
+def save_again(attempt: Attempt, failure: BaseException) -> Unsaved:
     """Save the answer ``attempt`` was saving when its transaction failed with ``failure``,
     or raise ``failure``.
+
+    ``failure`` is a database error, or anything else that cut the transaction short after
+    the provider answered: Celery's soft time limit firing in the UPDATE or the COMMIT, for
+    one. A soft time limit firing during these tries does not stop them (they are bounded by
+    RECOVERY_BUDGET): it is kept in ``attempt.interrupted`` for the caller to raise.
 
     Returns once the refresh is stored (by this call, or by the COMMIT that seemed to fail).
     """
@@ -94,11 +105,16 @@ def save_again(attempt: Attempt, failure: Error) -> Unsaved:
         tries += 1
         try:
             state = _compare_and_save(unsaved, written, deadline)
-        except (Error, _rows.RowLocked) as exc:
+        except (Error, _rows.RowLocked, SoftTimeLimitExceeded) as exc:
+            if isinstance(exc, SoftTimeLimitExceeded):
+                attempt.interrupted = attempt.interrupted or exc
             last = str(exc) or type(exc).__name__
             if time.monotonic() + pause >= deadline:
                 break
-            time.sleep(pause)
+            try:
+                time.sleep(pause)
+            except SoftTimeLimitExceeded as interruption:
+                attempt.interrupted = attempt.interrupted or interruption
             pause *= 2
     if state == "saved":
         logger.warning(
@@ -119,7 +135,7 @@ def save_again(attempt: Attempt, failure: Error) -> Unsaved:
         _lost(unsaved, failure, f"the row was {state} meanwhile and is left as it is")
     else:
         _lost(unsaved, failure, f"{tries} more tries failed, the last with: {last}")
-    # The database error the caller would have seen without this second try.
+    # The error the caller would have seen without this second try.
     raise failure
 
 
@@ -149,7 +165,7 @@ def _drop_if_broken() -> None:
         connection.close()
 
 
-def _lost(unsaved: Unsaved, failure: Error, why: str) -> None:
+def _lost(unsaved: Unsaved, failure: BaseException, why: str) -> None:
     if unsaved.rotated:
         logger.error(
             "the rotated refresh token of token %s could not be saved (%s; %s): the row keeps "
