@@ -244,14 +244,15 @@ def test_a_refresh_on_a_warm_connection_sends_only_the_lock_the_update_and_the_c
     assert sent[0].endswith("FOR UPDATE NOWAIT")
 
 
-def test_the_idle_limit_is_read_once_per_connection(
+def test_the_idle_limit_guard_costs_no_statement_of_its_own(
     fresh_session: None, due_token: OAuthToken, rotating: responses.RequestsMock
 ) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SET idle_in_transaction_session_timeout = 1000")
     with CaptureQueriesContext(connection) as queries:
         services.refresh(due_token.pk, force=True)
-        services.refresh(due_token.pk, force=True)
-    reads = [q for q in queries.captured_queries if "idle_in_transaction" in q["sql"]]
-    assert len(reads) == 1
+    statements = [q["sql"].split()[0] for q in queries.captured_queries]
+    assert statements == ["BEGIN", "SELECT", "UPDATE", "COMMIT"]
 
 
 def test_a_long_enough_idle_limit_is_left_as_it_is(
@@ -265,7 +266,7 @@ def test_a_long_enough_idle_limit_is_left_as_it_is(
 
 
 @pytest.mark.usefixtures("fresh_session")
-def test_a_waiting_caller_raises_both_limits_in_one_statement(
+def test_a_waiting_caller_bounds_its_lock_wait_in_one_statement(
     due_token: OAuthToken, rotating: responses.RequestsMock
 ) -> None:
     with connection.cursor() as cursor:
@@ -292,11 +293,8 @@ def test_a_waiting_caller_raises_both_limits_in_one_statement(
         release.set()
         thread.join(10)
     limits = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SET")]
-    # The NOWAIT attempt raised the idle limit alone; the waiting one, both at once.
-    assert limits == [
-        "SET LOCAL idle_in_transaction_session_timeout = 7000",
-        "SET LOCAL lock_timeout = 7000; SET LOCAL idle_in_transaction_session_timeout = 7000",
-    ]
+    # The idle limit is raised by the locking SELECT itself (see _rows._IDLE_GUARD).
+    assert limits == ["SET LOCAL lock_timeout = 7000"]
 
 
 def soft_limit_in_the_save(*, also_in_the_retry: bool = False) -> Any:
@@ -340,3 +338,44 @@ def test_a_second_soft_time_limit_while_saving_again_does_not_lose_the_answer(
     ):
         services.refresh(due_token.pk)
     assert stored(due_token).refresh_token == "RT-new"
+
+
+@pytest.mark.usefixtures("due_token")
+def test_an_idle_limit_lowered_after_the_sessions_first_refresh_still_keeps_the_row_locked(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    connection.close()
+    try:
+        provider_http.post(TOKEN_URL, json={**NEW, "expires_in": 60})
+        services.refresh(due_token.pk, force=True)
+        # As ALTER SYSTEM and a reload would do to an open session.
+        with connection.cursor() as cursor:
+            cursor.execute("SET idle_in_transaction_session_timeout = 300")
+        settings = connection.settings_dict
+        seen: list[str] = []
+
+        def slow(request: Any) -> tuple[int, dict[str, str], str]:
+            time.sleep(0.8)
+            with psycopg.connect(
+                host=settings["HOST"],
+                port=settings["PORT"],
+                user=settings["USER"],
+                dbname=settings["NAME"],
+            ) as other:
+                try:
+                    other.execute(
+                        f"SELECT 1 FROM {OAuthToken._meta.db_table} WHERE id = %s "
+                        "FOR UPDATE NOWAIT",
+                        [due_token.pk],
+                    )
+                    seen.append("free")
+                except psycopg.errors.LockNotAvailable:
+                    seen.append("locked")
+            return 200, {}, '{"access_token": "AT-2", "refresh_token": "RT-2", "expires_in": 60}'
+
+        provider_http.remove(responses.POST, TOKEN_URL)
+        provider_http.add_callback(responses.POST, TOKEN_URL, callback=slow)
+        services.refresh(due_token.pk, force=True)
+        assert seen == ["locked"]
+    finally:
+        connection.close()

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any, cast
-from weakref import WeakKeyDictionary
 
 from django.db import DatabaseError, OperationalError, connections, router
 from django.db.models import Field
@@ -51,15 +50,15 @@ def lock_by_id(
     """The row, locked: ``wait`` blocks (on PostgreSQL at most ``lock_wait`` seconds, if
     given), ``nowait`` raises :class:`RowLocked` if held, ``skip`` returns None if held. Any
     other database error (a dropped connection...) propagates as it is: it says nothing about
-    who holds the row. For ``hold``, see :func:`_set_local_limits`."""
+    who holds the row. For ``hold``, see :data:`_IDLE_GUARD`."""
     try:
         if not _fast():
             queryset = OAuthToken.objects.using(alias()).select_for_update(
                 nowait=mode == "nowait", skip_locked=mode == "skip"
             )
             return queryset.filter(pk=token_id).first()
-        sql = _select_sql(f"{_q(OAuthToken._meta.pk.column)} = %s", mode)
-        return _fetch(sql, [token_id], lock_wait=lock_wait, hold=hold)
+        where = f"{_q(OAuthToken._meta.pk.column)} = %s"
+        return _fetch(where, mode, [token_id], lock_wait=lock_wait, hold=hold)
     except DatabaseError as exc:
         if _lock_not_available(exc):
             raise RowLocked from exc
@@ -77,7 +76,7 @@ def _lock_not_available(exc: DatabaseError) -> bool:
 
 def claim_due(now: datetime, *, hold: _Hold | None = None) -> OAuthToken | None:
     """The first due row that no other transaction holds, locked. For ``hold``, see
-    :func:`_set_local_limits`."""
+    :data:`_IDLE_GUARD`."""
     if not _fast():
         return (
             OAuthToken.objects.using(alias()).due(now).select_for_update(skip_locked=True).first()
@@ -86,7 +85,7 @@ def claim_due(now: datetime, *, hold: _Hold | None = None) -> OAuthToken | None:
         f"{_q('status')} = %s AND {_q('next_refresh_at')} <= %s "
         f"ORDER BY {_q('next_refresh_at')} LIMIT 1"
     )
-    return _fetch(_select_sql(where, "skip"), [OAuthToken.Status.ACTIVE, now], hold=hold)
+    return _fetch(where, "skip", [OAuthToken.Status.ACTIVE, now], hold=hold)
 
 
 def ciphertexts(token: OAuthToken) -> tuple[str | None, str | None]:
@@ -122,62 +121,58 @@ def _update_sql(names: tuple[str, ...]) -> tuple[str, list[Field[Any, Any]]]:
 
 
 @cache
-def _select_sql(where: str, mode: str) -> str:
+def _select_sql(where: str, mode: str, guarded: bool) -> str:
     columns = ", ".join(_q(field.column) for field in OAuthToken._meta.concrete_fields)
+    if guarded:
+        columns += f", {_IDLE_GUARD}"
     table = _q(OAuthToken._meta.db_table)
     # Identifiers come from the model's metadata; every value is a bound parameter.
     return f"SELECT {columns} FROM {table} WHERE {where}{_LOCK_CLAUSES[mode]}"  # noqa: S608
 
 
 # How long, in seconds, a transaction will sit idle under the lock it is taking (the provider
-# call): asked only when the session has an idle limit at all.
+# call).
 _Hold = Callable[[], float]
+
+# An idle_in_transaction_session_timeout (server, role or database setting) shorter than the
+# provider call would end the session in the middle of a refresh, releasing the row lock
+# while the provider is still answering, and another worker could then send the same refresh
+# token. So the locking SELECT itself raises it, for this transaction only, when it is set and
+# shorter than the hold (two parameters: the hold in ms, as a number and as text). Part of the
+# statement rather than a setting read once per connection: the server's value can change
+# under an open session (ALTER SYSTEM and a reload), and this costs no round trip. It runs as
+# the row is read, before the transaction goes idle. (A pooler's own idle-transaction limit,
+# such as PgBouncer's idle_transaction_timeout, cannot be seen from here.)
+_IDLE_GUARD = (
+    "CASE WHEN current_setting('idle_in_transaction_session_timeout') <> '0' AND "
+    "extract(epoch FROM current_setting('idle_in_transaction_session_timeout')::interval) "
+    "* 1000 < %s THEN set_config('idle_in_transaction_session_timeout', %s, true) END"
+)
 
 
 def _fetch(
-    sql: str, params: list[Any], *, lock_wait: float | None = None, hold: _Hold | None = None
+    where: str,
+    mode: str,
+    params: list[Any],
+    *,
+    lock_wait: float | None = None,
+    hold: _Hold | None = None,
 ) -> OAuthToken | None:
     conn = _connection()
+    if hold is not None:
+        hold_ms = int(hold() * 1000)
+        params = [hold_ms, str(hold_ms), *params]
     with conn.cursor() as cursor:
-        if lock_wait is not None or hold is not None:
-            _set_local_limits(conn, cursor, lock_wait, hold)
-        cursor.execute(sql, params)
+        if lock_wait is not None:
+            # Bound the lock wait for this transaction only.
+            cursor.execute(f"SET LOCAL lock_timeout = {int(lock_wait * 1000)}")
+        cursor.execute(_select_sql(where, mode, hold is not None), params)
         row = cursor.fetchone()
     if row is None:
         return None
-    return OAuthToken.from_db(conn.alias, _attnames(), row)
-
-
-def _set_local_limits(conn: Any, cursor: Any, lock_wait: float | None, hold: _Hold | None) -> None:
-    """Bound this transaction's lock wait to ``lock_wait`` seconds, and make sure the server
-    lets it sit idle for ``hold()`` seconds: one statement at most, and none at all usually.
-
-    An ``idle_in_transaction_session_timeout`` (server, role or database setting) shorter than
-    the provider call would end the session in the middle of a refresh, releasing the row lock
-    while the provider is still answering, and another worker could then send the same refresh
-    token. The setting is read once per connection; it is raised for this transaction only,
-    and only when it is shorter. (A pooler's own idle-transaction limit, such as PgBouncer's
-    ``idle_transaction_timeout``, cannot be seen from here.)
-    """
-    statements = []
-    if lock_wait is not None:
-        statements.append(f"SET LOCAL lock_timeout = {int(lock_wait * 1000)}")
     if hold is not None:
-        limit = _idle_limits.get(conn.connection)
-        if limit is None:
-            cursor.execute(
-                "SELECT setting FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'"
-            )
-            limit = _idle_limits[conn.connection] = int(cursor.fetchone()[0])
-        if limit > 0 and limit < (hold_ms := int(hold() * 1000)):
-            statements.append(f"SET LOCAL idle_in_transaction_session_timeout = {hold_ms}")
-    if statements:
-        cursor.execute("; ".join(statements))
-
-
-# The session's idle_in_transaction_session_timeout (ms) by DB-API connection. Weak keys: a
-# closed connection's entry goes with it, and a new connection is asked again.
-_idle_limits: WeakKeyDictionary[Any, int] = WeakKeyDictionary()
+        row = row[:-1]
+    return OAuthToken.from_db(conn.alias, _attnames(), row)
 
 
 @cache
