@@ -457,3 +457,29 @@ def test_a_failing_revocation_of_a_replaced_grant_still_announces_the_new_one(
     finally:
         signals.token_obtained.disconnect(dispatch_uid="test-obtained")
     assert [kw["created"] for kw in obtained] == [False]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_disconnect_inside_a_transaction_survives_a_short_idle_in_transaction_limit(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user)
+    connection = connections["default"]
+    connection.close()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET idle_in_transaction_session_timeout = 300")
+
+        def slow(request: Any) -> tuple[int, dict[str, str], str]:
+            time.sleep(0.8)
+            return 200, {}, ""
+
+        provider_http.add_callback(responses.POST, REVOKE_URL, callback=slow)
+        # As the admin's delete view does.
+        with transaction.atomic():
+            result = services.disconnect(user)
+        assert result.revoked_at_provider
+        assert not OAuthToken.objects.filter(user=user).exists()
+    finally:
+        connection.close()

@@ -65,6 +65,14 @@ def lock_by_id(
         raise
 
 
+def lock_by_user(user_id: Any, *, hold: _Hold) -> OAuthToken | None:
+    """The user's row, locked (waiting for it), for a transaction that will sit idle under
+    the lock for ``hold()`` seconds (see :data:`_IDLE_GUARD`)."""
+    if not _fast():
+        return OAuthToken.objects.using(alias()).select_for_update().filter(user_id=user_id).first()
+    return _fetch(f"{_q('user_id')} = %s", "wait", [user_id], hold=hold)
+
+
 def _lock_not_available(exc: DatabaseError) -> bool:
     if _connection().vendor == "postgresql":
         # lock_not_available: what NOWAIT and lock_timeout raise, and nothing else does.
