@@ -33,10 +33,26 @@ def exchange_code(
     try:
         info = provider.fetch_userinfo(tokens.access_token)
     except FrameioOAuthError:
-        # Nothing will hold this grant: give it back rather than leave it live at Frame.io.
-        _give_back(tokens)
+        # Nothing will hold this grant: give it back rather than leave it live at Frame.io,
+        # but only when that cannot cut a connection here. Whose grant it is stays unknown,
+        # and a provider that revokes every grant of a user and client at once would end,
+        # with it, the live grant of that Frame.io account stored here (as connect_or_sign_in
+        # avoids for linked_elsewhere and inactive). So: only while no live grant is stored
+        # at all. Otherwise it is left to expire at Frame.io.
+        if _no_live_grant_stored():
+            _give_back(tokens)
+        else:
+            logger.info(
+                "a grant whose user info could not be fetched is left to expire at Frame.io: "
+                "revoking it might end a live grant of the same account stored here"
+            )
         raise
     return tokens, info
+
+
+def _no_live_grant_stored() -> bool:
+    live = OAuthToken.objects.using(_rows.alias()).filter(status=OAuthToken.Status.ACTIVE)
+    return not live.exists()
 
 
 def connect_or_sign_in(
