@@ -269,6 +269,22 @@ def test_a_grant_whose_user_info_cannot_be_fetched_is_given_back(
     assert parse_qs(revoked[0].request.body)["token"] == ["RT-1"]
 
 
+def test_a_grant_whose_user_info_cannot_be_fetched_is_kept_while_a_live_grant_is_stored(
+    signed_in: Client,
+    other_user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+) -> None:
+    # It may be the same Frame.io account's: revoking it could end other_user's grant too.
+    make_token(other_user)
+    provider_http.post(TOKEN_URL, json=TOKENS)
+    provider_http.get(USERINFO_URL, status=503)
+    provider_http.post(REVOKE_URL, body="")
+    response = callback(signed_in, state=start(signed_in), code="C")
+    assert response.status_code == 502
+    assert not [c for c in provider_http.calls if c.request.url == REVOKE_URL]
+
+
 def test_an_anonymous_user_is_signed_in_by_provider_user_id(
     client: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
 ) -> None:
@@ -438,14 +454,20 @@ def test_disconnect_checks_csrf(user: Any, make_token: Any) -> None:
 
 
 def test_disconnect_revokes_then_deletes_and_signals(
-    signed_in: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+    signed_in: Client,
+    user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     make_token(user)
     provider_http.post(REVOKE_URL, body="")
     received: list[dict[str, Any]] = []
     signals.token_revoked.connect(lambda **kw: received.append(kw), weak=False, dispatch_uid="r")
     try:
-        response = signed_in.post("/frameio/disconnect/")
+        # token_revoked goes out once the deletion commits.
+        with django_capture_on_commit_callbacks(execute=True):
+            response = signed_in.post("/frameio/disconnect/")
     finally:
         signals.token_revoked.disconnect(dispatch_uid="r")
     assert response.status_code == 302
