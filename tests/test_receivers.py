@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
-from unittest import mock
 from urllib.parse import parse_qs
 
 import pytest
