@@ -38,6 +38,9 @@ reauthorization_required = Signal()
 # revocation did not go through at disconnect time (an outage), the row waits (status revoked)
 # and this is sent by the sweep that gets it through. Also sent when a user connects another
 # Frame.io account: the old account's grant is revoked (one attempt) and the user's row holds
-# the new grant, announced by token_obtained.
+# the new grant, announced by token_obtained. And when a user is deleted: after the deletion
+# commits and one revocation attempt (revoked_at_provider False if it failed; nothing is sent
+# if the deletion rolls back); user is then the deleted instance, whose pk Django has cleared.
+# Always after the commit that removed the row, also when that commit is a caller's.
 # kwargs: user, provider_user_id (str), revoked_at_provider (bool)
 token_revoked = Signal()
