@@ -214,43 +214,57 @@ def _refresh_locked_once(
     token_id: int, lock: str, *, force: bool, rejected: str | None
 ) -> tuple[OAuthToken | None, Outcome, FrameioOAuthError | None]:
     skip_locked = lock == "skip"
+
+    def work(attempt: _transaction.Attempt) -> tuple[OAuthToken | None, _Result]:
+        nonlocal force
+        token = _lock(token_id, lock)
+        if token is None:
+            if skip_locked:
+                return None, _Result(Outcome.LOCKED)
+            raise NotConnected(f"token {token_id} does not exist")
+        now = timezone.now()
+        if token.status != OAuthToken.Status.ACTIVE:
+            if skip_locked:
+                return token, _Result(Outcome.NOT_DUE)
+            if token.status == OAuthToken.Status.REVOKED:
+                raise NotConnected(f"token {token_id} was disconnected")
+            raise ReauthorizationRequired(f"token {token_id} needs re-authorization")
+        if rejected is not None:
+            # The API refused this token: refresh only if nobody has replaced it yet.
+            force = token.access_token == rejected
+            if not force:
+                return token, _Result(Outcome.NOT_DUE)
+        # Re-check under the lock: another worker may have refreshed while we waited.
+        if not force and not _needs_refresh(token, now, sweep=skip_locked):
+            return token, _Result(Outcome.NOT_DUE)
+        return token, _refresh_row(token, now, attempt)
+
+    token, result = _in_own_transaction(work)
+    return token, result.outcome, result.error
+
+
+def _in_own_transaction(
+    work: Callable[[_transaction.Attempt], tuple[OAuthToken | None, _Result]],
+) -> tuple[OAuthToken | None, _Result]:
+    """``work`` in a refresh transaction of its own, then its outcome announced. If saving a
+    provider's answer fails (a database error, or Celery's soft time limit in the UPDATE or
+    the COMMIT), the answer is saved again first, and an interruption raised afterwards."""
     attempt = _transaction.Attempt()
     try:
         with _transaction.own_transaction():
-            token = _lock(token_id, lock)
-            if token is None:
-                if skip_locked:
-                    return None, Outcome.LOCKED, None
-                raise NotConnected(f"token {token_id} does not exist")
-            now = timezone.now()
-            if token.status != OAuthToken.Status.ACTIVE:
-                if skip_locked:
-                    return token, Outcome.NOT_DUE, None
-                if token.status == OAuthToken.Status.REVOKED:
-                    raise NotConnected(f"token {token_id} was disconnected")
-                raise ReauthorizationRequired(f"token {token_id} needs re-authorization")
-            if rejected is not None:
-                # The API refused this token: refresh only if nobody has replaced it yet.
-                force = token.access_token == rejected
-                if not force:
-                    return token, Outcome.NOT_DUE, None
-            # Re-check under the lock: another worker may have refreshed while we waited.
-            if not force and not _needs_refresh(token, now, sweep=skip_locked):
-                return token, Outcome.NOT_DUE, None
-            result = _refresh_row(token, now, attempt)
+            token, result = work(attempt)
     except Error as exc:
         token, result = _saved_again(attempt, exc)
     except BaseException as exc:
-        # Celery's soft time limit (or anything else) in the UPDATE or the COMMIT, after the
-        # provider answered: save the answer before the exception goes on.
         if attempt.unsaved is None:
             raise
         token, result = _saved_again(attempt, exc)
         result.interrupted = exc
-    _announce(token, result)
+    if token is not None:
+        _announce(token, result)
     if result.interrupted is not None:
         raise result.interrupted
-    return token, result.outcome, result.error
+    return token, result
 
 
 def _hold() -> float:
@@ -277,26 +291,15 @@ def _claim_next_due(now: datetime) -> tuple[int, Outcome] | None:
     The queue pattern (ORDER BY next_refresh_at LIMIT 1 FOR UPDATE SKIP LOCKED): concurrent
     sweeps each take a different row and never spend a lock attempt on one another's rows.
     """
-    attempt = _transaction.Attempt()
-    try:
-        with _transaction.own_transaction():
-            token = _rows.claim_due(now, hold=_hold)
-            if token is None:
-                return None
-            result = _refresh_row(token, now, attempt)
-    except Error as exc:
-        token, result = _saved_again(attempt, exc)
-    except BaseException as exc:
-        # Celery's soft time limit (or anything else) in the UPDATE or the COMMIT, after the
-        # provider answered: save the answer before the exception goes on.
-        if attempt.unsaved is None:
-            raise
-        token, result = _saved_again(attempt, exc)
-        result.interrupted = exc
-    _announce(token, result)
-    if result.interrupted is not None:
-        raise result.interrupted
-    return token.pk, result.outcome
+
+    def work(attempt: _transaction.Attempt) -> tuple[OAuthToken | None, _Result]:
+        token = _rows.claim_due(now, hold=_hold)
+        if token is None:
+            return None, _Result(Outcome.LOCKED)
+        return token, _refresh_row(token, now, attempt)
+
+    token, result = _in_own_transaction(work)
+    return None if token is None else (token.pk, result.outcome)
 
 
 def _saved_again(
