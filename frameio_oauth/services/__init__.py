@@ -2,9 +2,10 @@
 
 Views, tasks, admin actions and management commands are thin wrappers around these functions.
 The refresh rule (one row, one refresh at a time, never an old refresh token twice) lives in
-``_refresh.py``, with the due-row paging in ``_due.py`` and the refresh scope in
-``_scopes.py``; storing and removing grants in ``_grants.py``, ending them at the provider in
-``_revocations.py``; key rotation in ``_keys.py``. Signals go out through ``_notify.py``, which
+``_refresh.py``, with when a token is due in ``_schedule.py``, the due-row paging in
+``_due.py``, the refresh scope in ``_scopes.py`` and the second save in ``_transaction.py``.
+Storing and removing grants is in ``_grants.py``, ending them at the provider in
+``_revocations.py``, key rotation in ``_keys.py``. Signals go out through ``_notify.py``, which
 logs a receiver's exception instead of raising it.
 """
 
@@ -23,14 +24,13 @@ from ._refresh import (
     Outcome,
     RefreshSummary,
     get_access_token,
-    needs_refresh,
-    next_refresh_time,
     refresh,
     refresh_due,
     refresh_if_due,
     replace_rejected_token,
 )
 from ._revocations import DisconnectResult, retry_due_revocations
+from ._schedule import needs_refresh, next_refresh_time
 
 __all__ = [
     "REFRESHED_FIELDS",

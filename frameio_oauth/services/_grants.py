@@ -19,8 +19,8 @@ from ..exceptions import CallbackError, FrameioOAuthError, NotConnected
 from ..models import OAuthToken
 from . import _notify, _revocations, _rows
 from ._refresh import _hold as _refresh_hold
-from ._refresh import apply_tokens
 from ._revocations import DisconnectResult
+from ._schedule import apply_tokens
 
 logger = logging.getLogger("frameio_oauth.services")
 

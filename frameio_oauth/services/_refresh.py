@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import enum
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -35,6 +34,7 @@ from ..exceptions import (
 from ..models import OAuthToken
 from . import _notify, _revocations, _rows, _transaction
 from ._backoff import retry_time
+from ._schedule import apply_tokens, is_due
 from ._scopes import refresh_scope
 
 logger = logging.getLogger("frameio_oauth.services")
@@ -104,7 +104,7 @@ def get_access_token(user: AbstractBaseUser) -> str:
     if token.status != OAuthToken.Status.ACTIVE:
         raise ReauthorizationRequired(f"user {user.pk} must sign in with Frame.io again")
     now = timezone.now()
-    if not _needs_refresh(token, now):
+    if not is_due(token, now):
         return str(token.access_token)
     try:
         return str(refresh(token.pk).access_token)
@@ -235,7 +235,7 @@ def _refresh_locked_once(
             if not force:
                 return token, _Result(Outcome.NOT_DUE)
         # Re-check under the lock: another worker may have refreshed while we waited.
-        if not force and not _needs_refresh(token, now, sweep=skip_locked):
+        if not force and not is_due(token, now, sweep=skip_locked):
             return token, _Result(Outcome.NOT_DUE)
         return token, _refresh_row(token, now, attempt)
 
@@ -380,46 +380,6 @@ def _announce(token: OAuthToken, result: _Result) -> None:
         _notify.send(
             signals.refresh_failed, token=token, error=result.error, retry_at=result.retry_at
         )
-
-
-def needs_refresh(token: OAuthToken) -> bool:
-    """Whether ``refresh(token.pk)`` (not forced) would call the provider now."""
-    return token.status == OAuthToken.Status.ACTIVE and _needs_refresh(token, timezone.now())
-
-
-def _needs_refresh(token: OAuthToken, now: datetime, *, sweep: bool = False) -> bool:
-    if token.expires_at - timedelta(seconds=conf.refresh_margin) > now:
-        # The sweep also honours the jittered schedule, which may fall a little earlier.
-        return sweep and token.next_refresh_at is not None and token.next_refresh_at <= now
-    # Inside the margin. After a failure, wait for the backoff's retry time (which honours
-    # Retry-After) while the token still works: otherwise, in an outage, every call would
-    # make a provider call of up to HTTP_TIMEOUT, and every waiter on the lock another.
-    if token.failure_count == 0 or token.next_refresh_at is None or token.next_refresh_at <= now:
-        return True
-    return token.is_expired(now)
-
-
-def apply_tokens(
-    token: OAuthToken, response: provider.TokenResponse, *, keep_refresh_token: bool
-) -> None:
-    now = timezone.now()
-    token.access_token = response.access_token
-    if response.refresh_token is not None or not keep_refresh_token:
-        token.refresh_token = response.refresh_token
-    token.token_type = response.token_type[:32]
-    if response.scope is not None:
-        token.scope = response.scope[:1024]
-    token.expires_at = now + timedelta(seconds=response.expires_in)
-    token.next_refresh_at = (
-        next_refresh_time(now, response.expires_in) if token.refresh_token else None
-    )
-
-
-def next_refresh_time(issued_at: datetime, lifetime: int) -> datetime:
-    """Expiry - margin - jitter, so tokens issued together do not all refresh together."""
-    lead = min(conf.refresh_margin, lifetime // 2)
-    spread = random.uniform(0, min(lifetime * 0.1, conf.refresh_margin))  # noqa: S311
-    return issued_at + timedelta(seconds=max(lifetime - lead - spread, 0))
 
 
 def _mark_reauth(token: OAuthToken, error: FrameioOAuthError) -> None:
