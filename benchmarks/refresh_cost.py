@@ -288,6 +288,9 @@ def main() -> None:
     # The library locks and saves with SQL built once (services/_rows.py) on PostgreSQL; these
     # are what the same steps cost through querysets, for comparison.
     print(f"  for comparison, ORM lock + full-row save + commit: {floor * ms:.3f} ms")
+    # This VM's speed moves by up to 2x within an hour; a ratio to work done in the same
+    # interleaved loop moves far less, so code changes can be compared across runs with it.
+    print(f"  CPU beyond the HTTP call / that ORM reference: {beyond / floor:.2f}")
     print(
         "  for comparison, ORM lock + save(update_fields=REFRESHED_FIELDS) + commit: "
         f"{median(cpu['orm_floor_narrow']) * ms:.3f} ms"
