@@ -15,7 +15,6 @@ from datetime import timedelta
 from typing import Any
 from unittest import mock
 
-import psycopg
 import pytest
 import responses
 from celery.exceptions import SoftTimeLimitExceeded
@@ -27,7 +26,7 @@ from frameio_oauth import services, signals
 from frameio_oauth.models import OAuthToken
 from frameio_oauth.services import _rows, _transaction
 from tests.conftest import TOKEN_URL
-from tests.pg_sessions import end_session, own_pid
+from tests.pg_sessions import end_session, own_pid, token_row_lock
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -201,25 +200,11 @@ def test_a_short_idle_session_limit_does_not_release_the_row_during_the_provider
 ) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SET idle_in_transaction_session_timeout = 300")
-    settings = connection.settings_dict
     seen: list[str] = []
 
     def slow_answer(request: Any) -> tuple[int, dict[str, str], str]:
         time.sleep(0.8)  # well past the session's 300 ms
-        with psycopg.connect(
-            host=settings["HOST"],
-            port=settings["PORT"],
-            user=settings["USER"],
-            dbname=settings["NAME"],
-        ) as other:
-            try:
-                other.execute(
-                    f"SELECT 1 FROM {OAuthToken._meta.db_table} WHERE id = %s FOR UPDATE NOWAIT",
-                    [due_token.pk],
-                )
-                seen.append("free")
-            except psycopg.errors.LockNotAvailable:
-                seen.append("locked")
+        seen.append(token_row_lock(due_token.pk))
         return 200, {}, '{"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 60}'
 
     provider_http.add_callback(responses.POST, TOKEN_URL, callback=slow_answer)
@@ -351,26 +336,11 @@ def test_an_idle_limit_lowered_after_the_sessions_first_refresh_still_keeps_the_
         # As ALTER SYSTEM and a reload would do to an open session.
         with connection.cursor() as cursor:
             cursor.execute("SET idle_in_transaction_session_timeout = 300")
-        settings = connection.settings_dict
         seen: list[str] = []
 
         def slow(request: Any) -> tuple[int, dict[str, str], str]:
             time.sleep(0.8)
-            with psycopg.connect(
-                host=settings["HOST"],
-                port=settings["PORT"],
-                user=settings["USER"],
-                dbname=settings["NAME"],
-            ) as other:
-                try:
-                    other.execute(
-                        f"SELECT 1 FROM {OAuthToken._meta.db_table} WHERE id = %s "
-                        "FOR UPDATE NOWAIT",
-                        [due_token.pk],
-                    )
-                    seen.append("free")
-                except psycopg.errors.LockNotAvailable:
-                    seen.append("locked")
+            seen.append(token_row_lock(due_token.pk))
             return 200, {}, '{"access_token": "AT-2", "refresh_token": "RT-2", "expires_in": 60}'
 
         provider_http.remove(responses.POST, TOKEN_URL)

@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Any
 from unittest import mock
 
-import psycopg
 import pytest
 import responses
 import time_machine
@@ -24,6 +23,7 @@ from frameio_oauth.exceptions import CallbackError, NotConnected
 from frameio_oauth.models import OAuthToken
 from frameio_oauth.services import _revocations
 from tests.conftest import REVOKE_URL, TOKEN_URL
+from tests.pg_sessions import other_session
 from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY
 
 pytestmark = pytest.mark.django_db
@@ -385,16 +385,10 @@ def test_a_replaced_grant_is_revoked_after_the_commit_outside_the_row_lock(
     user: Any, make_token: Any, provider_http: responses.RequestsMock
 ) -> None:
     token = make_token(user, provider_user_id="fio-OLD")
-    settings = connections["default"].settings_dict
     seen: list[str] = []
 
     def revoke(request: Any) -> tuple[int, dict[str, str], str]:
-        with psycopg.connect(
-            host=settings["HOST"],
-            port=settings["PORT"],
-            user=settings["USER"],
-            dbname=settings["NAME"],
-        ) as other:
+        with other_session() as other:
             row = other.execute(
                 f"SELECT provider_user_id FROM {OAuthToken._meta.db_table} "
                 "WHERE id = %s FOR UPDATE NOWAIT",
