@@ -30,6 +30,7 @@ from frameio_oauth.crypto import get_cipher
 from frameio_oauth.http import session_for
 from frameio_oauth.models import OAuthToken
 from tests.conftest import TOKEN_URL, USERINFO_URL
+from tests.loopback import loopback_server
 from tests.settings import FRAMEIO_OAUTH
 from tests.test_views import start
 
@@ -180,25 +181,12 @@ def test_a_failed_api_call_does_not_show_the_bearer(
 def hanging_up_api() -> Iterator[str]:
     """A loopback "API" that reads each request and closes the connection unanswered, so
     the failure is raised inside urllib3, whose frames hold the request headers."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.recv(65536)
+    def hang_up(conn: socket.socket, stop: threading.Event) -> None:
+        conn.recv(65536)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join(timeout=5)
-    listener.close()
+    with loopback_server(hang_up) as url:
+        yield url
 
 
 @pytest.mark.django_db

@@ -22,6 +22,7 @@ from frameio_oauth import provider, services
 from frameio_oauth.exceptions import ProviderError, ProviderUnavailable, ReauthorizationRequired
 from frameio_oauth.models import OAuthToken
 from tests.conftest import REVOKE_URL, TOKEN_URL, USERINFO_URL
+from tests.loopback import loopback_server
 from tests.settings import FRAMEIO_OAUTH
 
 PUBLIC = {key: value for key, value in FRAMEIO_OAUTH.items() if key != "CLIENT_SECRET"}
@@ -635,27 +636,14 @@ def read_request(conn: socket.socket) -> None:
 def slow_server() -> Iterator[tuple[str, dict[str, Any]]]:
     """A loopback HTTP server whose behaviour each test sets in the returned dict."""
     behaviour: dict[str, Any] = {}
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            behaviour["connections"] = behaviour.get("connections", 0) + 1
-            with conn:
-                read_request(conn)
-                behaviour["handler"](conn, stop)
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        behaviour["connections"] = behaviour.get("connections", 0) + 1
+        read_request(conn)
+        behaviour["handler"](conn, stop)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/oauth2/token", behaviour
-    stop.set()
-    thread.join(timeout=5)
-    listener.close()
+    with loopback_server(handle) as base:
+        yield f"{base}/oauth2/token", behaviour
 
 
 def test_a_server_dripping_its_body_is_cut_off_at_the_deadline(
