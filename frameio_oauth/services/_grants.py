@@ -18,7 +18,7 @@ from ..conf import conf
 from ..exceptions import CallbackError, FrameioOAuthError, NotConnected
 from ..models import OAuthToken
 from . import _notify, _revocations, _rows
-from ._refresh import _hold as _refresh_hold
+from ._refresh import lock_hold
 from ._revocations import DisconnectResult
 from ._schedule import apply_tokens
 
@@ -182,7 +182,7 @@ def disconnect(user: AbstractBaseUser) -> DisconnectResult:
     with transaction.atomic(using=tokens_db.db):
         # The revocation's HTTP call runs under this lock (inside the admin's transaction,
         # too): the same idle-in-transaction guard as a refresh's provider call.
-        token = _rows.lock_by_user(user.pk, hold=_refresh_hold)
+        token = _rows.lock_by_user(user.pk, hold=lock_hold)
         if token is None:
             raise NotConnected(f"user {user.pk} has not connected Frame.io")
         result = _revocations.end_grant(token, timezone.now())

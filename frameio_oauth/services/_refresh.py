@@ -267,16 +267,16 @@ def _in_own_transaction(
     return token, result
 
 
-def _hold() -> float:
+def lock_hold() -> float:
     """How long a refresh holds its row lock at most, mostly idle: the provider call."""
     return conf.http_timeout + LOCK_WAIT_SLACK
 
 
 def _lock(token_id: int, lock: str) -> OAuthToken | None:
     # A waiting caller waits as long as a refresh can hold the lock, and no longer.
-    wait = _hold() if lock == "wait" else None
+    wait = lock_hold() if lock == "wait" else None
     try:
-        return _rows.lock_by_id(token_id, lock, lock_wait=wait, hold=_hold)
+        return _rows.lock_by_id(token_id, lock, lock_wait=wait, hold=lock_hold)
     except _rows.RowLocked as exc:
         if lock == "nowait":
             raise  # _refresh_locked waits for it in a new transaction
@@ -293,7 +293,7 @@ def _claim_next_due(now: datetime) -> tuple[int, Outcome] | None:
     """
 
     def work(attempt: _transaction.Attempt) -> tuple[OAuthToken | None, _Result]:
-        token = _rows.claim_due(now, hold=_hold)
+        token = _rows.claim_due(now, hold=lock_hold)
         if token is None:
             return None, _Result(Outcome.LOCKED)
         return token, _refresh_row(token, now, attempt)
