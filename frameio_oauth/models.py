@@ -69,7 +69,7 @@ class OAuthToken(models.Model):
         verbose_name=_("user"),
     )
     provider = models.CharField(_("provider"), max_length=32)
-    provider_user_id = models.CharField(_("provider user id"), max_length=255, unique=True)
+    provider_user_id = models.CharField(_("provider user id"), max_length=255)
     provider_email = models.EmailField(_("provider e-mail"), max_length=254, blank=True)
     access_token = EncryptedTextField(_("access token"), aad_field="user_id")
     # NULL, not "", when the provider sent none (no offline scope): the row is never due.
@@ -97,6 +97,15 @@ class OAuthToken(models.Model):
             # id last: the sweep's keyset pages seek on (next_refresh_at, id) and read the
             # rows in index order, even when many share one next_refresh_at.
             models.Index(fields=["status", "next_refresh_at", "id"], name="frameio_oauth_due_idx"),
+        ]
+        constraints = [
+            # One Frame.io account, one local user. A constraint rather than unique=True on the
+            # field: for that, Django also builds a varchar_pattern_ops index on PostgreSQL for
+            # LIKE queries that nothing here makes, and every refresh (it moves
+            # next_refresh_at, so never a HOT update) would write to it too.
+            models.UniqueConstraint(
+                fields=["provider_user_id"], name="frameio_oauth_unique_provider_user_id"
+            ),
         ]
 
     def __str__(self) -> str:

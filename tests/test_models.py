@@ -7,7 +7,7 @@ from unittest import mock
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -274,6 +274,34 @@ def test_str_and_repr_show_no_secret(user: Any, make_token: Any) -> None:
     for text in (str(token), repr(token)):
         assert "secret" not in text
         assert "v1:" not in text
+
+
+def test_one_frameio_account_cannot_be_stored_for_two_users(
+    user: Any, other_user: Any, make_token: Any
+) -> None:
+    make_token(user, provider_user_id="fio-shared")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        make_token(other_user, provider_user_id="fio-shared")
+    assert list(OAuthToken.objects.values_list("user_id", flat=True)) == [user.pk]
+
+
+@pytest.mark.postgres
+def test_the_token_table_carries_only_the_indexes_its_queries_use() -> None:
+    # Every refresh moves next_refresh_at (an indexed column), so it writes to every index:
+    # an index nothing reads, such as the LIKE index Django adds for unique=True text fields,
+    # would only slow refreshes down.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = %s",
+            [OAuthToken._meta.db_table],
+        )
+        definitions = sorted(row[0].split(" USING ")[1] for row in cursor.fetchall())
+    assert definitions == [
+        "btree (id)",
+        "btree (provider_user_id)",
+        "btree (status, next_refresh_at, id)",
+        "btree (user_id)",
+    ]
 
 
 def test_due_finds_only_active_tokens_whose_time_has_come(
