@@ -9,6 +9,8 @@ percent-encoded form; text that still decodes to a secret is dropped whole), and
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class FrameioOAuthError(Exception):
     """Base class of every error raised by frameio_oauth."""
@@ -40,11 +42,17 @@ class ProviderError(FrameioOAuthError):
 
 
 class ProviderUnavailable(FrameioOAuthError):
-    """A transient failure: timeout, connection error, HTTP 5xx or 429. Safe to retry later."""
+    """A transient failure: timeout, connection error, HTTP 5xx or 429. Safe to retry later.
+
+    ``retry_after`` is the provider's ``Retry-After`` in seconds, if it sent one. ``retry_at``
+    is set when a refresh recorded the failure on the token's row: the time the row backs off
+    until (a retry before then finds the token not due and does nothing).
+    """
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.retry_at: datetime | None = None
 
 
 class RefreshInsideTransaction(FrameioOAuthError):

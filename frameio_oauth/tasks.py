@@ -13,7 +13,10 @@ Beat schedule (every minute)::
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
+from django.utils import timezone
 
 from . import services
 from .exceptions import ProviderUnavailable
@@ -54,6 +57,7 @@ def refresh_due_token(token_id: int) -> str:
 
 
 @shared_task(
+    bind=True,
     name="frameio_oauth.tasks.refresh_token",
     acks_late=True,
     autoretry_for=(ProviderUnavailable,),
@@ -64,8 +68,14 @@ def refresh_due_token(token_id: int) -> str:
     soft_time_limit=60,
     time_limit=90,
 )
-def refresh_token(token_id: int, force: bool = False) -> str:
-    """Refresh one token now. Retries only transient failures, with backoff and jitter.
+def refresh_token(self: Any, token_id: int, force: bool = False) -> str:
+    """Refresh one token now; returns ``"refreshed"``, or ``"not_due"`` if it was fresh.
+    Retries only transient failures, with backoff and jitter.
+
+    A failed refresh backs the row off (exponential, jittered, honouring Retry-After), and
+    the retry is scheduled for that time: sooner, it would find the token not due and end
+    without trying. Where no row recorded the failure (the wait for another worker's refresh
+    ran out), Celery's own backoff applies.
 
     The worst case of one run: a NOWAIT lock attempt, a wait for another worker's refresh to
     finish (at most HTTP_TIMEOUT + 5 s), this refresh's own provider call (at most
@@ -73,5 +83,10 @@ def refresh_token(token_id: int, force: bool = False) -> str:
     2 * HTTP_TIMEOUT + 15 s, 35 s at the default HTTP_TIMEOUT of 10 s. The soft limit must stay
     above that: raise both limits if you raise HTTP_TIMEOUT past 20 s.
     """
-    token = services.refresh(token_id, force=force)
-    return token.status
+    try:
+        return services.refresh_with_outcome(token_id, force=force)[1].value
+    except ProviderUnavailable as exc:
+        if exc.retry_at is None:
+            raise
+        wait = (exc.retry_at - timezone.now()).total_seconds()
+        raise self.retry(exc=exc, countdown=max(wait, 0.0)) from exc

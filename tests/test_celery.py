@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import responses
+import time_machine
 from celery.contrib.testing.worker import start_worker
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.result import EagerResult
@@ -74,16 +75,59 @@ def test_a_fanned_out_row_that_is_no_longer_due_is_skipped(
 
 
 @pytest.mark.django_db
-def test_the_token_task_retries_a_transient_failure(
+def test_the_token_task_says_whether_it_refreshed(
     due_token: OAuthToken, provider_http: responses.RequestsMock
 ) -> None:
-    provider_http.post(TOKEN_URL, status=503)
+    provider_http.post(TOKEN_URL, json=NEW)
+    assert refresh_token.apply(args=[due_token.pk]).get() == "refreshed"
+    assert refresh_token.apply(args=[due_token.pk]).get() == "not_due"
+    assert len(provider_http.calls) == 1
+
+
+@pytest.mark.django_db
+def test_the_token_task_retries_a_transient_failure_when_the_row_backs_off_until(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    # Retry-After makes the row's backoff exactly 120 s (the first failure's own is 15-30 s).
+    provider_http.post(TOKEN_URL, status=503, headers={"Retry-After": "120"})
     with pytest.raises(Retry) as caught:
         refresh_token.apply(args=[due_token.pk]).get()
     assert isinstance(caught.value.exc, ProviderUnavailable)
+    row = OAuthToken.objects.get(pk=due_token.pk)
+    assert row.next_refresh_at is not None
+    backoff = (row.next_refresh_at - timezone.now()).total_seconds()
+    assert 119 <= backoff <= 120
+    # The retry runs when the row is due again, not before (it would find it not due).
+    assert abs(caught.value.when - backoff) < 1
+    assert len(provider_http.calls) == 1
+
+
+@pytest.mark.django_db
+def test_the_token_tasks_retry_calls_the_provider_again(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=503, headers={"Retry-After": "120"})
+    with pytest.raises(Retry) as caught:
+        refresh_token.apply(args=[due_token.pk]).get()
+    provider_http.replace(responses.POST, TOKEN_URL, json=NEW)
+    with time_machine.travel(timezone.now() + timedelta(seconds=caught.value.when + 0.01)):
+        assert refresh_token.apply(args=[due_token.pk]).get() == "refreshed"
+    assert len(provider_http.calls) == 2
+    assert OAuthToken.objects.get(pk=due_token.pk).access_token == "AT-new"
+
+
+@pytest.mark.django_db
+def test_the_token_task_falls_back_to_celerys_backoff_when_no_row_recorded_the_failure(
+    due_token: OAuthToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def lock_wait_ran_out(token_id: int, force: bool = False) -> Any:
+        raise ProviderUnavailable("waited too long for another worker's refresh")
+
+    monkeypatch.setattr(services, "refresh_with_outcome", lock_wait_ran_out)
+    with pytest.raises(Retry) as caught:
+        refresh_token.apply(args=[due_token.pk]).get()
     # Full jitter: a delay drawn from [0, retry_backoff] for the first retry.
     assert 0 <= caught.value.when <= refresh_token.retry_backoff
-    assert len(provider_http.calls) == 1
 
 
 @pytest.mark.django_db

@@ -27,6 +27,7 @@ from ._refresh import (
     refresh,
     refresh_due,
     refresh_if_due,
+    refresh_with_outcome,
     replace_rejected_token,
 )
 from ._revocations import DisconnectResult, retry_due_revocations
@@ -49,6 +50,7 @@ __all__ = [
     "refresh",
     "refresh_due",
     "refresh_if_due",
+    "refresh_with_outcome",
     "replace_rejected_token",
     "retry_due_revocations",
     "rotate_encryption_keys",

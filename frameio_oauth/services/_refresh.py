@@ -127,11 +127,17 @@ def refresh(token_id: int, *, force: bool = False) -> OAuthToken:
     second provider call. Raises NotConnected, ReauthorizationRequired, ProviderUnavailable
     (also when the wait runs out), ProviderError, or RefreshInsideTransaction.
     """
-    token, _, error = _refresh_locked(token_id, force=force, skip_locked=False)
+    return refresh_with_outcome(token_id, force=force)[0]
+
+
+def refresh_with_outcome(token_id: int, *, force: bool = False) -> tuple[OAuthToken, Outcome]:
+    """:func:`refresh`, also saying whether it called the provider (``REFRESHED``) or found
+    the token not due (``NOT_DUE``). Raises as :func:`refresh` does."""
+    token, outcome, error = _refresh_locked(token_id, force=force, skip_locked=False)
     if error is not None:
         raise error
     assert token is not None
-    return token
+    return token, outcome
 
 
 @sensitive_variables()
@@ -240,6 +246,8 @@ def _refresh_locked_once(
         return token, _refresh_row(token, now, attempt)
 
     token, result = _in_own_transaction(work)
+    if isinstance(result.error, ProviderUnavailable):
+        result.error.retry_at = result.retry_at
     return token, result.outcome, result.error
 
 
