@@ -23,17 +23,22 @@ from .exceptions import ProviderUnavailable
 
 
 @shared_task(name="frameio_oauth.tasks.refresh_due_tokens", ignore_result=False)
-def refresh_due_tokens(limit: int | None = None, fanout: bool = False) -> dict[str, int]:
+def refresh_due_tokens(
+    limit: int | None = None, fanout: bool = False, expires: float | None = 60.0
+) -> dict[str, int]:
     """The beat sweep. Several workers and overlapping ticks are safe: rows are skip-locked.
 
     ``fanout=True`` enqueues one ``refresh_due_token`` task per due row instead of refreshing
     in this task, so a large backlog spreads over every worker (see README, "1,000,000 users").
+    Each such task is dropped unrun once ``expires`` seconds old (keep it at the beat
+    interval): every tick enqueues each row still due again, so without it a backlog in the
+    workers would grow by a whole tick's rows every tick, mostly tasks for rows already done.
     """
     if not fanout:
         return services.refresh_due(limit).as_dict()
     enqueued = 0
     for token_id in services.due_token_ids(limit):
-        refresh_due_token.delay(token_id)
+        refresh_due_token.apply_async((token_id,), expires=expires)
         enqueued += 1
     # Deferred revocations are few (only those a provider outage held up): done right here.
     return {"enqueued": enqueued, "revoked": services.retry_due_revocations()}

@@ -64,6 +64,20 @@ def test_a_fanned_out_sweep_enqueues_one_task_per_due_row(
 
 
 @pytest.mark.django_db
+def test_a_fanned_out_sweeps_tasks_expire_after_one_beat_interval(
+    make_due_tokens: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_due_tokens(2)
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        refresh_due_token, "apply_async", lambda args, **options: sent.append(options)
+    )
+    refresh_due_tokens.apply(kwargs={"fanout": True}).get()
+    refresh_due_tokens.apply(kwargs={"fanout": True, "expires": 300}).get()
+    assert [options["expires"] for options in sent] == [60.0, 60.0, 300, 300]
+
+
+@pytest.mark.django_db
 def test_a_fanned_out_row_that_is_no_longer_due_is_skipped(
     due_token: OAuthToken, provider_http: responses.RequestsMock
 ) -> None:
@@ -222,6 +236,39 @@ def test_a_real_worker_on_redis_runs_the_sweep_and_the_token_changes(
     after = OAuthToken.objects.get(pk=due_token.pk)
     assert after.access_token != due_token.access_token
     assert after.refresh_token in provider.live
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_drops_a_fanned_out_task_that_waited_past_its_expiry(
+    due_token: OAuthToken,
+) -> None:
+    from tests.fake_provider import rotating_provider
+
+    with rotating_provider() as (url, provider):
+        app.conf.update(task_always_eager=False, broker_url=REDIS_URL, result_backend=REDIS_URL)
+        try:
+            from django.conf import settings
+            from django.test import override_settings
+
+            oauth = {**settings.FRAMEIO_OAUTH, "TOKEN_URL": url}
+            with override_settings(FRAMEIO_OAUTH=oauth):
+                # Enqueued while no worker consumes, as behind a backlog.
+                summary = refresh_due_tokens.apply(kwargs={"fanout": True, "expires": 0.2}).get()
+                time.sleep(0.5)
+                with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False):
+                    with app.connection_for_write() as conn:
+                        queue = conn.default_channel.client
+                        deadline = time.monotonic() + 10
+                        while queue.llen("celery") and time.monotonic() < deadline:
+                            time.sleep(0.05)
+                    time.sleep(0.5)  # a task that ran would have called the provider by now
+        finally:
+            app.conf.update(task_always_eager=True)
+    assert summary == {"enqueued": 1, "revoked": 0}
+    assert provider.requests == 0
+    assert OAuthToken.objects.due().filter(pk=due_token.pk).exists()
 
 
 @pytest.fixture
