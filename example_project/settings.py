@@ -151,5 +151,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"frameio_oauth": {"handlers": ["console"], "level": "INFO"}},
+    # propagate=False: Celery's worker logs through the root logger too, and every line
+    # would be printed twice.
+    "loggers": {"frameio_oauth": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }

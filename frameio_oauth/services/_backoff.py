@@ -1,4 +1,6 @@
-"""When to try again after a transient provider failure: exponential backoff, full jitter."""
+"""When to try again after a transient provider failure: exponential backoff, jittered into
+the upper half of each delay (never sooner than half the backoff, so an outage is not hit
+early)."""
 
 from __future__ import annotations
 
