@@ -139,3 +139,41 @@ def test_user_refresh_of_a_due_token_says_it_refreshed(
 def test_a_limit_below_one_is_refused() -> None:
     with pytest.raises(CommandError, match="must be 1 or more"):
         call_command("frameio_refresh_tokens", "--limit", "0")
+
+
+def test_a_sweep_with_a_failed_refresh_exits_with_an_error_after_its_summary(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock, capsys: Any
+) -> None:
+    make_token(user, next_refresh_at=timezone.now() - timedelta(seconds=1))
+    provider_http.post(TOKEN_URL, status=503)
+    with pytest.raises(CommandError, match=r"1 refresh\(es\) failed"):
+        call_command("frameio_refresh_tokens")
+    assert "refreshed 0, skipped 0, failed 1, reauth 0, revoked 0" in capsys.readouterr().out
+
+
+def test_a_sweep_whose_only_problem_is_a_revoked_grant_succeeds(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock, capsys: Any
+) -> None:
+    make_token(user, next_refresh_at=timezone.now() - timedelta(seconds=1))
+    provider_http.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
+    call_command("frameio_refresh_tokens")
+    assert "failed 0, reauth 1" in capsys.readouterr().out
+
+
+def test_user_on_a_token_backing_off_says_so_rather_than_not_due(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock, capsys: Any
+) -> None:
+    retry_at = timezone.now() + timedelta(seconds=20)
+    token = make_token(
+        user,
+        expires_at=timezone.now() + timedelta(minutes=3),
+        next_refresh_at=retry_at,
+        failure_count=2,
+        last_error="token endpoint answered HTTP 503",
+    )
+    call_command("frameio_refresh_tokens", "--user", "alice")
+    out = capsys.readouterr().out
+    assert f"token {token.pk} is backing off after 2 failed refresh(es) until {retry_at}" in out
+    assert "HTTP 503" in out
+    assert "not due" not in out
+    assert len(provider_http.calls) == 0

@@ -51,12 +51,19 @@ class Command(BaseCommand):
                 self.stdout.write(f"  token {token_id}: {outcome.value}")
 
         summary = services.refresh_due(options["limit"], progress=progress)
-        self.stdout.write(
-            self.style.SUCCESS(
-                "refreshed {refreshed}, skipped {skipped}, failed {failed}, reauth {reauth}, "
-                "revoked {revoked}".format(**summary.as_dict())
-            )
+        line = (
+            "refreshed {refreshed}, skipped {skipped}, failed {failed}, reauth {reauth}, "
+            "revoked {revoked}".format(**summary.as_dict())
         )
+        if summary.failed:
+            # Exit status 1, so cron and monitoring notice. (A reauth is the user's to fix by
+            # signing in again, not the operator's: it does not fail the run.)
+            self.stdout.write(self.style.WARNING(line))
+            raise CommandError(
+                f"{summary.failed} refresh(es) failed; each row's last_error says why, and "
+                "it is retried after its backoff"
+            )
+        self.stdout.write(self.style.SUCCESS(line))
 
     def _one_user(self, username: str, *, force: bool, dry_run: bool) -> None:
         user_model = get_user_model()
@@ -71,22 +78,26 @@ class Command(BaseCommand):
             if force or services.needs_refresh(token):
                 self.stdout.write(f"would refresh token {token.pk} (expires {token.expires_at})")
             else:
-                self.stdout.write(
-                    f"token {token.pk} is not due (expires {token.expires_at}); "
-                    "--force would refresh it"
-                )
+                self.stdout.write(f"{_not_due(token)}; --force would refresh it")
             return
-        before = token.last_refreshed_at
         try:
-            token = services.refresh(token.pk, force=force)
+            token, outcome = services.refresh_with_outcome(token.pk, force=force)
         except FrameioOAuthError as exc:
             raise CommandError(f"refresh failed: {exc}") from exc
-        if token.last_refreshed_at == before:
-            self.stdout.write(
-                f"token {token.pk} is not due (expires {token.expires_at}); nothing sent. "
-                "--force refreshes it anyway"
-            )
+        if outcome is not services.Outcome.REFRESHED:
+            self.stdout.write(f"{_not_due(token)}; nothing sent. --force refreshes it anyway")
             return
         self.stdout.write(
             self.style.SUCCESS(f"refreshed token {token.pk}; it expires {token.expires_at}")
         )
+
+
+def _not_due(token: OAuthToken) -> str:
+    if token.failure_count and token.next_refresh_at is not None:
+        # Inside the margin but backing off: saying "not due" here would hide the failures.
+        return (
+            f"token {token.pk} is backing off after {token.failure_count} failed refresh(es) "
+            f"until {token.next_refresh_at} (last error: {token.last_error}; expires "
+            f"{token.expires_at})"
+        )
+    return f"token {token.pk} is not due (expires {token.expires_at})"
