@@ -105,6 +105,9 @@ CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL if redis_available() else None
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
+# A queue of this run's own: two checkouts testing at once share the Redis database, and on the
+# default queue each one's worker took the other's tasks and ran them with its own settings.
+CELERY_TASK_DEFAULT_QUEUE = f"frameio_oauth_tests_{_CHECKOUT}_{os.getpid()}"
 
 LOGGING = {
     "version": 1,

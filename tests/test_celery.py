@@ -12,6 +12,7 @@ import time_machine
 from celery.contrib.testing.worker import start_worker
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.result import EagerResult
+from celery.signals import task_prerun
 from django.utils import timezone
 
 from frameio_oauth import provider, services
@@ -216,6 +217,12 @@ def test_a_real_worker_on_redis_runs_the_sweep_and_the_token_changes(
             from django.test import override_settings
 
             oauth = {**settings.FRAMEIO_OAUTH, "TOKEN_URL": url}
+            ran_on_worker: list[str] = []
+
+            def record(sender: Any, **kwargs: Any) -> None:
+                ran_on_worker.append(sender.name)
+
+            task_prerun.connect(record, weak=False)
             with (
                 override_settings(FRAMEIO_OAUTH=oauth),
                 start_worker(app, pool="threads", concurrency=2, perform_ping_check=False),
@@ -227,12 +234,16 @@ def test_a_real_worker_on_redis_runs_the_sweep_and_the_token_changes(
                     while OAuthToken.objects.due().exists() and time.monotonic() < deadline:
                         time.sleep(0.1)
         finally:
+            task_prerun.disconnect(record)
             app.conf.update(task_always_eager=True)
     assert not isinstance(result, EagerResult)
     if fanout:
         assert summary == {"enqueued": 1, "revoked": 0}
+        # The row's refresh went through the broker as a task of its own.
+        assert sorted(ran_on_worker) == [refresh_due_token.name, refresh_due_tokens.name]
     else:
         assert summary["refreshed"] == 1
+        assert ran_on_worker == [refresh_due_tokens.name]
     after = OAuthToken.objects.get(pk=due_token.pk)
     assert after.access_token != due_token.access_token
     assert after.refresh_token in provider.live
@@ -259,9 +270,10 @@ def test_a_real_worker_drops_a_fanned_out_task_that_waited_past_its_expiry(
                 time.sleep(0.5)
                 with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False):
                     with app.connection_for_write() as conn:
-                        queue = conn.default_channel.client
+                        redis = conn.default_channel.client
+                        queue = app.conf.task_default_queue
                         deadline = time.monotonic() + 10
-                        while queue.llen("celery") and time.monotonic() < deadline:
+                        while redis.llen(queue) and time.monotonic() < deadline:
                             time.sleep(0.05)
                     time.sleep(0.5)  # a task that ran would have called the provider by now
         finally:
