@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -59,6 +61,41 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             "CI runs them against PostgreSQL and Redis.",
             yellow=True,
         )
+
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+
+
+def _is_loopback(host: str | bytes | None) -> bool:
+    if not host:
+        return True
+    name = (host.decode() if isinstance(host, bytes) else host).rstrip(".").lower()
+    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+@pytest.fixture(autouse=True)
+def nothing_leaves_loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test fails if anything in this process resolves a host beyond loopback: the
+    tests use Frame.io's real URLs with ``responses`` (which resolves nothing), so a missing
+    mock would otherwise send a request to the real Frame.io."""
+    attempts: list[str] = []
+    resolve = socket.getaddrinfo
+
+    def loopback_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _is_loopback(host):
+            attempts.append(str(host))
+            raise socket.gaierror(socket.EAI_NONAME, f"tests may not reach {host}")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
+    yield
+    assert not attempts, f"the test tried to reach {sorted(set(attempts))} beyond loopback"
 
 
 @pytest.fixture
