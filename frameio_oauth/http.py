@@ -106,7 +106,8 @@ class FrameioAuth(requests.auth.AuthBase):
         retry.headers["Authorization"] = f"Bearer {token}"
         setattr(retry, _SENT, token)
         setattr(retry, _RETRIED, True)
-        # The copy keeps this hook; _RETRIED stops it from firing a second time.
+        # Sent through the adapter, which runs no hooks, so this hook never sees the retry's
+        # answer; _RETRIED keeps it so should the copy ever be sent through a Session.
         new_response: requests.Response = response.connection.send(retry, **kwargs)
         new_response.history.append(response)
         new_response.request = retry

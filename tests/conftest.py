@@ -14,6 +14,8 @@ from django.utils import timezone
 from frameio_oauth.models import OAuthToken
 from tests.services_probe import (
     IN_CI,
+    PG_HOST,
+    PG_PORT,
     REDIS_URL,
     browser_available,
     postgres_available,
@@ -37,7 +39,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     missing = []
     if item.get_closest_marker("postgres") and not postgres_available():
-        missing.append("PostgreSQL at 127.0.0.1:5432")
+        missing.append(f"PostgreSQL at {PG_HOST}:{PG_PORT}")
     if item.get_closest_marker("redis") and not redis_available():
         missing.append(f"Redis at {REDIS_URL}")
     if item.get_closest_marker("browser") and not browser_available():

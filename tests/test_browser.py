@@ -11,6 +11,7 @@ import pytest
 from django.test import override_settings
 
 from frameio_oauth.models import OAuthToken
+from tests.services_probe import browser_paths
 from tests.standin import PUBLIC, Standin
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -22,7 +23,11 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
+    # pytest_runtest_setup has already failed or skipped the test if either is missing.
+    paths = browser_paths()
+    assert paths is not None
+    chromium, chromedriver = paths
+    options.binary_location = chromium
     for flag in (
         "--headless=new",
         "--no-sandbox",
@@ -35,7 +40,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         f"--user-data-dir={tmp_path / 'profile'}",
     ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    driver = webdriver.Chrome(options=options, service=Service(chromedriver))
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
