@@ -79,23 +79,14 @@ def test_a_fanned_out_sweeps_tasks_expire_after_one_beat_interval(
 
 
 @pytest.mark.django_db
-def test_a_fanned_out_row_that_is_no_longer_due_is_skipped(
-    due_token: OAuthToken, provider_http: responses.RequestsMock
+@pytest.mark.parametrize("task", [refresh_due_token, refresh_token], ids=lambda task: task.name)
+def test_a_per_token_task_says_whether_it_refreshed_and_skips_a_row_no_longer_due(
+    due_token: OAuthToken, provider_http: responses.RequestsMock, task: Any
 ) -> None:
     provider_http.post(TOKEN_URL, json=NEW)
-    assert refresh_due_token.apply(args=[due_token.pk]).get() == "refreshed"
-    # A second enqueue of the same row (an overlapping beat tick) makes no provider call.
-    assert refresh_due_token.apply(args=[due_token.pk]).get() == "not_due"
-    assert len(provider_http.calls) == 1
-
-
-@pytest.mark.django_db
-def test_the_token_task_says_whether_it_refreshed(
-    due_token: OAuthToken, provider_http: responses.RequestsMock
-) -> None:
-    provider_http.post(TOKEN_URL, json=NEW)
-    assert refresh_token.apply(args=[due_token.pk]).get() == "refreshed"
-    assert refresh_token.apply(args=[due_token.pk]).get() == "not_due"
+    assert task.apply(args=[due_token.pk]).get() == "refreshed"
+    # A second run for the same row (an overlapping beat tick) makes no provider call.
+    assert task.apply(args=[due_token.pk]).get() == "not_due"
     assert len(provider_http.calls) == 1
 
 
