@@ -90,33 +90,36 @@ def test_a_per_token_task_says_whether_it_refreshed_and_skips_a_row_no_longer_du
     assert len(provider_http.calls) == 1
 
 
-@pytest.mark.django_db
-def test_the_token_task_retries_a_transient_failure_when_the_row_backs_off_until(
-    due_token: OAuthToken, provider_http: responses.RequestsMock
-) -> None:
-    # Retry-After makes the row's backoff exactly 120 s (the first failure's own is 15-30 s).
+@pytest.fixture
+def retry_after_a_503(due_token: OAuthToken, provider_http: responses.RequestsMock) -> Retry:
+    """The token task's Retry after a 503 whose Retry-After makes the row's backoff exactly
+    120 s (the first failure's own is 15-30 s)."""
     provider_http.post(TOKEN_URL, status=503, headers={"Retry-After": "120"})
     with pytest.raises(Retry) as caught:
         refresh_token.apply(args=[due_token.pk]).get()
-    assert isinstance(caught.value.exc, ProviderUnavailable)
+    return caught.value
+
+
+@pytest.mark.django_db
+def test_the_token_task_retries_a_transient_failure_when_the_row_backs_off_until(
+    due_token: OAuthToken, provider_http: responses.RequestsMock, retry_after_a_503: Retry
+) -> None:
+    assert isinstance(retry_after_a_503.exc, ProviderUnavailable)
     row = OAuthToken.objects.get(pk=due_token.pk)
     assert row.next_refresh_at is not None
     backoff = (row.next_refresh_at - timezone.now()).total_seconds()
     assert 119 <= backoff <= 120
     # The retry runs when the row is due again, not before (it would find it not due).
-    assert abs(caught.value.when - backoff) < 1
+    assert abs(retry_after_a_503.when - backoff) < 1
     assert len(provider_http.calls) == 1
 
 
 @pytest.mark.django_db
 def test_the_token_tasks_retry_calls_the_provider_again(
-    due_token: OAuthToken, provider_http: responses.RequestsMock
+    due_token: OAuthToken, provider_http: responses.RequestsMock, retry_after_a_503: Retry
 ) -> None:
-    provider_http.post(TOKEN_URL, status=503, headers={"Retry-After": "120"})
-    with pytest.raises(Retry) as caught:
-        refresh_token.apply(args=[due_token.pk]).get()
     provider_http.replace(responses.POST, TOKEN_URL, json=NEW)
-    with time_machine.travel(timezone.now() + timedelta(seconds=caught.value.when + 0.01)):
+    with time_machine.travel(timezone.now() + timedelta(seconds=retry_after_a_503.when + 0.01)):
         assert refresh_token.apply(args=[due_token.pk]).get() == "refreshed"
     assert len(provider_http.calls) == 2
     assert OAuthToken.objects.get(pk=due_token.pk).access_token == "AT-new"
