@@ -3,32 +3,42 @@
 The admin never writes a token row itself. A row's page is view-only: a full save from an
 unlocked read could write back a refresh token that a concurrent refresh has just spent, and
 presenting it again can make the provider revoke the whole grant. Every way the admin offers to
-remove rows (the Delete button, the actions) goes through ``services.disconnect``, so the grant
-is revoked at Frame.io (RFC 7009) first, as the disconnect view does.
+remove rows (the Delete button, the bulk delete action) goes through ``services.disconnect``,
+so the grant is revoked at Frame.io (RFC 7009) first, as the disconnect view does, and the
+history is written after the outcome is known.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.timesince import timeuntil
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from . import services
 from .exceptions import FrameioOAuthError, NotConnected
 from .models import OAuthToken
+
+# An action stops starting provider calls after this long, so a provider that does not answer
+# (HTTP_TIMEOUT per row) cannot hold the request past a proxy's timeout; the rest are reported
+# as not attempted.
+ACTION_BUDGET = 20.0
 
 
 def fingerprint(secret: str | None) -> str:
@@ -53,7 +63,7 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_select_related = ("user",)
     search_fields = ("provider_email",)
     ordering = ("-updated_at",)
-    actions = ("refresh_now", "revoke_and_disconnect")
+    actions = ("refresh_now", "delete_selected")
     fields = (
         "user",
         "provider",
@@ -92,9 +102,13 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             actions = super().get_actions(  # type: ignore[call-arg,unused-ignore]
                 request, action_location=action_location
             )
-        # "Revoke and disconnect" does the same and says what happened at Frame.io.
-        actions.pop("delete_selected", None)
         return actions
+
+    @transaction.non_atomic_requests
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        # The actions run here: under ATOMIC_REQUESTS, "Refresh now" would be refused (a
+        # refresh never runs inside a caller's transaction) and a revocation would wait on it.
+        return super().changelist_view(request, extra_context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Rows come only from a completed sign-in; a hand-made row would hold no real grant.
@@ -119,6 +133,11 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> None:
         self._disconnect(request, queryset.select_related("user"))
+
+    def log_deletions(self, request: HttpRequest, queryset: Any) -> list[LogEntry]:
+        # Django logs before deleting; a row whose revocation Frame.io did not confirm stays,
+        # so _disconnect logs each row once its outcome is known instead.
+        return []
 
     def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
         if IS_POPUP_VAR in request.POST:
@@ -165,13 +184,22 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.action(description=_("Refresh now"), permissions=["change"])
     def refresh_now(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> None:
-        refreshed, failed = 0, 0
-        for token in queryset:
+        refreshed, failed, skipped = 0, 0, 0
+        deadline = time.monotonic() + ACTION_BUDGET
+        for token in queryset.select_related("user"):
+            if time.monotonic() > deadline:
+                skipped += 1
+                continue
             try:
                 services.refresh(token.pk, force=True)
             except FrameioOAuthError as exc:
                 failed += 1
-                self.message_user(request, f"{token}: {exc}", messages.WARNING)
+                # Messages are redacted and safe to show (see exceptions.py).
+                self.message_user(
+                    request,
+                    gettext("%(token)s: %(error)s") % {"token": token, "error": exc},
+                    messages.WARNING,
+                )
             else:
                 refreshed += 1
         if refreshed:
@@ -185,26 +213,48 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 % {"count": refreshed},
                 messages.SUCCESS,
             )
+        self._report_not_attempted(request, skipped)
 
-    @admin.action(description=_("Revoke and disconnect"), permissions=["delete"])
-    def revoke_and_disconnect(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> None:
-        self._disconnect(request, queryset.select_related("user"))
+    @admin.action(
+        description=_("Revoke and disconnect selected %(verbose_name_plural)s"),
+        permissions=["delete"],
+    )
+    def delete_selected(
+        self, request: HttpRequest, queryset: QuerySet[OAuthToken]
+    ) -> HttpResponse | None:
+        # Django's own confirmation page first; once confirmed, the revocation (which Django's
+        # action would report as "Successfully deleted" even when the rows stay).
+        if request.POST.get("post"):
+            self._disconnect(request, queryset.select_related("user"))
+            return None
+        response: HttpResponse | None = django_delete_selected(self, request, queryset)
+        return response
 
     def _disconnect(self, request: HttpRequest, tokens: Iterable[OAuthToken]) -> None:
-        confirmed, pending, unconfirmed, gone = 0, 0, 0, 0
+        confirmed, pending, unconfirmed, gone, skipped = 0, 0, 0, 0, 0
+        errors: set[str] = set()
+        deadline = time.monotonic() + ACTION_BUDGET
         for token in tokens:
+            if time.monotonic() > deadline:
+                skipped += 1
+                continue
             try:
                 result = services.disconnect(token.user)
             except NotConnected:
                 # Removed meanwhile, by another admin or by the sweep's deferred revocation.
                 gone += 1
                 continue
+            if result.error:
+                errors.add(result.error)
             if result.revoked_at_provider:
                 confirmed += 1
+                self._log(request, token, DELETION, "")
             elif result.pending:
                 pending += 1
+                self._log(request, token, CHANGE, gettext("Revocation pending"))
             else:
                 unconfirmed += 1
+                self._log(request, token, DELETION, gettext("Revocation not confirmed"))
         if confirmed:
             self.message_user(
                 request,
@@ -216,6 +266,7 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 % {"count": confirmed},
                 messages.SUCCESS,
             )
+        reason = gettext(" Reason: %(errors)s") % {"errors": "; ".join(sorted(errors))}
         if pending:
             self.message_user(
                 request,
@@ -226,7 +277,8 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     "revocation, which will be retried and the rows removed then.",
                     pending,
                 )
-                % {"count": pending},
+                % {"count": pending}
+                + reason,
                 messages.WARNING,
             )
         if unconfirmed:
@@ -237,7 +289,8 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     "%(count)d tokens were removed, but Frame.io did not confirm their revocation.",
                     unconfirmed,
                 )
-                % {"count": unconfirmed},
+                % {"count": unconfirmed}
+                + reason,
                 messages.WARNING,
             )
         if gone:
@@ -250,4 +303,32 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 )
                 % {"count": gone},
                 messages.INFO,
+            )
+        self._report_not_attempted(request, skipped)
+
+    def _log(self, request: HttpRequest, token: OAuthToken, flag: int, message: str) -> None:
+        # The row may be gone already: log the instance as it was, by its primary key.
+        # The admin site lets only signed-in staff this far.
+        assert request.user.pk is not None
+        LogEntry.objects.log_actions(
+            user_id=request.user.pk,
+            queryset=[token],
+            action_flag=flag,
+            change_message=message,
+            single_object=True,
+        )
+
+    def _report_not_attempted(self, request: HttpRequest, skipped: int) -> None:
+        if skipped:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d token was not attempted: the action ran out of time (Frame.io "
+                    "is slow or not answering). Select it again to retry.",
+                    "%(count)d tokens were not attempted: the action ran out of time (Frame.io "
+                    "is slow or not answering). Select them again to retry.",
+                    skipped,
+                )
+                % {"count": skipped},
+                messages.WARNING,
             )

@@ -6,11 +6,14 @@ from urllib.parse import parse_qs
 import pytest
 import responses
 from django.contrib import admin
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.contrib.messages.storage.fallback import FallbackStorage
+from django.db import connection
 from django.test import Client, RequestFactory
 
+from frameio_oauth import admin as admin_module
 from frameio_oauth.admin import OAuthTokenAdmin
 from frameio_oauth.models import OAuthToken
 from tests.conftest import REVOKE_URL, TOKEN_URL
@@ -135,7 +138,26 @@ def test_refresh_now_reports_a_failure_and_keeps_the_token(
     assert OAuthToken.objects.get(pk=token.pk).access_token == token.access_token
 
 
-def test_revoke_and_disconnect_action_removes_the_rows(
+def revoke_selected(browser: Client, tokens: list[OAuthToken], *, confirm: bool = True) -> Any:
+    form: dict[str, Any] = {"action": "delete_selected", "_selected_action": [t.pk for t in tokens]}
+    if confirm:
+        form["post"] = "yes"  # what Django's confirmation page sends back
+    return browser.post(CHANGELIST, form, follow=True)
+
+
+def test_the_delete_action_asks_for_confirmation_and_revokes_nothing_until_then(
+    admin_browser: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user)
+    response = revoke_selected(admin_browser, [token], confirm=False)
+    assert response.status_code == 200
+    assert b"Are you sure" in response.content
+    assert b'name="post" value="yes"' in response.content
+    assert len(provider_http.calls) == 0
+    assert OAuthToken.objects.filter(pk=token.pk).exists()
+
+
+def test_the_confirmed_delete_action_revokes_and_removes_the_rows(
     admin_browser: Client,
     user: Any,
     other_user: Any,
@@ -144,38 +166,85 @@ def test_revoke_and_disconnect_action_removes_the_rows(
 ) -> None:
     tokens = [make_token(user), make_token(other_user)]
     provider_http.post(REVOKE_URL, body="")
-    response = admin_browser.post(
-        CHANGELIST,
-        {"action": "revoke_and_disconnect", "_selected_action": [t.pk for t in tokens]},
-        follow=True,
-    )
+    response = revoke_selected(admin_browser, tokens)
     assert b"2 tokens were revoked and removed" in response.content
+    assert b"Successfully deleted" not in response.content
     assert not OAuthToken.objects.exists()
     assert len(provider_http.calls) == 2
 
 
-def test_revoke_and_disconnect_during_an_outage_keeps_the_row_to_revoke_later(
+def test_the_delete_action_during_an_outage_keeps_the_row_and_says_why(
     admin_browser: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
 ) -> None:
     token = make_token(user)
     provider_http.post(REVOKE_URL, status=503)
-    response = admin_browser.post(
-        CHANGELIST,
-        {"action": "revoke_and_disconnect", "_selected_action": [token.pk]},
-        follow=True,
-    )
+    response = revoke_selected(admin_browser, [token])
     assert b"1 token is disconnected; Frame.io did not confirm its revocation" in response.content
+    assert b"HTTP 503" in response.content
     assert OAuthToken.objects.get(pk=token.pk).status == OAuthToken.Status.REVOKED
 
 
-def test_the_bulk_delete_action_gives_way_to_revoke_and_disconnect(
-    admin_browser: Client, user: Any, make_token: Any
+def test_the_history_records_a_removal_as_a_deletion_and_a_pending_one_as_a_change(
+    admin_browser: Client,
+    user: Any,
+    other_user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
 ) -> None:
-    make_token(user)
-    response = admin_browser.get(CHANGELIST)
-    actions = [choice[0] for choice in response.context["action_form"].fields["action"].choices]
-    assert "delete_selected" not in actions
-    assert {"refresh_now", "revoke_and_disconnect"} <= set(actions)
+    removed, kept = make_token(user), make_token(other_user)
+    provider_http.post(REVOKE_URL, body="")
+    revoke_selected(admin_browser, [removed])
+    provider_http.replace(responses.POST, REVOKE_URL, status=503)
+    revoke_selected(admin_browser, [kept])
+    entries = {
+        int(entry.object_id): (entry.action_flag, entry.change_message)
+        for entry in LogEntry.objects.all()
+    }
+    assert entries == {removed.pk: (DELETION, ""), kept.pk: (CHANGE, "Revocation pending")}
+
+
+def test_the_delete_button_on_a_row_frameio_keeps_does_not_log_a_deletion(
+    admin_browser: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user)
+    provider_http.post(REVOKE_URL, status=503)
+    admin_browser.post(f"{CHANGELIST}{token.pk}/delete/", {"post": "yes"}, follow=True)
+    assert OAuthToken.objects.filter(pk=token.pk).exists()
+    flags = list(LogEntry.objects.values_list("action_flag", flat=True))
+    assert flags == [CHANGE]
+
+
+def test_an_action_that_runs_out_of_time_leaves_the_rest_unattempted_and_says_so(
+    admin_browser: Client,
+    user: Any,
+    other_user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tokens = [make_token(user), make_token(other_user)]
+    monkeypatch.setattr(admin_module, "ACTION_BUDGET", -1.0)
+    response = revoke_selected(admin_browser, tokens)
+    assert b"2 tokens were not attempted: the action ran out of time" in response.content
+    assert len(provider_http.calls) == 0
+    assert OAuthToken.objects.count() == 2
+
+
+def test_refresh_now_works_under_atomic_requests(
+    admin_browser: Client,
+    user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    token = make_token(user)
+    provider_http.post(TOKEN_URL, json={"access_token": "AT-new", "expires_in": 3600})
+    response = admin_browser.post(
+        CHANGELIST, {"action": "refresh_now", "_selected_action": [token.pk]}, follow=True
+    )
+    assert b"1 token was refreshed" in response.content
+    assert OAuthToken.objects.get(pk=token.pk).access_token == "AT-new"
 
 
 def test_a_tokens_page_is_view_only(admin_browser: Client, user: Any, make_token: Any) -> None:
@@ -252,8 +321,9 @@ def test_deleting_a_token_during_an_outage_keeps_the_row_to_revoke_later(
 
 
 @pytest.fixture
-def admin_request(rf: RequestFactory) -> Any:
+def admin_request(rf: RequestFactory, django_user_model: Any) -> Any:
     request = rf.post(CHANGELIST)
+    request.user = django_user_model.objects.create_superuser("root", "r@x.example", "pw")
     request.session = {}
     request._messages = FallbackStorage(request)
     return request
