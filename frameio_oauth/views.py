@@ -25,7 +25,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from . import provider, services
 from .conf import conf
@@ -99,10 +99,25 @@ def callback(request: HttpRequest) -> HttpResponse:
         response = _complete(request, code=code, state=state, error=request.GET.get("error"))
     except CallbackError as exc:
         logger.info("Frame.io callback refused: %s", exc.code)
-        response = _error_page(request, exc.code, str(exc), exc.status)
+        if exc.code == "unknown_state" and _is_connected(request):
+            # The Back button to the consent page, or a second click on it, after the first
+            # one connected: nothing went wrong for this user.
+            messages.info(request, _("Frame.io is already connected."))
+            response = HttpResponseRedirect(reverse("frameio_oauth:connected"))
+        else:
+            response = _error_page(request, exc.code, str(exc), exc.status)
     # The URL carried a code: never let it leak to the next page's resources.
     response["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def _is_connected(request: HttpRequest) -> bool:
+    return bool(
+        request.user.is_authenticated
+        and OAuthToken.objects.filter(
+            user_id=request.user.pk, status=OAuthToken.Status.ACTIVE
+        ).exists()
+    )
 
 
 def _hide_callback_secrets(request: HttpRequest) -> None:
@@ -148,10 +163,12 @@ def _complete(request: HttpRequest, *, code: str, state: str, error: str | None)
         ) from exc
     except FrameioOAuthError as exc:
         logger.warning("code exchange refused: %s", exc)
+        # 400, not 502: a refused code (stale, reused, from another client) is the request's
+        # problem, not an outage, and must not page anyone.
         raise CallbackError(
             "exchange_failed",
             _("Frame.io did not accept the sign-in; please try again."),
-            status=502,
+            status=400,
         ) from exc
     current = request.user if request.user.is_authenticated else None
     user = services.connect_or_sign_in(current, tokens, info)
@@ -204,12 +221,16 @@ def connected(request: HttpRequest) -> HttpResponse:
 
 
 @never_cache
-@require_POST
+@require_http_methods(["GET", "POST"])
 @login_required
 # The revocation is an HTTP call: under ATOMIC_REQUESTS the row's removal would otherwise wait
 # on the view's transaction, and a rollback would keep a row whose grant is already revoked.
 @transaction.non_atomic_requests
 def disconnect(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        # Only a POST disconnects. A GET arrives after a POST whose session had expired: the
+        # login page sends the user back here; the connected page holds the button.
+        return HttpResponseRedirect(reverse("frameio_oauth:connected"))
     try:
         result = services.disconnect(request.user)  # type: ignore[arg-type]  # login_required
     except NotConnected:

@@ -332,6 +332,19 @@ def test_callback_with_unknown_state_is_rejected(
     assert len(provider_http.calls) == 0
 
 
+def test_a_used_state_coming_back_for_a_connected_user_leads_to_the_connected_page(
+    signed_in: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    # The Back button to the consent page after connecting, and "Authorize" again.
+    make_token(user)
+    response = callback(signed_in, state="used-before", code="C")
+    assert response.status_code == 302
+    assert response["Location"] == "/frameio/connected/"
+    assert len(provider_http.calls) == 0
+    page = signed_in.get(response["Location"])
+    assert b"Frame.io is already connected." in page.content
+
+
 def test_callback_with_reused_state_is_rejected(
     signed_in: Client, provider_http: responses.RequestsMock
 ) -> None:
@@ -408,7 +421,8 @@ def test_callback_when_the_exchange_fails_stores_nothing(
     signed_in: Client, provider_http: responses.RequestsMock
 ) -> None:
     provider_http.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
-    assert_refused(callback(signed_in, state=start(signed_in), code="C"), "exchange_failed", 502)
+    # 400: a refused code is the request's problem; 502 is kept for an outage (below).
+    assert_refused(callback(signed_in, state=start(signed_in), code="C"), "exchange_failed", 400)
 
 
 def test_callback_when_the_provider_is_down_stores_nothing(
@@ -439,10 +453,22 @@ def test_connected_page_shows_the_account_but_no_secret(
     assert b"secret" not in response.content
 
 
-def test_disconnect_needs_post(signed_in: Client, user: Any, make_token: Any) -> None:
+def test_a_get_of_disconnect_leads_to_the_connected_page_and_disconnects_nothing(
+    signed_in: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    # As after a disconnect POST whose session had expired: login sends the user back here.
     make_token(user)
-    assert signed_in.get("/frameio/disconnect/").status_code == 405
+    response = signed_in.get("/frameio/disconnect/")
+    assert response.status_code == 302
+    assert response["Location"] == "/frameio/connected/"
     assert OAuthToken.objects.filter(user=user).exists()
+    assert len(provider_http.calls) == 0
+
+
+def test_an_anonymous_disconnect_post_is_sent_to_sign_in_first(client: Client) -> None:
+    response = client.post("/frameio/disconnect/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=/frameio/disconnect/")
 
 
 def test_disconnect_checks_csrf(user: Any, make_token: Any) -> None:
@@ -541,3 +567,10 @@ def test_the_callback_masks_the_code_and_state_in_the_servers_raw_request_target
     request.user = AnonymousUser()
     views.callback(request)
     assert request.META[key] == "/frameio/callback/?code=********&state=********"
+
+
+@override_settings(LANGUAGE_CODE="de")
+def test_the_pages_declare_the_language_they_are_served_in(signed_in: Client) -> None:
+    # Without the i18n context processor too, which startproject does not add.
+    response = callback(signed_in, state="forged", code="C")
+    assert b'<html lang="de">' in response.content

@@ -12,6 +12,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, router, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .. import accounts, provider, signals
 from ..conf import conf
@@ -123,7 +124,7 @@ def store_grant(
         if holder is not None and holder.user_id != user.pk:
             raise CallbackError(
                 "linked_elsewhere",
-                "This Frame.io account is already connected to another user.",
+                _("This Frame.io account is already connected to another user."),
                 status=409,
             )
         token = next((row for row in live if row.user_id == user.pk), None)
@@ -150,7 +151,7 @@ def store_grant(
             # Two first connects raced (select_for_update cannot lock a row that does not
             # exist yet); the other one won.
             raise CallbackError(
-                "busy", "Another sign-in for this account just finished; try again.", status=409
+                "busy", _("Another sign-in for this account just finished; try again."), status=409
             ) from exc
     logger.info("stored a Frame.io grant for user %s", user.pk)
     # After the outermost commit: a receiver must find the row, and must not be able to roll
