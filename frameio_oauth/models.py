@@ -9,6 +9,7 @@ from typing import Any, Self
 from django.conf import settings
 from django.db import models, router
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
@@ -60,7 +61,9 @@ class OAuthToken(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", _("Active")
         REAUTH_REQUIRED = "reauth_required", _("Re-authorization required")
-        REVOKED = "revoked", _("Revoked")
+        # The user disconnected but Frame.io has not confirmed the revocation yet: the row
+        # stays until a retry gets it through (a confirmed revocation deletes the row).
+        REVOKED = "revoked", _("Disconnected, revocation pending")
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
@@ -109,7 +112,13 @@ class OAuthToken(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Frame.io token of user {self.user_id} ({self.status})"
+        # What the admin shows in headings, confirmations and its history: the user's login
+        # name, which admins know, rather than a database id.
+        user = self.user.get_username() if self.user_id is not None else "—"
+        return gettext("Frame.io token of %(user)s (%(status)s)") % {
+            "user": user,
+            "status": self.get_status_display(),
+        }
 
     def __repr__(self) -> str:
         return (

@@ -269,6 +269,19 @@ def test_a_token_given_its_owner_after_its_secrets_pickles_them_sealed(user: Any
     assert pickle.loads(blob).access_token == "sealed-at-pickle-XYZ"
 
 
+def test_str_names_the_user_by_login_name_and_the_status_by_its_label(
+    user: Any, make_token: Any
+) -> None:
+    token = make_token(user, status=OAuthToken.Status.REAUTH_REQUIRED)
+    assert str(OAuthToken.objects.get(pk=token.pk)) == (
+        "Frame.io token of alice (Re-authorization required)"
+    )
+
+
+def test_str_of_a_token_without_a_user_yet_does_not_raise() -> None:
+    assert str(OAuthToken()) == "Frame.io token of — (Active)"
+
+
 def test_str_and_repr_show_no_secret(user: Any, make_token: Any) -> None:
     token = make_token(user)
     for text in (str(token), repr(token)):
