@@ -48,6 +48,23 @@ def fingerprint(secret: str | None) -> str:
     return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
+class FailingFilter(admin.SimpleListFilter):
+    """Rows whose last refresh (or pending revocation) failed: where an admin looks first."""
+
+    title = _("last attempt")
+    parameter_name = "failing"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("yes", _("failed")), ("no", _("succeeded"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> Any:
+        if self.value() == "yes":
+            return queryset.filter(failure_count__gt=0)
+        if self.value() == "no":
+            return queryset.filter(failure_count=0)
+        return queryset
+
+
 @admin.register(OAuthToken)
 class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
@@ -57,9 +74,11 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "expires_in",
         "last_refreshed_at",
         "failure_count",
+        "next_attempt",
+        "short_error",
         "key_id",
     )
-    list_filter = ("status", "provider")
+    list_filter = ("status", FailingFilter, "provider")
     list_select_related = ("user",)
     search_fields = ("provider_email",)
     ordering = ("-updated_at",)
@@ -162,6 +181,20 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if obj.expires_at <= timezone.now():
             return str(_("expired"))
         return timeuntil(obj.expires_at)
+
+    @admin.display(description=_("next attempt"), ordering="next_refresh_at")
+    def next_attempt(self, obj: OAuthToken) -> str:
+        # The next refresh, or for a disconnected row the next try at its revocation.
+        if obj.next_refresh_at is None:
+            return "—"
+        if obj.next_refresh_at <= timezone.now():
+            return str(_("due"))
+        return str(_("in %(time)s") % {"time": timeuntil(obj.next_refresh_at)})
+
+    @admin.display(description=_("last error"))
+    def short_error(self, obj: OAuthToken) -> str:
+        # Redacted when stored (see exceptions.py); cut so the list stays readable.
+        return obj.last_error[:80] or "—"
 
     @admin.display(description=_("key id"))
     def key_id(self, obj: OAuthToken) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -12,6 +13,7 @@ from django.contrib.messages import get_messages
 from django.contrib.messages.storage.fallback import FallbackStorage
 from django.db import connection
 from django.test import Client, RequestFactory
+from django.utils import timezone
 
 from frameio_oauth import admin as admin_module
 from frameio_oauth.admin import OAuthTokenAdmin
@@ -353,3 +355,19 @@ def test_deleting_a_row_removed_meanwhile_says_so(
     OAuthTokenAdmin(OAuthToken, admin.site).delete_model(admin_request, token)
     assert len(provider_http.calls) == 0
     assert [str(m) for m in get_messages(admin_request)] == ["1 token had already been removed."]
+
+
+def test_the_list_shows_why_and_when_a_failing_token_is_tried_next_and_filters_on_it(
+    admin_browser: Client, user: Any, other_user: Any, make_token: Any
+) -> None:
+    failing = make_token(
+        user,
+        failure_count=2,
+        last_error="token endpoint answered HTTP 503",
+        next_refresh_at=timezone.now() + timedelta(minutes=3),
+    )
+    make_token(other_user)
+    response = admin_browser.get(CHANGELIST, {"failing": "yes"})
+    assert [row.pk for row in response.context["cl"].result_list] == [failing.pk]
+    assert b"token endpoint answered HTTP 503" in response.content
+    assert b"in 2\xc2\xa0minutes" in response.content or b"in 3\xc2\xa0minutes" in response.content
