@@ -13,6 +13,7 @@ from django.contrib.messages import get_messages
 from django.contrib.messages.storage.fallback import FallbackStorage
 from django.db import connection
 from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from frameio_oauth import admin as admin_module
@@ -371,3 +372,18 @@ def test_the_list_shows_why_and_when_a_failing_token_is_tried_next_and_filters_o
     assert [row.pk for row in response.context["cl"].result_list] == [failing.pk]
     assert b"token endpoint answered HTTP 503" in response.content
     assert b"in 2\xc2\xa0minutes" in response.content or b"in 3\xc2\xa0minutes" in response.content
+
+
+def test_the_delete_confirmation_names_every_token_without_a_query_per_row(
+    admin_browser: Client, django_user_model: Any, make_token: Any
+) -> None:
+    tokens = [
+        make_token(django_user_model.objects.create_user(f"user{i}", password="pw"))
+        for i in range(5)
+    ]
+    with CaptureQueriesContext(connection) as few:
+        revoke_selected(admin_browser, tokens[:1], confirm=False)
+    with CaptureQueriesContext(connection) as many:
+        response = revoke_selected(admin_browser, tokens, confirm=False)
+    assert b"Frame.io token of user4" in response.content
+    assert len(many) == len(few)
