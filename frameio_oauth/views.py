@@ -34,6 +34,7 @@ from .exceptions import (
     FrameioOAuthError,
     NotConnected,
     ProviderUnavailable,
+    ReauthorizationRequired,
 )
 from .models import OAuthToken
 
@@ -99,9 +100,10 @@ def callback(request: HttpRequest) -> HttpResponse:
         response = _complete(request, code=code, state=state, error=request.GET.get("error"))
     except CallbackError as exc:
         logger.info("Frame.io callback refused: %s", exc.code)
-        if exc.code == "unknown_state" and _is_connected(request):
+        if exc.code == "unknown_state" and _was_spent(state) and _is_connected(request):
             # The Back button to the consent page, or a second click on it, after the first
-            # one connected: nothing went wrong for this user.
+            # one connected: nothing went wrong for this user. (A state never used, such as
+            # one evicted by newer flows, still gets the error: that attempt did fail.)
             messages.info(request, _("Frame.io is already connected."))
             response = HttpResponseRedirect(reverse("frameio_oauth:connected"))
         else:
@@ -109,6 +111,10 @@ def callback(request: HttpRequest) -> HttpResponse:
     # The URL carried a code: never let it leak to the next page's resources.
     response["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def _was_spent(state: str) -> bool:
+    return bool(state) and cache.get(_spent_key(state)) is not None
 
 
 def _is_connected(request: HttpRequest) -> bool:
@@ -163,12 +169,13 @@ def _complete(request: HttpRequest, *, code: str, state: str, error: str | None)
         ) from exc
     except FrameioOAuthError as exc:
         logger.warning("code exchange refused: %s", exc)
-        # 400, not 502: a refused code (stale, reused, from another client) is the request's
-        # problem, not an outage, and must not page anyone.
+        # invalid_grant is a stale or reused code: the request's problem (400), which must not
+        # page anyone. Anything else (invalid_client after a secret rotation, a redirect_uri
+        # mismatch, an unusable answer) fails every sign-in and stays a 502.
         raise CallbackError(
             "exchange_failed",
             _("Frame.io did not accept the sign-in; please try again."),
-            status=400,
+            status=400 if isinstance(exc, ReauthorizationRequired) else 502,
         ) from exc
     current = request.user if request.user.is_authenticated else None
     user = services.connect_or_sign_in(current, tokens, info)
@@ -195,12 +202,15 @@ def _pop_flow(request: HttpRequest, state: str) -> dict[str, Any]:
     request.session.save()
     # Two requests racing with one session (a reload during the exchange) both read the state
     # before either saved; the cache's atomic add lets exactly one of them through.
-    spent_key = "frameio_oauth:spent-state:" + hashlib.sha256(state.encode()).hexdigest()
-    if not cache.add(spent_key, 1, FLOW_LIFETIME):
+    if not cache.add(_spent_key(state), 1, FLOW_LIFETIME):
         raise _unknown_state()
     if flow.get("created", 0) <= time.time() - FLOW_LIFETIME:
         raise CallbackError("expired_state", _("The sign-in took too long; start again."))
     return flow
+
+
+def _spent_key(state: str) -> str:
+    return "frameio_oauth:spent-state:" + hashlib.sha256(state.encode()).hexdigest()
 
 
 def _unknown_state() -> CallbackError:

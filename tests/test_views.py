@@ -333,16 +333,28 @@ def test_callback_with_unknown_state_is_rejected(
 
 
 def test_a_used_state_coming_back_for_a_connected_user_leads_to_the_connected_page(
-    signed_in: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+    signed_in: Client, provider_http: responses.RequestsMock
 ) -> None:
-    # The Back button to the consent page after connecting, and "Authorize" again.
-    make_token(user)
-    response = callback(signed_in, state="used-before", code="C")
+    # Connect, then the Back button to the consent page, and "Authorize" again.
+    provider_answers(provider_http)
+    state = start(signed_in)
+    assert callback(signed_in, state=state, code="C").status_code == 302
+    response = callback(signed_in, state=state, code="C2")
     assert response.status_code == 302
     assert response["Location"] == "/frameio/connected/"
-    assert len(provider_http.calls) == 0
+    assert len(provider_http.calls) == 2  # the first exchange and its user info, no more
     page = signed_in.get(response["Location"])
     assert b"Frame.io is already connected." in page.content
+
+
+def test_a_never_used_state_for_a_connected_user_is_still_an_error(
+    signed_in: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    # Such as a flow to switch accounts that newer flows evicted: that attempt did fail.
+    make_token(user)
+    response = callback(signed_in, state="never-issued", code="C")
+    assert response.status_code == 400
+    assert b'data-error-code="unknown_state"' in response.content
 
 
 def test_callback_with_reused_state_is_rejected(
@@ -421,8 +433,16 @@ def test_callback_when_the_exchange_fails_stores_nothing(
     signed_in: Client, provider_http: responses.RequestsMock
 ) -> None:
     provider_http.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
-    # 400: a refused code is the request's problem; 502 is kept for an outage (below).
+    # 400: a stale or reused code is the request's problem; 502 is kept for an outage (below).
     assert_refused(callback(signed_in, state=start(signed_in), code="C"), "exchange_failed", 400)
+
+
+def test_callback_refused_for_the_clients_credentials_is_a_502(
+    signed_in: Client, provider_http: responses.RequestsMock
+) -> None:
+    # A rotated CLIENT_SECRET fails every sign-in: that must look like an outage.
+    provider_http.post(TOKEN_URL, status=401, json={"error": "invalid_client"})
+    assert_refused(callback(signed_in, state=start(signed_in), code="C"), "exchange_failed", 502)
 
 
 def test_callback_when_the_provider_is_down_stores_nothing(
