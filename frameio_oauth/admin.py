@@ -22,7 +22,6 @@ from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -34,6 +33,7 @@ from django.utils.translation import gettext_lazy as _
 from . import services
 from .exceptions import FrameioOAuthError, NotConnected
 from .models import OAuthToken
+from .views import non_atomic_requests_everywhere
 
 # An action stops starting provider calls after this long, so a provider that does not answer
 # (HTTP_TIMEOUT per row) cannot hold the request past a proxy's timeout; the rest are reported
@@ -49,7 +49,9 @@ def fingerprint(secret: str | None) -> str:
 
 
 class FailingFilter(admin.SimpleListFilter):
-    """Rows whose last refresh (or pending revocation) failed: where an admin looks first."""
+    """Rows whose last refresh (or pending revocation) failed: where an admin looks first.
+    ``last_error`` is what every failure sets and a success clears; a refused grant
+    (``reauth_required``) sets it without counting a failure."""
 
     title = _("last attempt")
     parameter_name = "failing"
@@ -59,9 +61,9 @@ class FailingFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> Any:
         if self.value() == "yes":
-            return queryset.filter(failure_count__gt=0)
+            return queryset.exclude(last_error="")
         if self.value() == "no":
-            return queryset.filter(failure_count=0)
+            return queryset.filter(last_error="")
         return queryset
 
 
@@ -123,7 +125,7 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             )
         return actions
 
-    @transaction.non_atomic_requests
+    @non_atomic_requests_everywhere
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         # The actions run here: under ATOMIC_REQUESTS, "Refresh now" would be refused (a
         # refresh never runs inside a caller's transaction) and a revocation would wait on it.

@@ -7,7 +7,8 @@ import hashlib
 import hmac
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -39,6 +40,18 @@ from .exceptions import (
 from .models import OAuthToken
 
 logger = logging.getLogger(__name__)
+
+_View = TypeVar("_View", bound=Callable[..., Any])
+
+
+def non_atomic_requests_everywhere(view: _View) -> _View:
+    """``transaction.non_atomic_requests`` for every database alias, not only ``default``:
+    tokens live on whatever alias the project's routers choose for them, and a refresh or
+    revocation must not run inside a request transaction on any of them."""
+    for alias in settings.DATABASES:
+        view = transaction.non_atomic_requests(using=alias)(view)
+    return view
+
 
 SESSION_KEY = "frameio_oauth_flows"
 # A user may start the flow in several tabs; keep a few pending states, each briefly.
@@ -90,7 +103,7 @@ def login(request: HttpRequest) -> HttpResponse:
 @require_GET
 # Under ATOMIC_REQUESTS the spent state would not be committed before the slow exchange, and
 # the refresh rule refuses to run inside a caller's transaction anyway.
-@transaction.non_atomic_requests
+@non_atomic_requests_everywhere
 @sensitive_variables()
 def callback(request: HttpRequest) -> HttpResponse:
     code = request.GET.get("code", "")
@@ -235,7 +248,7 @@ def connected(request: HttpRequest) -> HttpResponse:
 @login_required
 # The revocation is an HTTP call: under ATOMIC_REQUESTS the row's removal would otherwise wait
 # on the view's transaction, and a rollback would keep a row whose grant is already revoked.
-@transaction.non_atomic_requests
+@non_atomic_requests_everywhere
 def disconnect(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         # Only a POST disconnects. A GET arrives after a POST whose session had expired: the

@@ -6,6 +6,7 @@ from urllib.parse import parse_qs
 
 import pytest
 import responses
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.auth.models import Permission
@@ -14,6 +15,7 @@ from django.contrib.messages.storage.fallback import FallbackStorage
 from django.db import connection
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
+from django.urls import resolve
 from django.utils import timezone
 
 from frameio_oauth import admin as admin_module
@@ -387,3 +389,23 @@ def test_the_delete_confirmation_names_every_token_without_a_query_per_row(
         response = revoke_selected(admin_browser, tokens, confirm=False)
     assert b"Frame.io token of user4" in response.content
     assert len(many) == len(few)
+
+
+def test_a_grant_refused_by_frameio_is_listed_among_the_failing(
+    admin_browser: Client, user: Any, other_user: Any, make_token: Any
+) -> None:
+    # invalid_grant sets last_error but counts no failure.
+    refused = make_token(
+        user,
+        status=OAuthToken.Status.REAUTH_REQUIRED,
+        last_error="token endpoint answered invalid_grant",
+    )
+    make_token(other_user)
+    response = admin_browser.get(CHANGELIST, {"failing": "yes"})
+    assert [row.pk for row in response.context["cl"].result_list] == [refused.pk]
+
+
+def test_the_changelist_runs_outside_request_transactions_on_every_database() -> None:
+    # The actions call the provider, on whichever alias a router gives tokens.
+    view = resolve(CHANGELIST).func
+    assert view._non_atomic_requests == set(settings.DATABASES)  # type: ignore[attr-defined]

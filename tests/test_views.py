@@ -6,10 +6,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.cache import cache
 from django.test import Client, RequestFactory, override_settings
+from django.urls import resolve
 
 from frameio_oauth import accounts, services, signals, views
 from frameio_oauth.exceptions import NotConnected
@@ -594,3 +596,11 @@ def test_the_pages_declare_the_language_they_are_served_in(signed_in: Client) ->
     # Without the i18n context processor too, which startproject does not add.
     response = callback(signed_in, state="forged", code="C")
     assert b'<html lang="de">' in response.content
+
+
+@pytest.mark.parametrize("path", ["/frameio/callback/", "/frameio/disconnect/"])
+def test_the_views_that_call_frameio_run_outside_request_transactions_on_every_database(
+    path: str,
+) -> None:
+    view = resolve(path).func
+    assert view._non_atomic_requests == set(settings.DATABASES)  # type: ignore[attr-defined]
