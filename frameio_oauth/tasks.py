@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
+from celery.utils.time import get_exponential_backoff_interval
 from django.utils import timezone
 
 from . import services
@@ -61,26 +62,30 @@ def refresh_due_token(token_id: int) -> str:
     return services.refresh_if_due(token_id).value
 
 
+# refresh_token's retries: where no row recorded the failure, 30 s doubling to 30 min,
+# full jitter (Celery's own exponential backoff).
+RETRY_BACKOFF = 30
+RETRY_BACKOFF_MAX = 30 * 60
+
+
 @shared_task(
     bind=True,
     name="frameio_oauth.tasks.refresh_token",
     acks_late=True,
-    autoretry_for=(ProviderUnavailable,),
-    retry_backoff=30,
-    retry_backoff_max=30 * 60,
-    retry_jitter=True,
     max_retries=8,
     soft_time_limit=60,
     time_limit=90,
 )
 def refresh_token(self: Any, token_id: int, force: bool = False) -> str:
     """Refresh one token now; returns ``"refreshed"``, or ``"not_due"`` if it was fresh.
-    Retries only transient failures, with backoff and jitter.
+    Retries only transient failures (``ProviderUnavailable``), with backoff and jitter.
 
     A failed refresh backs the row off (exponential, jittered, honouring Retry-After), and
     the retry is scheduled for that time: sooner, it would find the token not due and end
     without trying. Where no row recorded the failure (the wait for another worker's refresh
-    ran out), Celery's own backoff applies.
+    ran out), Celery's exponential backoff applies. Run eagerly (``task_always_eager``), a
+    retry would run at once, find the row backing off and say ``"not_due"``, so there the
+    failure is raised instead.
 
     The worst case of one run: a NOWAIT lock attempt, a wait for another worker's refresh to
     finish (at most HTTP_TIMEOUT + 5 s), this refresh's own provider call (at most
@@ -91,7 +96,17 @@ def refresh_token(self: Any, token_id: int, force: bool = False) -> str:
     try:
         return services.refresh_with_outcome(token_id, force=force)[1].value
     except ProviderUnavailable as exc:
-        if exc.retry_at is None:
+        if self.request.is_eager:
             raise
-        wait = (exc.retry_at - timezone.now()).total_seconds()
-        raise self.retry(exc=exc, countdown=max(wait, 0.0)) from exc
+        raise self.retry(exc=exc, countdown=retry_countdown(exc, self.request.retries)) from exc
+
+
+def retry_countdown(error: ProviderUnavailable, retries: int) -> float:
+    """Seconds until ``refresh_token`` tries again after ``error``."""
+    if error.retry_at is not None:
+        return max((error.retry_at - timezone.now()).total_seconds(), 0.0)
+    return float(
+        get_exponential_backoff_interval(
+            RETRY_BACKOFF, retries, RETRY_BACKOFF_MAX, full_jitter=True
+        )
+    )

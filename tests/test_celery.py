@@ -5,6 +5,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import responses
@@ -20,7 +21,12 @@ from frameio_oauth.exceptions import ProviderUnavailable, ReauthorizationRequire
 from frameio_oauth.models import OAuthToken
 from frameio_oauth.services._refresh import LOCK_WAIT_SLACK
 from frameio_oauth.services._transaction import RECOVERY_BUDGET
-from frameio_oauth.tasks import refresh_due_token, refresh_due_tokens, refresh_token
+from frameio_oauth.tasks import (
+    refresh_due_token,
+    refresh_due_tokens,
+    refresh_token,
+    retry_countdown,
+)
 from tests.celery_app import app
 from tests.conftest import TOKEN_URL
 from tests.services_probe import REDIS_URL
@@ -91,52 +97,93 @@ def test_a_per_token_task_says_whether_it_refreshed_and_skips_a_row_no_longer_du
 
 
 @pytest.fixture
-def retry_after_a_503(due_token: OAuthToken, provider_http: responses.RequestsMock) -> Retry:
-    """The token task's Retry after a 503 whose Retry-After makes the row's backoff exactly
-    120 s (the first failure's own is 15-30 s)."""
+def failed_with_retry_after(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> ProviderUnavailable:
+    """The token task's failure after a 503 whose Retry-After makes the row's backoff exactly
+    120 s (the first failure's own is 15-30 s). Eager here, so raised rather than retried."""
     provider_http.post(TOKEN_URL, status=503, headers={"Retry-After": "120"})
-    with pytest.raises(Retry) as caught:
+    with pytest.raises(ProviderUnavailable) as caught:
         refresh_token.apply(args=[due_token.pk]).get()
     return caught.value
 
 
 @pytest.mark.django_db
-def test_the_token_task_retries_a_transient_failure_when_the_row_backs_off_until(
-    due_token: OAuthToken, provider_http: responses.RequestsMock, retry_after_a_503: Retry
+def test_the_token_tasks_retry_is_due_when_the_row_backs_off_until(
+    due_token: OAuthToken,
+    provider_http: responses.RequestsMock,
+    failed_with_retry_after: ProviderUnavailable,
 ) -> None:
-    assert isinstance(retry_after_a_503.exc, ProviderUnavailable)
     row = OAuthToken.objects.get(pk=due_token.pk)
     assert row.next_refresh_at is not None
+    assert failed_with_retry_after.retry_at == row.next_refresh_at
     backoff = (row.next_refresh_at - timezone.now()).total_seconds()
     assert 119 <= backoff <= 120
     # The retry runs when the row is due again, not before (it would find it not due).
-    assert abs(retry_after_a_503.when - backoff) < 1
+    assert abs(retry_countdown(failed_with_retry_after, 0) - backoff) < 1
     assert len(provider_http.calls) == 1
 
 
 @pytest.mark.django_db
-def test_the_token_tasks_retry_calls_the_provider_again(
-    due_token: OAuthToken, provider_http: responses.RequestsMock, retry_after_a_503: Retry
+def test_the_token_tasks_retry_at_its_countdown_calls_the_provider_again(
+    due_token: OAuthToken,
+    provider_http: responses.RequestsMock,
+    failed_with_retry_after: ProviderUnavailable,
 ) -> None:
     provider_http.replace(responses.POST, TOKEN_URL, json=NEW)
-    with time_machine.travel(timezone.now() + timedelta(seconds=retry_after_a_503.when + 0.01)):
+    countdown = retry_countdown(failed_with_retry_after, 0)
+    with time_machine.travel(timezone.now() + timedelta(seconds=countdown + 0.01)):
         assert refresh_token.apply(args=[due_token.pk]).get() == "refreshed"
     assert len(provider_http.calls) == 2
     assert OAuthToken.objects.get(pk=due_token.pk).access_token == "AT-new"
 
 
-@pytest.mark.django_db
-def test_the_token_task_falls_back_to_celerys_backoff_when_no_row_recorded_the_failure(
-    due_token: OAuthToken, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def lock_wait_ran_out(token_id: int, force: bool = False) -> Any:
-        raise ProviderUnavailable("waited too long for another worker's refresh")
+def test_the_token_task_falls_back_to_exponential_backoff_when_no_row_recorded_the_failure() -> (
+    None
+):
+    lock_wait_ran_out = ProviderUnavailable("waited too long for another worker's refresh")
+    # Full jitter: a delay drawn from [0, 30 * 2**retries], capped at 30 min.
+    assert 0 <= retry_countdown(lock_wait_ran_out, 0) <= 30
+    assert 0 <= retry_countdown(lock_wait_ran_out, 3) <= 240
+    assert 0 <= retry_countdown(lock_wait_ran_out, 20) <= 30 * 60
 
-    monkeypatch.setattr(services, "refresh_with_outcome", lock_wait_ran_out)
-    with pytest.raises(Retry) as caught:
-        refresh_token.apply(args=[due_token.pk]).get()
-    # Full jitter: a delay drawn from [0, retry_backoff] for the first retry.
-    assert 0 <= caught.value.when <= refresh_token.retry_backoff
+
+@pytest.mark.django_db
+def test_a_worker_run_of_the_token_task_retries_at_the_rows_retry_time(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=503, headers={"Retry-After": "120"})
+    published: list[dict[str, Any]] = []
+
+    def publish(*args: Any, **options: Any) -> None:
+        published.append(options)
+
+    # As a worker runs it (not eagerly): the retry is published with its countdown.
+    with mock.patch.object(refresh_token, "apply_async", publish):
+        refresh_token.push_request(id="t1", retries=0, is_eager=False, called_directly=False)
+        try:
+            with pytest.raises(Retry) as caught:
+                refresh_token.run(due_token.pk)
+        finally:
+            refresh_token.pop_request()
+    row = OAuthToken.objects.get(pk=due_token.pk)
+    assert row.next_refresh_at is not None
+    backoff = (row.next_refresh_at - timezone.now()).total_seconds()
+    assert abs(caught.value.when - backoff) < 1
+    assert abs(published[0]["countdown"] - backoff) < 1
+
+
+@pytest.mark.django_db
+def test_an_eager_token_task_that_failed_says_so_rather_than_not_due(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    # A project's tests with task_always_eager and no propagation: an eager retry would run
+    # at once, find the row backing off, and report "not_due" for a failed refresh.
+    provider_http.post(TOKEN_URL, status=503)
+    result = refresh_token.apply(args=[due_token.pk], throw=False)
+    assert result.state == "FAILURE"
+    assert isinstance(result.result, ProviderUnavailable)
+    assert len(provider_http.calls) == 1
 
 
 @pytest.mark.django_db
@@ -151,8 +198,7 @@ def test_the_token_task_never_retries_invalid_grant(
 
 def test_the_token_task_acks_late_and_outlives_the_http_deadline() -> None:
     assert refresh_token.acks_late is True
-    assert refresh_token.autoretry_for == (ProviderUnavailable,)
-    assert refresh_token.retry_jitter is True
+    assert refresh_token.max_retries == 8
     assert refresh_token.soft_time_limit > 10  # HTTP_TIMEOUT's default
     assert refresh_token.time_limit > refresh_token.soft_time_limit
 
