@@ -260,8 +260,12 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         # Django's own confirmation page first; once confirmed, the revocation (which Django's
         # action would report as "Successfully deleted" even when the rows stay).
         if request.POST.get("post"):
-            self._disconnect(request, queryset.select_related("user"))
-            return None
+            # Django's own checks first: a project's model that protects tokens, or a
+            # cascade the admin may not delete, must stop this before anything is revoked.
+            _, _, perms_needed, protected = self.get_deleted_objects(queryset, request)
+            if not (perms_needed or protected):
+                self._disconnect(request, queryset.select_related("user"))
+                return None
         response: HttpResponse | None = django_delete_selected(self, request, queryset)
         return response
 

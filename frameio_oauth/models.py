@@ -113,8 +113,15 @@ class OAuthToken(models.Model):
 
     def __str__(self) -> str:
         # What the admin shows in headings, confirmations and its history: the user's login
-        # name, which admins know, rather than a database id.
-        user = self.user.get_username() if self.user_id is not None else "—"
+        # name, which admins know, when the user is loaded with the token (the admin does);
+        # never a query of its own, so str() cannot fail or cost a round trip in a receiver.
+        field = self._meta.get_field("user")
+        if field.is_cached(self):  # type: ignore[union-attr]
+            user = self.user.get_username()
+        else:
+            user = gettext("user %(id)s") % {
+                "id": self.user_id if self.user_id is not None else "—"
+            }
         return gettext("Frame.io token of %(user)s (%(status)s)") % {
             "user": user,
             "status": self.get_status_display(),

@@ -409,3 +409,23 @@ def test_the_changelist_runs_outside_request_transactions_on_every_database() ->
     # The actions call the provider, on whichever alias a router gives tokens.
     view = resolve(CHANGELIST).func
     assert view._non_atomic_requests == set(settings.DATABASES)  # type: ignore[attr-defined]
+
+
+def test_a_confirmed_delete_that_django_would_refuse_revokes_nothing(
+    admin_browser: Client,
+    user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As when a project's model protects tokens (on_delete=PROTECT) from this deletion.
+    token = make_token(user)
+
+    def protected(self: Any, objs: Any, request: Any) -> Any:
+        return [], {}, set(), ["a protected row"]
+
+    monkeypatch.setattr(OAuthTokenAdmin, "get_deleted_objects", protected)
+    response = revoke_selected(admin_browser, [token])
+    assert b"Cannot delete" in response.content
+    assert len(provider_http.calls) == 0
+    assert OAuthToken.objects.filter(pk=token.pk).exists()

@@ -177,3 +177,20 @@ def test_user_on_a_token_backing_off_says_so_rather_than_not_due(
     assert "HTTP 503" in out
     assert "not due" not in out
     assert len(provider_http.calls) == 0
+
+
+def test_user_on_a_token_whose_backoff_has_ended_does_not_call_it_backing_off(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock, capsys: Any
+) -> None:
+    # Failed early by the sweep's jittered schedule; the backoff is over, the margin not yet.
+    token = make_token(
+        user,
+        expires_at=timezone.now() + timedelta(minutes=20),
+        next_refresh_at=timezone.now() - timedelta(minutes=1),
+        failure_count=1,
+        last_error="token endpoint answered HTTP 503",
+    )
+    call_command("frameio_refresh_tokens", "--user", "alice")
+    out = capsys.readouterr().out
+    assert f"token {token.pk} is not due" in out
+    assert "backing off" not in out

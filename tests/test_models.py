@@ -273,13 +273,31 @@ def test_str_names_the_user_by_login_name_and_the_status_by_its_label(
     user: Any, make_token: Any
 ) -> None:
     token = make_token(user, status=OAuthToken.Status.REAUTH_REQUIRED)
-    assert str(OAuthToken.objects.get(pk=token.pk)) == (
+    assert str(OAuthToken.objects.select_related("user").get(pk=token.pk)) == (
         "Frame.io token of alice (Re-authorization required)"
     )
 
 
+def test_str_never_queries_for_the_user(
+    user: Any, make_token: Any, django_assert_num_queries: Any
+) -> None:
+    token = OAuthToken.objects.get(pk=make_token(user).pk)
+    with django_assert_num_queries(0):
+        assert str(token) == f"Frame.io token of user {user.pk} (Active)"
+
+
+def test_str_of_a_token_whose_user_was_deleted_meanwhile_does_not_raise(
+    user: Any, make_token: Any
+) -> None:
+    token = OAuthToken.objects.get(pk=make_token(user).pk)
+    user_id = user.pk
+    OAuthToken.objects.filter(pk=token.pk).delete()
+    user.delete()
+    assert str(token) == f"Frame.io token of user {user_id} (Active)"
+
+
 def test_str_of_a_token_without_a_user_yet_does_not_raise() -> None:
-    assert str(OAuthToken()) == "Frame.io token of — (Active)"
+    assert str(OAuthToken()) == "Frame.io token of user — (Active)"
 
 
 def test_str_and_repr_show_no_secret(user: Any, make_token: Any) -> None:

@@ -5,6 +5,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from frameio_oauth import services
 from frameio_oauth.exceptions import FrameioOAuthError
@@ -93,7 +94,8 @@ class Command(BaseCommand):
 
 
 def _not_due(token: OAuthToken) -> str:
-    if token.failure_count and token.next_refresh_at is not None:
+    backing_off = token.next_refresh_at is not None and token.next_refresh_at > timezone.now()
+    if token.failure_count and backing_off:
         # Inside the margin but backing off: saying "not due" here would hide the failures.
         return (
             f"token {token.pk} is backing off after {token.failure_count} failed refresh(es) "
