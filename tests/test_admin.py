@@ -55,6 +55,11 @@ def secrets_of(token: OAuthToken) -> list[bytes]:
     return [token.access_token.encode(), token.refresh_token.encode(), *(v.encode() for v in raw)]
 
 
+def refresh_selected(browser: Client, tokens: list[OAuthToken]) -> Any:
+    form = {"action": "refresh_now", "_selected_action": [t.pk for t in tokens]}
+    return browser.post(CHANGELIST, form, follow=True)
+
+
 def test_change_list_renders_without_token_text(
     admin_browser: Client, user: Any, make_token: Any
 ) -> None:
@@ -122,9 +127,7 @@ def test_refresh_now_action_refreshes_through_services(
 ) -> None:
     token = make_token(user)
     provider_http.post(TOKEN_URL, json={"access_token": "NEW", "expires_in": 3600})
-    response = admin_browser.post(
-        CHANGELIST, {"action": "refresh_now", "_selected_action": [token.pk]}, follow=True
-    )
+    response = refresh_selected(admin_browser, [token])
     assert b"1 token was refreshed" in response.content
     refreshed = OAuthToken.objects.get(pk=token.pk)
     assert refreshed.access_token == "NEW"
@@ -136,9 +139,7 @@ def test_refresh_now_reports_a_failure_and_keeps_the_token(
 ) -> None:
     token = make_token(user)
     provider_http.post(TOKEN_URL, status=503)
-    response = admin_browser.post(
-        CHANGELIST, {"action": "refresh_now", "_selected_action": [token.pk]}, follow=True
-    )
+    response = refresh_selected(admin_browser, [token])
     assert b"503" in response.content
     assert OAuthToken.objects.get(pk=token.pk).access_token == token.access_token
 
@@ -245,9 +246,7 @@ def test_refresh_now_works_under_atomic_requests(
     monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
     token = make_token(user)
     provider_http.post(TOKEN_URL, json={"access_token": "AT-new", "expires_in": 3600})
-    response = admin_browser.post(
-        CHANGELIST, {"action": "refresh_now", "_selected_action": [token.pk]}, follow=True
-    )
+    response = refresh_selected(admin_browser, [token])
     assert b"1 token was refreshed" in response.content
     assert OAuthToken.objects.get(pk=token.pk).access_token == "AT-new"
 
@@ -286,9 +285,7 @@ def test_a_staff_user_with_the_change_permission_can_still_refresh_now(
     staff.user_permissions.add(Permission.objects.get(codename="change_oauthtoken"))
     client.force_login(staff)
     provider_http.post(TOKEN_URL, json={"access_token": "NEW", "expires_in": 3600})
-    response = client.post(
-        CHANGELIST, {"action": "refresh_now", "_selected_action": [token.pk]}, follow=True
-    )
+    response = refresh_selected(client, [token])
     assert b"1 token was refreshed" in response.content
     assert OAuthToken.objects.get(pk=token.pk).access_token == "NEW"
 
