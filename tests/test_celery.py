@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import runpy
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from frameio_oauth.tasks import (
 )
 from tests.celery_app import app
 from tests.conftest import TOKEN_URL
-from tests.services_probe import REDIS_URL
+from tests.services_probe import REDIS_URL, redis_available
 
 ROOT = Path(__file__).resolve().parent.parent
 NEW = {"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3600}
@@ -39,6 +40,19 @@ SCHEDULE = {
         "schedule": 60.0,
     }
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def this_runs_queue_removed_from_redis_afterwards() -> Iterator[None]:
+    """Each run has a queue of its own (tests/settings.py); without this, Redis would keep
+    its binding keys after every run."""
+    yield
+    if not redis_available():
+        return
+    queue = app.conf.task_default_queue
+    with app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
 
 
 @pytest.fixture
