@@ -1,6 +1,6 @@
 """Settings of the example site. Runs offline by default: SQLite, the local Frame.io stand-in
 on :8001, and Celery on a broker that is just a folder. Environment variables switch each part
-to the real thing (see README.md, "Run the example against Frame.io")."""
+to the real thing (see README.md, "The example project and the local stand-in")."""
 
 from __future__ import annotations
 
@@ -109,9 +109,11 @@ if os.environ.get("FRAMEIO_CLIENT_ID"):
     FRAMEIO_OAUTH.update(
         PROVIDER=os.environ.get("FRAMEIO_PROVIDER", "frameio"),
         CLIENT_ID=os.environ["FRAMEIO_CLIENT_ID"],
-        CLIENT_SECRET=os.environ.get("FRAMEIO_CLIENT_SECRET") or None,
         REDIRECT_URI=os.environ.get("FRAMEIO_REDIRECT_URI") or None,
     )
+    if os.environ.get("FRAMEIO_CLIENT_SECRET"):
+        # Absent, not empty, for a public (PKCE) client: an empty one is check W006.
+        FRAMEIO_OAUTH["CLIENT_SECRET"] = os.environ["FRAMEIO_CLIENT_SECRET"]
 else:
     # The local stand-in, as a public PKCE client (see example_project/standin).
     FRAMEIO_OAUTH.update(
