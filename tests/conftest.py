@@ -131,6 +131,9 @@ def make_token() -> Callable[..., OAuthToken]:
             "expires_at": timezone.now() + timedelta(hours=1),
             "next_refresh_at": timezone.now() + timedelta(minutes=55),
         }
+        if "expires_at" in overrides and "next_refresh_at" not in overrides:
+            # As the schedule would have set it: the default margin before expiry.
+            overrides["next_refresh_at"] = overrides["expires_at"] - timedelta(minutes=5)
         values.update(overrides)
         return OAuthToken.objects.create(user=user, **values)
 

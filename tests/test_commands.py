@@ -182,7 +182,7 @@ def test_user_on_a_token_backing_off_says_so_rather_than_not_due(
 def test_user_on_a_token_whose_backoff_has_ended_does_not_call_it_backing_off(
     user: Any, make_token: Any, provider_http: responses.RequestsMock, capsys: Any
 ) -> None:
-    # Failed early by the sweep's jittered schedule; the backoff is over, the margin not yet.
+    # The backoff's retry time is the row's due time: once it has passed, the retry is due.
     token = make_token(
         user,
         expires_at=timezone.now() + timedelta(minutes=20),
@@ -190,7 +190,8 @@ def test_user_on_a_token_whose_backoff_has_ended_does_not_call_it_backing_off(
         failure_count=1,
         last_error="token endpoint answered HTTP 503",
     )
+    provider_http.post(TOKEN_URL, json=NEW)
     call_command("frameio_refresh_tokens", "--user", "alice")
     out = capsys.readouterr().out
-    assert f"token {token.pk} is not due" in out
+    assert f"refreshed token {token.pk}" in out
     assert "backing off" not in out

@@ -144,7 +144,7 @@ def store_grant(
         token.status = OAuthToken.Status.ACTIVE
         token.failure_count = 0
         token.last_error = ""
-        apply_tokens(token, tokens, keep_refresh_token=False)
+        apply_tokens(token, tokens, keep_refresh_token=False, issued_at=timezone.now())
         try:
             token.save()
         except IntegrityError as exc:
@@ -186,7 +186,7 @@ def disconnect(user: AbstractBaseUser) -> DisconnectResult:
         token = _rows.lock_by_user(user.pk, hold=lock_hold)
         if token is None:
             raise NotConnected(f"user {user.pk} has not connected Frame.io")
-        result = _revocations.end_grant(token, timezone.now())
+        result = _revocations.end_grant(token)
     if not result.pending:
         # After the row is gone for good: inside a caller's transaction (the admin's delete
         # view), only once that commits, and never if it rolls back. Outside one, at once.

@@ -241,9 +241,9 @@ def _refresh_locked_once(
             if not force:
                 return token, _Result(Outcome.NOT_DUE)
         # Re-check under the lock: another worker may have refreshed while we waited.
-        if not force and not is_due(token, now, sweep=skip_locked):
+        if not force and not is_due(token, now):
             return token, _Result(Outcome.NOT_DUE)
-        return token, _refresh_row(token, now, attempt)
+        return token, _refresh_row(token, attempt)
 
     token, result = _in_own_transaction(work)
     if isinstance(result.error, ProviderUnavailable):
@@ -304,7 +304,7 @@ def _claim_next_due(now: datetime) -> tuple[int, Outcome] | None:
         token = _rows.claim_due(now, hold=lock_hold)
         if token is None:
             return None, _Result(Outcome.LOCKED)
-        return token, _refresh_row(token, now, attempt)
+        return token, _refresh_row(token, attempt)
 
     token, result = _in_own_transaction(work)
     return None if token is None else (token.pk, result.outcome)
@@ -322,7 +322,7 @@ def _saved_again(
 
 
 @sensitive_variables("refresh_token", "response")
-def _refresh_row(token: OAuthToken, now: datetime, attempt: _transaction.Attempt) -> _Result:
+def _refresh_row(token: OAuthToken, attempt: _transaction.Attempt) -> _Result:
     """One provider call for a locked row, and its outcome saved on the row. Never raises a
     provider or decryption error: they are recorded and returned (and so is Celery's soft time
     limit, for the caller to raise after the commit)."""
@@ -332,9 +332,9 @@ def _refresh_row(token: OAuthToken, now: datetime, attempt: _transaction.Attempt
         # A missing key is an operator's mistake to fix, not the user's: keep the row as it
         # is, back off, and let the sweep move on to the next row.
         logger.error("token %s cannot be decrypted: %s", token.pk, exc)
-        return _Result(Outcome.FAILED, exc, retry_at=_mark_failed(token, exc, now))
+        return _Result(Outcome.FAILED, exc, retry_at=_mark_failed(token, exc))
     if not refresh_token:
-        if not token.is_expired(now):
+        if not token.is_expired():
             # Nothing to refresh with until it expires: take the row off the schedule.
             token.next_refresh_at = None
             _rows.save_fields(token, ["next_refresh_at", "updated_at"])
@@ -348,23 +348,25 @@ def _refresh_row(token: OAuthToken, now: datetime, attempt: _transaction.Attempt
         _mark_reauth(token, exc)
         return _Result(Outcome.REAUTH, exc)
     except (ProviderUnavailable, ProviderError) as exc:
-        return _Result(Outcome.FAILED, exc, retry_at=_mark_failed(token, exc, now))
+        return _Result(Outcome.FAILED, exc, retry_at=_mark_failed(token, exc))
     except SoftTimeLimitExceeded as exc:
         # The task must stop. Whether the provider rotated the token is unknown either way,
         # so the row stays as it is and backs off like after a timeout; the task ends once
         # that is committed.
         timed_out = ProviderUnavailable("the task's time limit ran out during the provider call")
-        retry_at = _mark_failed(token, timed_out, now)
+        retry_at = _mark_failed(token, timed_out)
         return _Result(Outcome.FAILED, timed_out, retry_at=retry_at, interrupted=exc)
     except Exception as exc:
         # Whatever else goes wrong must not stop the sweep on this row forever: record it and
         # back off like any other failure.
         logger.exception("refresh of token %s failed unexpectedly", token.pk)
         error = ProviderError(f"unexpected {type(exc).__name__} during the refresh")
-        return _Result(Outcome.FAILED, error, retry_at=_mark_failed(token, error, now))
+        return _Result(Outcome.FAILED, error, retry_at=_mark_failed(token, error))
     replaced = _rows.ciphertexts(token)
-    apply_tokens(token, response, keep_refresh_token=True)
-    token.last_refreshed_at = now
+    # The answer's own time, not the sweep's start: expiry and schedule count from it.
+    issued_at = timezone.now()
+    apply_tokens(token, response, keep_refresh_token=True, issued_at=issued_at)
+    token.last_refreshed_at = issued_at
     token.failure_count = 0
     token.last_error = ""
     rotated = response.refresh_token is not None
@@ -397,9 +399,11 @@ def _mark_reauth(token: OAuthToken, error: FrameioOAuthError) -> None:
     _rows.save_fields(token, ["status", "next_refresh_at", "last_error", "updated_at"])
 
 
-def _mark_failed(token: OAuthToken, error: FrameioOAuthError, now: datetime) -> datetime:
+def _mark_failed(token: OAuthToken, error: FrameioOAuthError) -> datetime:
     token.failure_count += 1
-    retry_at = retry_time(now, token.failure_count, getattr(error, "retry_after", None))
+    # Counted from the failure, not from the sweep's start: a sweep can run for minutes.
+    failed_at = timezone.now()
+    retry_at = retry_time(failed_at, token.failure_count, getattr(error, "retry_after", None))
     token.next_refresh_at = retry_at
     token.last_error = str(error)[:255]
     _rows.save_fields(token, ["failure_count", "next_refresh_at", "last_error", "updated_at"])

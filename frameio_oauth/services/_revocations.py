@@ -51,7 +51,7 @@ class DisconnectResult:
     pending: bool = False
 
 
-def end_grant(token: OAuthToken, now: datetime) -> DisconnectResult:
+def end_grant(token: OAuthToken) -> DisconnectResult:
     """Revoke ``token``'s grant and delete the row, or keep it as ``revoked`` for a retry.
 
     The caller holds the row lock, in a transaction on ``_rows.alias()``.
@@ -69,7 +69,7 @@ def end_grant(token: OAuthToken, now: datetime) -> DisconnectResult:
         pending = token.status == OAuthToken.Status.REVOKED
         attempts = token.failure_count + 1 if pending else 1
         if attempts < MAX_REVOCATION_ATTEMPTS:
-            _keep_for_retry(token, error, now, attempts)
+            _keep_for_retry(token, error, attempts)
             return DisconnectResult(revoked_at_provider=False, error=str(error), pending=True)
         logger.error(
             "giving up revoking the grant of user %s after %s attempts: %s",
@@ -193,12 +193,12 @@ def _no_retry_can_help(error: FrameioOAuthError) -> bool:
     )
 
 
-def _keep_for_retry(
-    token: OAuthToken, error: FrameioOAuthError, now: datetime, attempts: int
-) -> None:
+def _keep_for_retry(token: OAuthToken, error: FrameioOAuthError, attempts: int) -> None:
     token.status = OAuthToken.Status.REVOKED
     token.failure_count = attempts
-    token.next_refresh_at = retry_time(now, attempts, getattr(error, "retry_after", None))
+    # From the failure, not from the sweep's start (see _refresh._mark_failed).
+    retry_after = getattr(error, "retry_after", None)
+    token.next_refresh_at = retry_time(timezone.now(), attempts, retry_after)
     token.last_error = f"revocation: {error}"[:255]
     _rows.save_fields(
         token, ["status", "failure_count", "next_refresh_at", "last_error", "updated_at"]
@@ -239,7 +239,7 @@ def retry_due_revocations(now: datetime | None = None) -> int:
             token = waiting.select_for_update(skip_locked=True).order_by("next_refresh_at").first()
             if token is None:
                 return removed
-            result = end_grant(token, now)
+            result = end_grant(token)
         if not result.pending:
             removed += 1
             announce_removal(token, result)
