@@ -105,10 +105,24 @@ def exchange_code(code: str, *, redirect_uri: str, code_verifier: str | None) ->
 
 @sensitive_variables()
 def refresh_grant(refresh_token: str, *, scope: str | None = None) -> TokenResponse:
-    """Use a refresh token once (RFC 6749 §6). The caller must hold the row lock."""
+    """Use a refresh token (RFC 6749 §6); ``scope=None`` asks for the scope as granted. The
+    caller must hold the row lock.
+
+    A provider that answers ``invalid_scope`` is asked once more without ``scope``: a refused
+    request spends no refresh token, and omitting it cannot ask for more than was granted.
+    Both calls share one ``HTTP_TIMEOUT``, so the lock is held no longer than for one.
+    """
+    deadline = time.monotonic() + conf.http_timeout
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-    form["scope"] = scope or conf.scope_string
-    return _token_request(form)
+    if scope is None:
+        return _token_request(form, deadline=deadline)
+    try:
+        return _token_request({**form, "scope": scope}, deadline=deadline)
+    except ProviderError as exc:
+        if exc.code != "invalid_scope":
+            raise
+        logger.warning("token endpoint refused the scope %r; refreshing as granted", scope)
+    return _token_request(form, deadline=deadline)
 
 
 @sensitive_variables()
@@ -161,8 +175,8 @@ def fetch_userinfo(access_token: str) -> UserInfo:
 
 
 @sensitive_variables()
-def _token_request(form: dict[str, str]) -> TokenResponse:
-    response, body = _post(conf.token_url, form)
+def _token_request(form: dict[str, str], *, deadline: float | None = None) -> TokenResponse:
+    response, body = _post(conf.token_url, form, deadline=deadline)
     payload = json_or_none(body)
     if response.status_code != 200 or not isinstance(payload, dict) or is_refusal(payload):
         secrets = secrets_of(form)
@@ -175,7 +189,9 @@ def _token_request(form: dict[str, str]) -> TokenResponse:
 
 
 @sensitive_variables()
-def _post(url: str, form: dict[str, str]) -> tuple[requests.Response, bytes]:
+def _post(
+    url: str, form: dict[str, str], *, deadline: float | None = None
+) -> tuple[requests.Response, bytes]:
     auth = None
     if conf.client_secret is not None:
         # RFC 6749 §2.3.1: form-urlencode both before Basic encodes them. Hydra (Frame.io) and
@@ -186,14 +202,22 @@ def _post(url: str, form: dict[str, str]) -> tuple[requests.Response, bytes]:
         )
     else:
         form = {**form, "client_id": conf.client_id}
-    return _send("POST", url, data=form, auth=auth, headers={"Accept": "application/json"})
+    return _send(
+        "POST", url, data=form, auth=auth, headers={"Accept": "application/json"}, deadline=deadline
+    )
 
 
 @sensitive_variables()
-def _send(method: str, url: str, **kwargs: Any) -> tuple[requests.Response, bytes]:
-    """One request under a hard deadline, body capped. Returns the response and its body."""
-    budget = conf.http_timeout
-    deadline = time.monotonic() + budget
+def _send(
+    method: str, url: str, *, deadline: float | None = None, **kwargs: Any
+) -> tuple[requests.Response, bytes]:
+    """One request under a hard deadline (``HTTP_TIMEOUT`` from now, or the given monotonic
+    time), body capped. Returns the response and its body."""
+    if deadline is None:
+        deadline = time.monotonic() + conf.http_timeout
+    budget = deadline - time.monotonic()
+    if budget <= 0:
+        raise ProviderUnavailable(f"{method} {_origin(url)} had no time left of its deadline")
     headers = {**_DEFAULT_HEADERS, **kwargs.pop("headers", {})}
     proxies, verify = _environment_for(url)
     try:

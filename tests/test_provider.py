@@ -139,7 +139,7 @@ def test_a_token_request_is_an_encoded_form_post_that_asks_for_json(
 ) -> None:
     provider_http.post(TOKEN_URL, json=GOOD)
     awkward = "a+b/c=d&scope=admin %"
-    provider.refresh_grant(awkward)
+    provider.refresh_grant(awkward, scope="account.read offline")
     request = provider_http.calls[0].request
     assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert request.headers["Accept"] == "application/json"
@@ -153,12 +153,52 @@ def test_a_token_request_is_an_encoded_form_post_that_asks_for_json(
 def test_a_refresh_sends_grant_type_scope_and_refresh_token(
     provider_http: responses.RequestsMock,
 ) -> None:
-    refresh_with(provider_http, json=GOOD)
+    provider_http.post(TOKEN_URL, json=GOOD)
+    provider.refresh_grant("old-refresh", scope="account.read offline")
     assert form_of(provider_http.calls[0]) == {
         "grant_type": "refresh_token",
         "refresh_token": "old-refresh",
         "scope": "account.read offline",
     }
+
+
+def test_a_refresh_without_a_scope_asks_for_the_grant_as_it_stands(
+    provider_http: responses.RequestsMock,
+) -> None:
+    refresh_with(provider_http, json=GOOD)
+    assert "scope" not in form_of(provider_http.calls[0])
+
+
+INVALID_SCOPE = {"error": "invalid_scope", "error_description": "offline was never granted"}
+
+
+def test_a_refused_scope_is_asked_once_more_without_a_scope(
+    provider_http: responses.RequestsMock,
+) -> None:
+    provider_http.post(TOKEN_URL, status=400, json=INVALID_SCOPE)
+    provider_http.post(TOKEN_URL, json=GOOD)
+    tokens = provider.refresh_grant("old-refresh", scope="openid offline")
+    assert tokens.access_token == "AT"
+    sent = [form_of(call) for call in provider_http.calls]
+    assert [form.get("scope") for form in sent] == ["openid offline", None]
+    assert [form["refresh_token"] for form in sent] == ["old-refresh", "old-refresh"]
+
+
+def test_a_scope_refused_again_without_a_scope_is_an_error_in_the_providers_words(
+    provider_http: responses.RequestsMock,
+) -> None:
+    provider_http.post(TOKEN_URL, status=400, json=INVALID_SCOPE)
+    with pytest.raises(ProviderError, match="invalid_scope: offline was never granted") as info:
+        provider.refresh_grant("old-refresh", scope="openid offline")
+    assert info.value.code == "invalid_scope"
+    assert len(provider_http.calls) == 2
+
+
+def test_other_refusals_are_not_asked_again(provider_http: responses.RequestsMock) -> None:
+    provider_http.post(TOKEN_URL, status=400, json={"error": "invalid_client"})
+    with pytest.raises(ProviderError):
+        provider.refresh_grant("old-refresh", scope="openid offline")
+    assert len(provider_http.calls) == 1
 
 
 # --- parsing --------------------------------------------------------------------------------

@@ -184,13 +184,16 @@ def test_a_refresh_without_a_new_refresh_token_keeps_the_old_one(
     assert stored(due_token).refresh_token == due_token.refresh_token
 
 
-def refreshed_scope(token: OAuthToken, provider_http: responses.RequestsMock, **conf: Any) -> str:
-    """The scope parameter of the refresh that ``token`` gets under these settings."""
+def refreshed_scope(
+    token: OAuthToken, provider_http: responses.RequestsMock, **conf: Any
+) -> str | None:
+    """The scope parameter of the refresh that ``token`` gets under these settings (None when
+    the refresh sends none)."""
     provider_http.post(TOKEN_URL, json=NEW)
     with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, **conf}):
         services.refresh(token.pk, force=True)
     body = provider_http.calls[-1].request.body
-    return parse_qs(body)["scope"][0]
+    return parse_qs(body).get("scope", [None])[0]
 
 
 DEFAULT_SCOPES = ["account.read", "offline"]
@@ -203,31 +206,34 @@ DEFAULT_SCOPES = ["account.read", "offline"]
         ("account.read offline", [*DEFAULT_SCOPES, "asset.create"], "account.read offline"),
         # A scope removed from settings is dropped.
         ("account.read asset.read offline", DEFAULT_SCOPES, "account.read offline"),
-        # Offline is always asked for: a provider that issues refresh tokens only for it
-        # would otherwise stop rotating them...
-        ("account.read", DEFAULT_SCOPES, "account.read offline"),
+        # The offline scope only if it was granted, never because the preset names it...
+        ("account.read", DEFAULT_SCOPES, "account.read"),
+        ("openid offline_access", ["openid", "offline_access"], "openid offline_access"),
+        # ...and whenever it was: a provider would otherwise stop rotating refresh tokens.
         ("account.read offline", ["account.read"], "account.read offline"),
-        # ...but a grant is never narrowed to offline alone.
-        ("asset.read", DEFAULT_SCOPES, "asset.read offline"),
-        # Nothing recorded: what sign-in asked for.
-        ("", [*DEFAULT_SCOPES, "asset.create"], "account.read offline asset.create"),
+        # Nothing configured is recorded as granted: the grant as it stands, no scope sent.
+        ("asset.read", DEFAULT_SCOPES, None),
+        ("", [*DEFAULT_SCOPES, "asset.create"], None),
+        ("offline", DEFAULT_SCOPES, None),
     ],
     ids=[
         "scope-added-to-settings-since",
         "scope-removed-from-settings",
-        "offline-not-echoed",
+        "offline-not-granted",
+        "another-offline-spelling-granted",
         "offline-left-settings",
         "echo-names-no-configured-scope",
         "no-recorded-scope",
+        "only-offline-recorded",
     ],
 )
-def test_a_refresh_asks_for_the_configured_scopes_the_grant_holds_and_offline(
+def test_a_refresh_asks_for_the_configured_scopes_the_grant_holds_and_offline_if_granted(
     user: Any,
     make_token: Any,
     provider_http: responses.RequestsMock,
     granted: str,
     configured: list[str],
-    sent: str,
+    sent: str | None,
 ) -> None:
     token = make_token(user, scope=granted)
     assert refreshed_scope(token, provider_http, SCOPES=configured) == sent
@@ -581,3 +587,10 @@ def test_a_raising_receiver_does_not_fail_a_committed_grant(
     with Raising(signals.token_obtained), django_capture_on_commit_callbacks(execute=True):
         services.store_grant(user, grant, provider.UserInfo(id="fio-1"))
     assert services.get_access_token(user) == "AT-1"
+
+
+def test_a_grant_whose_answer_names_no_scope_records_the_scope_asked_for(user: Any) -> None:
+    # RFC 6749 §5.1: an answer without scope granted exactly what was asked for.
+    tokens = provider.TokenResponse("AT", "Bearer", 3600, "RT", scope=None)
+    services.store_grant(user, tokens, provider.UserInfo(id="fio-1"))
+    assert OAuthToken.objects.get(user=user).scope == "account.read offline"

@@ -145,6 +145,9 @@ def store_grant(
         token.failure_count = 0
         token.last_error = ""
         apply_tokens(token, tokens, keep_refresh_token=False, issued_at=timezone.now())
+        if tokens.scope is None:
+            # RFC 6749 §5.1: no scope in the answer means the scope asked for was granted.
+            token.scope = conf.scope_string
         try:
             token.save()
         except IntegrityError as exc:

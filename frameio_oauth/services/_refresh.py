@@ -384,8 +384,15 @@ def _announce(token: OAuthToken, result: _Result) -> None:
         logger.warning("token %s needs re-authorization: %s", token.pk, result.error)
         _notify.send(signals.reauthorization_required, token=token, error=result.error)
     elif result.outcome is Outcome.FAILED:
-        logger.warning(
-            "refresh of token %s failed, retry at %s: %s", token.pk, result.retry_at, result.error
+        # A refusal, unlike an outage, fails the same way on every retry until someone acts.
+        refused = isinstance(result.error, ProviderError)
+        logger.log(
+            logging.ERROR if refused else logging.WARNING,
+            "refresh of token %s %s, retry at %s: %s",
+            token.pk,
+            "refused by the provider" if refused else "failed",
+            result.retry_at,
+            result.error,
         )
         _notify.send(
             signals.refresh_failed, token=token, error=result.error, retry_at=result.retry_at
