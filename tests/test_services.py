@@ -594,3 +594,19 @@ def test_a_grant_whose_answer_names_no_scope_records_the_scope_asked_for(user: A
     tokens = provider.TokenResponse("AT", "Bearer", 3600, "RT", scope=None)
     services.store_grant(user, tokens, provider.UserInfo(id="fio-1"))
     assert OAuthToken.objects.get(user=user).scope == "account.read offline"
+
+
+def test_a_refresh_the_provider_refuses_is_logged_as_an_error_in_its_words(
+    due_token: OAuthToken, provider_http: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    refusal = {"error": "invalid_scope", "error_description": "scope profile is not granted"}
+    provider_http.post(TOKEN_URL, status=400, json=refusal)
+    with Received(signals.refresh_failed) as failed, pytest.raises(ProviderError):
+        services.refresh(due_token.pk)
+    row = stored(due_token)
+    assert "invalid_scope: scope profile is not granted" in row.last_error
+    assert row.refresh_token == due_token.refresh_token
+    assert [call["error"].code for call in failed.calls] == ["invalid_scope"]
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and "refused" in r.getMessage()]
+    assert len(errors) == 1
+    assert "scope profile is not granted" in errors[0].getMessage()
