@@ -101,11 +101,31 @@ def test_rotate_keys_skips_a_row_no_key_can_read_and_moves_the_rest(
         access_token_ciphertext=readable.__dict__["access_token_ciphertext"]
     )
     with override_settings(FRAMEIO_OAUTH=NEW_FIRST):
-        call_command("frameio_rotate_keys")
-        captured = capsys.readouterr()
-        assert "1 rows re-encrypted" in captured.out
-        assert f"left as they are: token ids {broken.pk}" in captured.err
+        with pytest.raises(CommandError) as failed:
+            call_command("frameio_rotate_keys")
+        assert "1 rows re-encrypted" in capsys.readouterr().out
+        assert f"left as they are: token ids {broken.pk}" in str(failed.value)
         assert OAuthToken.objects.get(pk=readable.pk).access_token == "a1"
+
+
+def test_rotate_keys_exits_non_zero_naming_the_rows_it_could_not_read(
+    user: Any, make_token: Any, capsys: Any
+) -> None:
+    broken = make_token(user)
+    OAuthToken.objects.filter(pk=broken.pk).update(access_token_ciphertext="v1:nokey:AAAA")
+    with override_settings(FRAMEIO_OAUTH=NEW_FIRST), pytest.raises(SystemExit) as exited:
+        execute_from_command_line(["manage.py", "frameio_rotate_keys"])
+    assert exited.value.code == 1
+    assert f"token ids {broken.pk}" in capsys.readouterr().err
+
+
+def test_rotate_keys_exits_zero_when_every_row_moved(
+    user: Any, make_token: Any, capsys: Any
+) -> None:
+    make_token(user)
+    with override_settings(FRAMEIO_OAUTH=NEW_FIRST):
+        execute_from_command_line(["manage.py", "frameio_rotate_keys"])
+    assert "1 rows re-encrypted" in capsys.readouterr().out
 
 
 def test_user_without_force_on_a_fresh_token_says_nothing_was_sent(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from frameio_oauth import services
 from frameio_oauth.crypto import get_cipher
@@ -24,12 +24,12 @@ class Command(BaseCommand):
         self.stdout.write(f"before: {self._counts(summary.before)}")
         self.stdout.write(f"after:  {self._counts(summary.after)}")
         if summary.undecryptable:
+            # Exit status 1, so cron and monitoring notice, as frameio_refresh_tokens does.
+            self.stdout.write(self.style.WARNING(f"{summary.rewritten} rows re-encrypted"))
             ids = ", ".join(str(pk) for pk in summary.undecryptable)
-            self.stderr.write(
-                self.style.WARNING(
-                    f"{len(summary.undecryptable)} row(s) could not be decrypted with any "
-                    f"configured key and were left as they are: token ids {ids}"
-                )
+            raise CommandError(
+                f"{len(summary.undecryptable)} row(s) could not be decrypted with any "
+                f"configured key and were left as they are: token ids {ids}"
             )
         self.stdout.write(self.style.SUCCESS(f"{summary.rewritten} rows re-encrypted"))
 
