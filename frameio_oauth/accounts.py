@@ -7,11 +7,12 @@ import logging
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, router, transaction
 from django.utils.translation import gettext as _
 
 from .conf import conf
-from .exceptions import CallbackError
+from .exceptions import CallbackError, UnusableProviderValue
 from .models import OAuthToken
 from .provider import UserInfo
 
@@ -40,6 +41,8 @@ def user_for_identity(info: UserInfo) -> AbstractBaseUser:
         )
     user_model = get_user_model()
     email_field = user_model.get_email_field_name()
+    if info.email and hasattr(user_model, email_field):
+        _check_user_value(email_field, info.email)
     if email_field == user_model.USERNAME_FIELD:
         return _new_user_named_by_email(info)
     # Two sign-ups can pick the same free name at once; the loser takes the next one.
@@ -92,6 +95,17 @@ def _new_user_named_by_email(info: UserInfo) -> AbstractBaseUser:
     return user
 
 
+def _check_user_value(name: str, value: str) -> None:
+    """Raise UnusableProviderValue unless ``value`` fits the user model's field ``name``
+    (a custom user model's may be shorter than the token's columns)."""
+    field = get_user_model()._meta.get_field(name)
+    label = str(field.verbose_name)  # type: ignore[union-attr]
+    try:
+        field.clean(value, None)  # type: ignore[union-attr]
+    except ValidationError as exc:
+        raise UnusableProviderValue(name, " ".join(exc.messages), label=label) from None
+
+
 def _signup_conflict() -> CallbackError:
     # The database's message is not logged: it quotes the conflicting values.
     logger.warning("sign-up refused by a unique constraint other than the username's")
@@ -114,7 +128,11 @@ def _username_taken(name: str) -> bool:
 
 def _free_username(info: UserInfo) -> str:
     """The e-mail's local part (or frameio-<id>), suffixed until no user has it."""
-    base = ((info.email.split("@")[0] if info.email else "") or f"frameio-{info.id}")[:140]
+    user_model = get_user_model()
+    limit = getattr(user_model._meta.get_field(user_model.USERNAME_FIELD), "max_length", None)
+    base = (info.email.split("@")[0] if info.email else "") or f"frameio-{info.id}"
+    # Room for a "-<n>" suffix within the username column.
+    base = base[: max((limit or 150) - 10, 1)]
     candidate, suffix = base, 1
     while _username_taken(candidate):
         suffix += 1

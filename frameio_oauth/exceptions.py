@@ -41,6 +41,16 @@ class ProviderError(FrameioOAuthError):
         self.code = code
 
 
+class UnusableProviderValue(ProviderError):
+    """The provider sent a value (a user id, an e-mail address, a scope...) that cannot be
+    stored as it is: too long for its column, control characters, not an e-mail address.
+    ``field`` names it; the message never quotes the value."""
+
+    def __init__(self, field: str, reason: str, *, label: str | None = None) -> None:
+        super().__init__(f"the {label or field} the provider sent cannot be stored: {reason}")
+        self.field = field
+
+
 class ProviderUnavailable(FrameioOAuthError):
     """A transient failure: timeout, connection error, HTTP 5xx or 429. Safe to retry later.
 

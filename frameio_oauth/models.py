@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Self
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models, router
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -14,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
 from .crypto import envelope_key_id
+from .exceptions import UnusableProviderValue
 from .fields import (
     EncryptedTextField,
     bind_loaded,
@@ -181,6 +183,20 @@ class OAuthToken(models.Model):
         """The id of the key the access token is encrypted under (not secret)."""
         envelope: Any = self.__dict__.get("access_token_ciphertext")
         return envelope_key_id(envelope) if envelope else None
+
+    @classmethod
+    def check_provider_value(cls, name: str, value: str) -> None:
+        """Raise :class:`UnusableProviderValue` unless the provider's ``value`` fits column
+        ``name`` as it is, so nothing is cut short or refused by the database later."""
+        field = cls._meta.get_field(name)
+        label = str(field.verbose_name)  # type: ignore[union-attr]
+        if not value.isprintable():
+            # NUL, which PostgreSQL refuses, and other control characters nobody means.
+            raise UnusableProviderValue(name, "it contains control characters", label=label)
+        try:
+            field.clean(value, None)  # type: ignore[union-attr]
+        except ValidationError as exc:
+            raise UnusableProviderValue(name, " ".join(exc.messages), label=label) from None
 
     def is_expired(self, now: datetime | None = None) -> bool:
         return self.expires_at <= (now or timezone.now())

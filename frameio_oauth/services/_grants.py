@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 
 from .. import accounts, provider, signals
 from ..conf import conf
-from ..exceptions import CallbackError, FrameioOAuthError, NotConnected
+from ..exceptions import CallbackError, FrameioOAuthError, NotConnected, UnusableProviderValue
 from ..models import OAuthToken
 from . import _notify, _revocations, _rows
 from ._refresh import lock_hold
@@ -48,11 +48,44 @@ def exchange_code(
                 "revoking it might end a live grant of the same account stored here"
             )
         raise
+    try:
+        check_grant_values(tokens, info)
+    except UnusableProviderValue:
+        _give_back_unless_held(tokens, info.id)
+        raise
     return tokens, info
 
 
-def _no_live_grant_stored() -> bool:
+def check_grant_values(tokens: provider.TokenResponse, info: provider.UserInfo) -> None:
+    """Raise :class:`UnusableProviderValue` unless everything a new grant stores about the
+    provider's answer fits its column as sent: nothing is cut short, nothing fails to save."""
+    OAuthToken.check_provider_value("provider_user_id", info.id)
+    if info.email:
+        OAuthToken.check_provider_value("provider_email", info.email)
+    OAuthToken.check_provider_value("token_type", tokens.token_type)
+    if tokens.scope is not None:
+        OAuthToken.check_provider_value("scope", tokens.scope)
+
+
+def _give_back_unless_held(tokens: provider.TokenResponse, identity: str) -> None:
+    """Give back a grant nothing here will hold, unless its Frame.io account holds a live
+    grant here (see exchange_code); an id that cannot be stored is held by nobody."""
+    if not _usable_id(identity) or _no_live_grant_stored(identity):
+        _give_back(tokens)
+
+
+def _usable_id(identity: str) -> bool:
+    try:
+        OAuthToken.check_provider_value("provider_user_id", identity)
+    except UnusableProviderValue:
+        return False
+    return True
+
+
+def _no_live_grant_stored(identity: str | None = None) -> bool:
     live = OAuthToken.objects.using(_rows.alias()).filter(status=OAuthToken.Status.ACTIVE)
+    if identity is not None:
+        live = live.filter(provider_user_id=identity)
     return not live.exists()
 
 
@@ -74,6 +107,9 @@ def connect_or_sign_in(
             # just handed cannot hurt another user's connection. Elsewhere (linked_elsewhere,
             # inactive) a provider that revokes per user and client could cut a live grant.
             _give_back(tokens)
+        raise
+    except UnusableProviderValue:
+        _give_back_unless_held(tokens, info.id)
         raise
     return user
 
@@ -104,6 +140,7 @@ def store_grant(
 ) -> OAuthToken:
     """Attach a freshly obtained grant to ``user``, replacing any grant the user had; one of
     another Frame.io account is revoked at the provider after the commit."""
+    check_grant_values(tokens, info)
     tokens_db = OAuthToken.objects.using(_rows.alias())
     with transaction.atomic(using=tokens_db.db):
         # Every row this grant could collide with, locked in one statement (in id order, so
@@ -140,7 +177,7 @@ def store_grant(
             replaced = _revocations.read_replaced(token)
         token.provider = conf.provider_name
         token.provider_user_id = info.id
-        token.provider_email = info.email[:254]
+        token.provider_email = info.email
         token.status = OAuthToken.Status.ACTIVE
         token.failure_count = 0
         token.last_error = ""

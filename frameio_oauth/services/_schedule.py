@@ -3,6 +3,7 @@ sweep both read."""
 
 from __future__ import annotations
 
+import logging
 import random
 from datetime import datetime, timedelta
 
@@ -10,7 +11,10 @@ from django.utils import timezone
 
 from .. import provider
 from ..conf import conf
+from ..exceptions import UnusableProviderValue
 from ..models import OAuthToken
+
+logger = logging.getLogger("frameio_oauth.services")
 
 # The lead never exceeds this fraction of the lifetime the provider gave, so a margin longer
 # than a short-lived token cannot make it due on issue (a refresh on every call).
@@ -42,13 +46,24 @@ def apply_tokens(
     token.access_token = response.access_token
     if response.refresh_token is not None or not keep_refresh_token:
         token.refresh_token = response.refresh_token
-    token.token_type = response.token_type[:32]
+    # A refresh answer cannot be refused (its refresh token may be rotated already), so a value
+    # that does not fit its column gives way to a safe one; a new grant was checked before.
+    token.token_type = _fitting("token_type", response.token_type, instead="Bearer")
     if response.scope is not None:
-        token.scope = response.scope[:1024]
+        token.scope = _fitting("scope", response.scope, instead=token.scope)
     token.expires_at = issued_at + timedelta(seconds=response.expires_in)
     token.next_refresh_at = (
         next_refresh_time(issued_at, response.expires_in) if token.refresh_token else None
     )
+
+
+def _fitting(name: str, value: str, *, instead: str) -> str:
+    try:
+        OAuthToken.check_provider_value(name, value)
+    except UnusableProviderValue as exc:
+        logger.warning("token endpoint answer: %s; keeping %r instead", exc, instead)
+        return instead
+    return value
 
 
 def next_refresh_time(issued_at: datetime, lifetime: float) -> datetime:
