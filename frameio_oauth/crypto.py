@@ -92,18 +92,25 @@ class TokenCipher:
         return f"{VERSION}:{self.primary_kid}:{body}"
 
     @sensitive_variables()
-    def decrypt(self, envelope: str, associated_data: bytes) -> str:
+    def decrypt(self, envelope: str | bytes, associated_data: bytes) -> str:
+        if isinstance(envelope, bytes):
+            # A driver or cache that hands back bytes: envelopes are ASCII.
+            try:
+                envelope = envelope.decode("ascii")
+            except UnicodeDecodeError:
+                raise DecryptionError("stored value is not a frameio_oauth v1 envelope") from None
         kid = envelope_key_id(envelope)
         if kid is None:
             raise DecryptionError("stored value is not a frameio_oauth v1 envelope")
         aead = self._keys.get(kid)
         if aead is None:
             raise DecryptionError(
-                f"stored value was encrypted with key id {kid!r}, which is not in "
-                "FRAMEIO_OAUTH['ENCRYPTION_KEYS']"
+                f"stored value was encrypted with key id {kid[:KID_LENGTH * 2]!r}, which is not "
+                "in FRAMEIO_OAUTH['ENCRYPTION_KEYS']"
             )
         try:
-            blob = base64.urlsafe_b64decode(envelope.split(":", 2)[2].encode("ascii"))
+            # validate=True: any character outside the alphabet is tampering, not noise.
+            blob = base64.b64decode(envelope.split(":", 2)[2], altchars=b"-_", validate=True)
             plaintext = aead.decrypt(
                 blob[:NONCE_BYTES], blob[NONCE_BYTES:], self._aad(kid, associated_data)
             )
