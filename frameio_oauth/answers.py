@@ -160,7 +160,9 @@ def raise_for_error(
     provider's own words may echo them, so they are cut out of every message."""
     status = response.status_code
     raw_error = payload.get("error") if isinstance(payload, dict) else None
-    error = _provider_text(raw_error, secrets, 64) if isinstance(raw_error, str) else None
+    if not isinstance(raw_error, str):
+        raw_error = None  # a list or an object names no error (and cannot be looked up)
+    error = _provider_text(raw_error, secrets, 64) if raw_error is not None else None
     if status == 429 or status >= 500 or raw_error in TRANSIENT_OAUTH_ERRORS:
         raise ProviderUnavailable(
             f"{what} answered HTTP {status}" + (f" ({error})" if error else ""),
