@@ -77,6 +77,7 @@ KNOWN_KEYS = frozenset(
         "REFRESH_MARGIN",
         "HTTP_TIMEOUT",
         "ALLOW_SIGNUP",
+        "LOGIN_ON_GET",
     }
 )
 
@@ -173,6 +174,11 @@ class Conf:
     @property
     def allow_signup(self) -> bool:
         return bool(self._get("ALLOW_SIGNUP", False))
+
+    @property
+    def login_on_get(self) -> bool:
+        """An anonymous visitor's GET of the start page starts a sign-in (never a connect)."""
+        return bool(self._get("LOGIN_ON_GET", False))
 
     def has_empty_client_secret(self) -> bool:
         """CLIENT_SECRET is present but empty: an unset environment variable, most likely."""

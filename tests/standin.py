@@ -124,9 +124,16 @@ def start_standin(db_path: Path, redirect_uris: list[str], users: dict[str, str]
 def sign_in_with_frameio(
     client: Any, standin: Standin, username: str, next_url: str = "/done/"
 ) -> tuple[Any, dict[str, str]]:
-    """login → authorize at the stand-in → callback. Returns the callback response and the
-    callback's query plus the flow's PKCE verifier (if any) under "verifier"."""
-    start = client.get("/frameio/login/", {"next": next_url})
+    """start page → its button → authorize at the stand-in → callback. Returns the callback
+    response and the callback's query plus the flow's PKCE verifier (if any) under
+    "verifier"."""
+    page = client.get("/frameio/login/", {"next": next_url})
+    assert page.status_code == 200
+    # What the browser sends when the button is pressed: the form's hidden fields, the CSRF
+    # token among them, with the CSRF cookie the page set.
+    fields = form_fields(page.content.decode(), form_id="frameio-start-form")
+    assert fields.get("csrfmiddlewaretoken"), "the start page has no CSRF token"
+    start = client.post("/frameio/login/", fields)
     assert start.status_code == 302
     pending = client.session[SESSION_KEY]
     callback_url = standin.consent(start["Location"], username)

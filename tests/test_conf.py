@@ -56,6 +56,7 @@ def test_defaults_match_the_design() -> None:
         assert conf.refresh_margin == 300
         assert conf.http_timeout == 10
         assert conf.allow_signup is False
+        assert conf.login_on_get is False
         assert conf.scopes == ["account.read", "offline"]
 
 

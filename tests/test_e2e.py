@@ -177,3 +177,14 @@ def test_a_disconnect_during_an_outage_is_revoked_at_the_server_by_a_later_sweep
     assert summary.revoked == 1
     assert not OAuthToken.objects.filter(user=user).exists()
     assert standin.me(access_token).status_code == 401
+
+
+def test_a_client_that_enforces_csrf_like_a_browser_signs_in_through_the_start_page(
+    standin: Standin,
+) -> None:
+    browser_like = Client(enforce_csrf_checks=True)
+    with override_settings(FRAMEIO_OAUTH=standin.settings(PUBLIC, ALLOW_SIGNUP=True)):
+        response, _ = sign_in_with_frameio(browser_like, standin, "frank")
+    assert response.status_code == 302
+    assert response["Location"] == "/done/"
+    assert OAuthToken.objects.get(user_id=browser_like.session["_auth_user_id"])
