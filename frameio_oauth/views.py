@@ -131,6 +131,7 @@ def callback(request: HttpRequest) -> HttpResponse:
     code = request.GET.get("code", "")
     state = request.GET.get("state", "")
     error = request.GET.get("error")
+    issuers = request.GET.getlist("iss")
     _hide_callback_secrets(request)
     flow: PendingFlow | None = None
     try:
@@ -138,8 +139,10 @@ def callback(request: HttpRequest) -> HttpResponse:
             # Spend the state if it is ours, so the same link cannot be replayed later.
             with contextlib.suppress(CallbackError):
                 flow = flows.claim(request, state)
+            _check_issuer(issuers)
             raise _provider_error(error)
         flow = flows.claim(request, state)
+        _check_issuer(issuers)
         response = _complete(request, flow, code)
     except CallbackError as exc:
         logger.info("Frame.io callback refused: %s", exc.code)
@@ -185,6 +188,30 @@ def _hide_callback_secrets(request: HttpRequest) -> None:
         target = request.META.get(key)
         if isinstance(target, str) and "?" in target:
             request.META[key] = f"{target.split('?', 1)[0]}?{query}"
+
+
+def _check_issuer(received: list[str]) -> None:
+    """RFC 9207: an ``iss`` on the callback must be exactly the configured issuer. A callback
+    without one is accepted, as neither Frame.io server sends it."""
+    expected = conf.issuer
+    if not received or expected is None:
+        # Nothing to compare with: a preset that publishes no issuer, or AUTHORIZE_URL
+        # pointed elsewhere without ISSUER (check W009).
+        return
+    if received == [expected]:
+        return
+    logger.warning(
+        "Frame.io callback refused: iss %r is not the configured issuer %r",
+        [value[:200] for value in received[:3]],
+        expected,
+    )
+    raise CallbackError(
+        "wrong_issuer",
+        _(
+            "This answer did not come from the Frame.io server this site uses, so it was "
+            "refused and nothing was connected."
+        ),
+    )
 
 
 def _provider_error(error: str) -> CallbackError:

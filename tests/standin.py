@@ -40,6 +40,8 @@ class Standin:
             "TOKEN_URL": f"{self.url}/oauth2/token",
             "REVOKE_URL": f"{self.url}/oauth2/revoke",
             "USERINFO_URL": f"{self.url}/v2/me",
+            # The stand-in runs with FRAMEIO_STANDIN_SEND_ISS: its iss is its own URL.
+            "ISSUER": self.url,
             "HTTP_TIMEOUT": 10,
             **extra,
         }
@@ -100,6 +102,7 @@ def start_standin(db_path: Path, redirect_uris: list[str], users: dict[str, str]
         **os.environ,
         "FRAMEIO_STANDIN_DB": str(db_path),
         "FRAMEIO_STANDIN_REDIRECT_URIS": " ".join(redirect_uris),
+        "FRAMEIO_STANDIN_SEND_ISS": "1",
         "FRAMEIO_STANDIN_USERS": ",".join(
             f"{name}:{password}:{name}@example.com" for name, password in users.items()
         ),
