@@ -123,6 +123,8 @@ else:
         TOKEN_URL=f"{STANDIN_URL}/oauth2/token",
         REVOKE_URL=f"{STANDIN_URL}/oauth2/revoke",
         USERINFO_URL=f"{STANDIN_URL}/v2/me",
+        # What the stand-in puts in iss when FRAMEIO_STANDIN_SEND_ISS is on (RFC 9207).
+        ISSUER=STANDIN_URL,
     )
 
 # --- Celery --------------------------------------------------------------------------------

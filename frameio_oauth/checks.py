@@ -15,6 +15,8 @@ E009 HTTP_TIMEOUT not a positive number W006 CLIENT_SECRET present but empty
                                               transaction_mode IMMEDIATE
                                          W008 the callback URL cannot be reversed
                                               from ROOT_URLCONF (URLs not included?)
+                                         W009 AUTHORIZE_URL points elsewhere without
+                                              ISSUER: the callback's iss goes unchecked
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def check_settings(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> li
             )
         )
     messages += _check_urls()
+    messages += _check_issuer()
     messages += _check_timing()
     atomic = [alias for alias, db in settings.DATABASES.items() if db.get("ATOMIC_REQUESTS")]
     if atomic:
@@ -181,6 +184,22 @@ def _check_scopes() -> list[CheckMessage]:
             "a refresh token, so users must sign in again when the access token expires.",
             hint=f"Add {offline!r} to SCOPES.",
             id="frameio_oauth.W001",
+        )
+    ]
+
+
+def _check_issuer() -> list[CheckMessage]:
+    if not conf.authorize_url_overridden or conf.issuer is not None:
+        return []
+    return [
+        Warning(
+            f"{SETTING_NAME}['AUTHORIZE_URL'] sends users to another server than the "
+            f"{conf.preset.name} preset's, and {SETTING_NAME}['ISSUER'] does not say which "
+            "issuer that server is: an iss parameter on the callback (RFC 9207) cannot be "
+            "checked, so an answer from another authorization server is not recognised.",
+            hint=f"Set {SETTING_NAME}['ISSUER'] to the \"issuer\" in that server's "
+            "/.well-known/openid-configuration (or oauth-authorization-server) metadata.",
+            id="frameio_oauth.W009",
         )
     ]
 

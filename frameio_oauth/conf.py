@@ -31,6 +31,9 @@ class ProviderPreset:
     access_token_lifetime: int
     # The key of the object that wraps the user in the user-info answer, if any.
     userinfo_envelope: str | None
+    # The server's issuer identifier (RFC 8414), which an RFC 9207 ``iss`` on the callback
+    # must equal; None where the server publishes none.
+    issuer: str | None
 
 
 PRESETS: dict[str, ProviderPreset] = {
@@ -46,6 +49,9 @@ PRESETS: dict[str, ProviderPreset] = {
         offline_scope="offline",
         access_token_lifetime=3600,
         userinfo_envelope=None,
+        # Frame.io publishes no issuer for this Hydra server (its docs name only the
+        # authorize and token URLs) and Hydra sends no iss: nothing to compare against.
+        issuer=None,
     ),
     "adobe-ims": ProviderPreset(
         name="adobe-ims",
@@ -58,6 +64,10 @@ PRESETS: dict[str, ProviderPreset] = {
         offline_scope="offline_access",
         access_token_lifetime=24 * 3600,
         userinfo_envelope="data",
+        # "issuer" in https://ims-na1.adobelogin.com/ims/.well-known/openid-configuration, as
+        # documented at https://developer.adobe.com/developer-console/docs/guides/
+        # authentication/UserAuthentication/ims
+        issuer="https://ims-na1.adobelogin.com",
     ),
 }
 
@@ -77,6 +87,8 @@ KNOWN_KEYS = frozenset(
         "REFRESH_MARGIN",
         "HTTP_TIMEOUT",
         "ALLOW_SIGNUP",
+        "ISSUER",
+        "LOGIN_ON_GET",
     }
 )
 
@@ -142,6 +154,24 @@ class Conf:
         return str(self._get("AUTHORIZE_URL") or self.preset.authorize_url)
 
     @property
+    def authorize_url_overridden(self) -> bool:
+        """AUTHORIZE_URL sends users to a server other than the preset's."""
+        value = self._get("AUTHORIZE_URL")
+        return bool(value) and str(value) != self.preset.authorize_url
+
+    @property
+    def issuer(self) -> str | None:
+        """The issuer an ``iss`` on the callback must equal, or None if it is not known."""
+        value = self._get("ISSUER")
+        if value:
+            return str(value)
+        # The preset's issuer names the preset's server; users sent elsewhere come back from
+        # a server whose issuer only the ISSUER setting can tell (check W009).
+        if self.authorize_url_overridden:
+            return None
+        return self.preset.issuer
+
+    @property
     def token_url(self) -> str:
         return str(self._get("TOKEN_URL") or self.preset.token_url)
 
@@ -173,6 +203,11 @@ class Conf:
     @property
     def allow_signup(self) -> bool:
         return bool(self._get("ALLOW_SIGNUP", False))
+
+    @property
+    def login_on_get(self) -> bool:
+        """An anonymous visitor's GET of the start page starts a sign-in (never a connect)."""
+        return bool(self._get("LOGIN_ON_GET", False))
 
     def has_empty_client_secret(self) -> bool:
         """CLIENT_SECRET is present but empty: an unset environment variable, most likely."""

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +13,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -25,10 +22,12 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
+from django.views.decorators.clickjacking import xframe_options_deny
+from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import provider, services
+from . import flows, provider, services
 from .conf import conf
 from .exceptions import (
     CallbackError,
@@ -37,6 +36,8 @@ from .exceptions import (
     ProviderUnavailable,
     ReauthorizationRequired,
 )
+from .flows import SESSION_KEY as SESSION_KEY  # where callers have always found it
+from .flows import PendingFlow, starter_of
 from .models import OAuthToken
 
 logger = logging.getLogger(__name__)
@@ -53,10 +54,6 @@ def non_atomic_requests_everywhere(view: _View) -> _View:
     return view
 
 
-SESSION_KEY = "frameio_oauth_flows"
-# A user may start the flow in several tabs; keep a few pending states, each briefly.
-MAX_PENDING_FLOWS = 5
-FLOW_LIFETIME = 600
 # Query parameters of the callback that must not outlive their first read.
 CALLBACK_SECRETS = ("code", "state")
 MASK = "********"
@@ -74,28 +71,53 @@ PROVIDER_ERRORS = {
 
 
 @never_cache
-@require_GET
+# A page whose one button connects an account must not be framed by another site.
+@xframe_options_deny
+# Explicit, so a project without CsrfViewMiddleware is protected too.
+@csrf_protect
+@require_http_methods(["GET", "POST"])
 def login(request: HttpRequest) -> HttpResponse:
-    """Start the authorization-code flow: remember state (and verifier), go to Frame.io."""
+    """GET shows a page with one button, which POSTs here; the POST starts the flow. A GET
+    that started it would let any page connect the visitor's site account to whatever
+    Frame.io account their browser is signed in to. LOGIN_ON_GET lets an anonymous visitor's
+    GET start a sign-in; a connect always needs the POST."""
+    if request.method == "POST":
+        return _start(request, _safe_next(request, request.POST.get("next")))
+    next_url = _safe_next(request, request.GET.get("next"))
+    if conf.login_on_get and not request.user.is_authenticated:
+        return _start(request, next_url)
+    # Rendering writes nothing to the session: the CSRF token travels in its own cookie.
+    return render(
+        request,
+        "frameio_oauth/start.html",
+        {
+            "next": next_url,
+            "back_url": next_url or "/",
+            "connect": request.user.is_authenticated,
+            "username": request.user.get_username(),
+        },
+    )
+
+
+@sensitive_variables()
+def _start(request: HttpRequest, next_url: str) -> HttpResponse:
+    """Remember state, verifier and who is starting, then go to Frame.io."""
     redirect_uri = conf.redirect_uri or request.build_absolute_uri(
         reverse("frameio_oauth:callback")
     )
     _warn_if_other_host(request, redirect_uri)
     auth_request = provider.build_authorization_request(redirect_uri)
-    flows: dict[str, dict[str, Any]] = {
-        state: flow
-        for state, flow in request.session.get(SESSION_KEY, {}).items()
-        if flow.get("created", 0) > time.time() - FLOW_LIFETIME
-    }
-    while len(flows) >= MAX_PENDING_FLOWS:
-        flows.pop(min(flows, key=lambda state: flows[state]["created"]))
-    flows[auth_request.state] = {
-        "verifier": auth_request.code_verifier,
-        "redirect_uri": redirect_uri,
-        "next": _safe_next(request, request.GET.get("next")),
-        "created": time.time(),
-    }
-    request.session[SESSION_KEY] = flows
+    flows.remember(
+        request,
+        PendingFlow(
+            state=auth_request.state,
+            verifier=auth_request.code_verifier,
+            redirect_uri=redirect_uri,
+            next=next_url,
+            starter=starter_of(request.user),
+            created=time.time(),
+        ),
+    )
     return HttpResponseRedirect(auth_request.url)
 
 
@@ -108,26 +130,34 @@ def login(request: HttpRequest) -> HttpResponse:
 def callback(request: HttpRequest) -> HttpResponse:
     code = request.GET.get("code", "")
     state = request.GET.get("state", "")
+    error = request.GET.get("error")
+    issuers = request.GET.getlist("iss")
     _hide_callback_secrets(request)
+    flow: PendingFlow | None = None
     try:
-        response = _complete(request, code=code, state=state, error=request.GET.get("error"))
+        if error:
+            # Spend the state if it is ours, so the same link cannot be replayed later.
+            with contextlib.suppress(CallbackError):
+                flow = flows.claim(request, state)
+            _check_issuer(issuers)
+            raise _provider_error(error)
+        flow = flows.claim(request, state)
+        _check_issuer(issuers)
+        response = _complete(request, flow, code)
     except CallbackError as exc:
         logger.info("Frame.io callback refused: %s", exc.code)
-        if exc.code == "unknown_state" and _was_spent(state) and _is_connected(request):
+        if exc.code == "unknown_state" and flows.was_spent(state) and _is_connected(request):
             # The Back button to the consent page, or a second click on it, after the first
             # one connected: nothing went wrong for this user. (A state never used, such as
             # one evicted by newer flows, still gets the error: that attempt did fail.)
             messages.info(request, _("Frame.io is already connected."))
             response = HttpResponseRedirect(reverse("frameio_oauth:connected"))
         else:
-            response = _error_page(request, exc.code, str(exc), exc.status)
+            next_url = flow.next if flow is not None else ""
+            response = _error_page(request, exc.code, str(exc), exc.status, next_url)
     # The URL carried a code: never let it leak to the next page's resources.
     response["Referrer-Policy"] = "no-referrer"
     return response
-
-
-def _was_spent(state: str) -> bool:
-    return bool(state) and cache.get(_spent_key(state)) is not None
 
 
 def _is_connected(request: HttpRequest) -> bool:
@@ -160,20 +190,54 @@ def _hide_callback_secrets(request: HttpRequest) -> None:
             request.META[key] = f"{target.split('?', 1)[0]}?{query}"
 
 
+def _check_issuer(received: list[str]) -> None:
+    """RFC 9207: an ``iss`` on the callback must be exactly the configured issuer. A callback
+    without one is accepted, as neither Frame.io server sends it."""
+    expected = conf.issuer
+    if not received or expected is None:
+        # Nothing to compare with: a preset that publishes no issuer, or AUTHORIZE_URL
+        # pointed elsewhere without ISSUER (check W009).
+        return
+    if received == [expected]:
+        return
+    logger.warning(
+        "Frame.io callback refused: iss %r is not the configured issuer %r",
+        [value[:200] for value in received[:3]],
+        expected,
+    )
+    raise CallbackError(
+        "wrong_issuer",
+        _(
+            "This answer did not come from the Frame.io server this site uses, so it was "
+            "refused and nothing was connected."
+        ),
+    )
+
+
+def _provider_error(error: str) -> CallbackError:
+    message = PROVIDER_ERRORS.get(error, _("Frame.io did not authorize the connection."))
+    return CallbackError(error if error in PROVIDER_ERRORS else "provider_error", str(message))
+
+
 @sensitive_variables()
-def _complete(request: HttpRequest, *, code: str, state: str, error: str | None) -> HttpResponse:
-    if error:
-        # Spend the state if it is ours, so the same link cannot be replayed later.
-        with contextlib.suppress(CallbackError):
-            _pop_flow(request, state)
-        message = PROVIDER_ERRORS.get(error, _("Frame.io did not authorize the connection."))
-        raise CallbackError(error if error in PROVIDER_ERRORS else "provider_error", str(message))
-    flow = _pop_flow(request, state)
+def _complete(request: HttpRequest, flow: PendingFlow, code: str) -> HttpResponse:
+    if not flow.started_by(request.user):
+        # Someone else's flow, or one started before a sign-in or sign-out here. Refused
+        # before the exchange: the code is never redeemed, so no grant exists to give back.
+        logger.warning("Frame.io callback refused: the flow was not started by the current visitor")
+        raise CallbackError(
+            "other_user",
+            _(
+                "This Frame.io sign-in was started by someone else, or before you signed in "
+                "or out here, so nothing was connected. Start again if you meant to."
+            ),
+            status=403,
+        )
     if not code:
         raise CallbackError("missing_code", _("Frame.io sent no authorization code."))
     try:
         tokens, info = services.exchange_code(
-            code, redirect_uri=flow["redirect_uri"], code_verifier=flow["verifier"]
+            code, redirect_uri=flow.redirect_uri, code_verifier=flow.verifier
         )
     except ProviderUnavailable as exc:
         logger.warning("code exchange failed: %s", exc)
@@ -194,45 +258,12 @@ def _complete(request: HttpRequest, *, code: str, state: str, error: str | None)
     user = services.connect_or_sign_in(current, tokens, info)
     if current is None:
         auth_login(request, user, backend=_login_backend())  # type: ignore[arg-type]
-    return HttpResponseRedirect(flow["next"] or reverse("frameio_oauth:connected"))
-
-
-def _pop_flow(request: HttpRequest, state: str) -> dict[str, Any]:
-    """Consume the pending flow whose state matches; each state works exactly once."""
-    if not state:
-        raise CallbackError("missing_state", _("The sign-in link is incomplete; start again."))
-    flows: dict[str, dict[str, Any]] = request.session.get(SESSION_KEY, {})
-    match = None
-    for candidate in list(flows):
-        # Compare every pending state in constant time; do not stop at the first hit.
-        if hmac.compare_digest(candidate.encode(), state.encode()):
-            match = candidate
-    if match is None:
-        raise _unknown_state()
-    flow = flows.pop(match)
-    request.session[SESSION_KEY] = flows
-    # Save now, before the slow exchange, so a replayed callback cannot reuse the state.
-    request.session.save()
-    # Two requests racing with one session (a reload during the exchange) both read the state
-    # before either saved; the cache's atomic add lets exactly one of them through.
-    if not cache.add(_spent_key(state), 1, FLOW_LIFETIME):
-        raise _unknown_state()
-    if flow.get("created", 0) <= time.time() - FLOW_LIFETIME:
-        raise CallbackError("expired_state", _("The sign-in took too long; start again."))
-    return flow
-
-
-def _spent_key(state: str) -> str:
-    return "frameio_oauth:spent-state:" + hashlib.sha256(state.encode()).hexdigest()
-
-
-def _unknown_state() -> CallbackError:
-    return CallbackError(
-        "unknown_state", _("This sign-in link is unknown, used or expired; start again.")
-    )
+    return HttpResponseRedirect(flow.next or reverse("frameio_oauth:connected"))
 
 
 @never_cache
+# Its buttons connect and disconnect: no other site may frame it.
+@xframe_options_deny
 @login_required
 def connected(request: HttpRequest) -> HttpResponse:
     token = (
@@ -313,10 +344,12 @@ def _safe_next(request: HttpRequest, candidate: str | None) -> str:
     return ""
 
 
-def _error_page(request: HttpRequest, code: str, message: str, status: int) -> HttpResponse:
+def _error_page(
+    request: HttpRequest, code: str, message: str, status: int, next_url: str
+) -> HttpResponse:
     return render(
         request,
         "frameio_oauth/error.html",
-        {"error_code": code, "message": message},
+        {"error_code": code, "message": message, "next": next_url},
         status=status,
     )

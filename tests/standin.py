@@ -40,6 +40,8 @@ class Standin:
             "TOKEN_URL": f"{self.url}/oauth2/token",
             "REVOKE_URL": f"{self.url}/oauth2/revoke",
             "USERINFO_URL": f"{self.url}/v2/me",
+            # The stand-in runs with FRAMEIO_STANDIN_SEND_ISS: its iss is its own URL.
+            "ISSUER": self.url,
             "HTTP_TIMEOUT": 10,
             **extra,
         }
@@ -100,6 +102,7 @@ def start_standin(db_path: Path, redirect_uris: list[str], users: dict[str, str]
         **os.environ,
         "FRAMEIO_STANDIN_DB": str(db_path),
         "FRAMEIO_STANDIN_REDIRECT_URIS": " ".join(redirect_uris),
+        "FRAMEIO_STANDIN_SEND_ISS": "1",
         "FRAMEIO_STANDIN_USERS": ",".join(
             f"{name}:{password}:{name}@example.com" for name, password in users.items()
         ),
@@ -124,9 +127,16 @@ def start_standin(db_path: Path, redirect_uris: list[str], users: dict[str, str]
 def sign_in_with_frameio(
     client: Any, standin: Standin, username: str, next_url: str = "/done/"
 ) -> tuple[Any, dict[str, str]]:
-    """login → authorize at the stand-in → callback. Returns the callback response and the
-    callback's query plus the flow's PKCE verifier (if any) under "verifier"."""
-    start = client.get("/frameio/login/", {"next": next_url})
+    """start page → its button → authorize at the stand-in → callback. Returns the callback
+    response and the callback's query plus the flow's PKCE verifier (if any) under
+    "verifier"."""
+    page = client.get("/frameio/login/", {"next": next_url})
+    assert page.status_code == 200
+    # What the browser sends when the button is pressed: the form's hidden fields, the CSRF
+    # token among them, with the CSRF cookie the page set.
+    fields = form_fields(page.content.decode(), form_id="frameio-start-form")
+    assert fields.get("csrfmiddlewaretoken"), "the start page has no CSRF token"
+    start = client.post("/frameio/login/", fields)
     assert start.status_code == 302
     pending = client.session[SESSION_KEY]
     callback_url = standin.consent(start["Location"], username)

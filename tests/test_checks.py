@@ -51,7 +51,10 @@ def test_a_confidential_client_without_pkce_is_fine() -> None:
     "key", ["AUTHORIZE_URL", "TOKEN_URL", "REVOKE_URL", "USERINFO_URL", "REDIRECT_URI"]
 )
 def test_a_plain_http_url_outside_debug_is_e005(key: str) -> None:
-    assert ids_for(**{key: "http://frameio.example/x"}) == {"frameio_oauth.E005"}
+    # With the server's ISSUER, so that another AUTHORIZE_URL is only E005, not W009 too.
+    assert ids_for(**{key: "http://frameio.example/x", "ISSUER": "http://frameio.example"}) == {
+        "frameio_oauth.E005"
+    }
 
 
 def test_a_plain_http_url_in_debug_is_allowed() -> None:
@@ -197,3 +200,22 @@ def test_a_fixed_redirect_uri_needs_no_reversible_callback() -> None:
 
 def test_the_test_urlconf_reverses_the_callback() -> None:
     assert check_callback_url(None) == []
+
+
+def test_another_authorize_url_without_an_issuer_is_w009() -> None:
+    assert ids_for(AUTHORIZE_URL="https://idp.example/authorize") == {"frameio_oauth.W009"}
+
+
+def test_another_authorize_url_with_its_issuer_is_fine() -> None:
+    changes = {"AUTHORIZE_URL": "https://idp.example/authorize", "ISSUER": "https://idp.example"}
+    assert ids_for(**changes) == set()
+
+
+def test_the_presets_own_authorize_url_written_out_needs_no_issuer() -> None:
+    preset_url = "https://ims-na1.adobelogin.com/ims/authorize/v2"
+    changes = {"PROVIDER": "adobe-ims", "SCOPES": ["openid", "offline_access"]}
+    assert ids_for(**changes, AUTHORIZE_URL=preset_url) == set()
+
+
+def test_issuer_and_login_on_get_are_known_keys() -> None:
+    assert ids_for(ISSUER="https://idp.example", LOGIN_ON_GET=True) == set()

@@ -56,6 +56,7 @@ def test_defaults_match_the_design() -> None:
         assert conf.refresh_margin == 300
         assert conf.http_timeout == 10
         assert conf.allow_signup is False
+        assert conf.login_on_get is False
         assert conf.scopes == ["account.read", "offline"]
 
 
@@ -70,3 +71,36 @@ def test_scopes_given_as_one_comma_separated_string_are_split_into_names() -> No
     with override_settings(FRAMEIO_OAUTH=config):
         assert conf.scopes == ["openid", "offline_access"]
         assert conf.scope_string == "openid,offline_access"
+
+
+def test_the_adobe_ims_preset_expects_the_issuer_ims_publishes() -> None:
+    with override_settings(FRAMEIO_OAUTH={"PROVIDER": "adobe-ims"}):
+        assert conf.issuer == "https://ims-na1.adobelogin.com"
+
+
+def test_the_legacy_preset_has_no_issuer_to_compare_with() -> None:
+    with override_settings(FRAMEIO_OAUTH={"PROVIDER": "frameio"}):
+        assert conf.issuer is None
+
+
+def test_the_issuer_setting_overrides_the_presets() -> None:
+    config = {"PROVIDER": "adobe-ims", "ISSUER": "https://ims-eu.example"}
+    with override_settings(FRAMEIO_OAUTH=config):
+        assert conf.issuer == "https://ims-eu.example"
+
+
+def test_another_authorize_url_leaves_the_issuer_unknown_without_the_issuer_setting() -> None:
+    config = {"PROVIDER": "adobe-ims", "AUTHORIZE_URL": "https://idp.example/authorize"}
+    with override_settings(FRAMEIO_OAUTH=config):
+        assert conf.authorize_url_overridden
+        assert conf.issuer is None
+
+
+def test_the_presets_own_authorize_url_written_out_keeps_its_issuer() -> None:
+    config = {
+        "PROVIDER": "adobe-ims",
+        "AUTHORIZE_URL": "https://ims-na1.adobelogin.com/ims/authorize/v2",
+    }
+    with override_settings(FRAMEIO_OAUTH=config):
+        assert not conf.authorize_url_overridden
+        assert conf.issuer == "https://ims-na1.adobelogin.com"

@@ -177,3 +177,39 @@ def test_a_disconnect_during_an_outage_is_revoked_at_the_server_by_a_later_sweep
     assert summary.revoked == 1
     assert not OAuthToken.objects.filter(user=user).exists()
     assert standin.me(access_token).status_code == 401
+
+
+def test_a_client_that_enforces_csrf_like_a_browser_signs_in_through_the_start_page(
+    standin: Standin,
+) -> None:
+    browser_like = Client(enforce_csrf_checks=True)
+    with override_settings(FRAMEIO_OAUTH=standin.settings(PUBLIC, ALLOW_SIGNUP=True)):
+        response, _ = sign_in_with_frameio(browser_like, standin, "frank")
+    assert response.status_code == 302
+    assert response["Location"] == "/done/"
+    assert OAuthToken.objects.get(user_id=browser_like.session["_auth_user_id"])
+
+
+def test_the_servers_iss_on_the_callback_matches_the_issuer_and_the_user_is_connected(
+    client: Client, user: Any, standin: Standin
+) -> None:
+    client.force_login(user)
+    with override_settings(FRAMEIO_OAUTH=standin.settings(CONFIDENTIAL)):
+        response, query = sign_in_with_frameio(client, standin, "demo")
+    assert query["iss"] == standin.url
+    assert response.status_code == 302
+    assert OAuthToken.objects.filter(user=user).exists()
+
+
+def test_an_iss_from_another_server_is_refused_and_the_code_is_never_redeemed(
+    client: Client, user: Any, standin: Standin
+) -> None:
+    client.force_login(user)
+    config = standin.settings(CONFIDENTIAL, ISSUER="https://ims-na1.adobelogin.com")
+    standin.reset_stats()
+    with override_settings(FRAMEIO_OAUTH=config):
+        response, _ = sign_in_with_frameio(client, standin, "demo")
+    assert response.status_code == 400
+    assert b'data-error-code="wrong_issuer"' in response.content
+    assert standin.stats().get("authorization_code", 0) == 0
+    assert not OAuthToken.objects.exists()

@@ -27,8 +27,8 @@ ME = {"id": "fio-42", "email": "alice@frame.example", "name": "Alice"}
 
 
 def start(client: Client, next_url: str | None = None) -> str:
-    """Run the login view; return the state it put in the authorize URL."""
-    response = client.get("/frameio/login/", {"next": next_url} if next_url else {})
+    """Press the start page's button; return the state the flow put in the authorize URL."""
+    response = client.post("/frameio/login/", {"next": next_url} if next_url else {})
     assert response.status_code == 302
     return parse_qs(urlsplit(response["Location"]).query)["state"][0]
 

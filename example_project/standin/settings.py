@@ -134,6 +134,9 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
     "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
     "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    # RFC 9207: put iss (this server's URL, as the request reached it) on the authorization
+    # response. Off by default, like both Frame.io servers; the end-to-end tests turn it on.
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": _env_flag("FRAMEIO_STANDIN_SEND_ISS", False),
     "OAUTH2_VALIDATOR_CLASS": "example_project.standin.oauth.StandinOAuth2Validator",
     "OAUTH2_BACKEND_CLASS": "example_project.standin.oauth.StandinOAuthLibCore",
 }

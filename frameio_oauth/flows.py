@@ -1,0 +1,116 @@
+"""Pending sign-in flows: what the start of a flow leaves in the session for its callback.
+
+Each flow remembers its state, PKCE verifier, redirect URI, where to go afterwards, and who
+started it, so that the callback can refuse an answer that comes back to anyone else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.core.cache import cache
+from django.http import HttpRequest
+from django.utils.translation import gettext as _
+from django.views.decorators.debug import sensitive_variables
+
+from .exceptions import CallbackError
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
+
+SESSION_KEY = "frameio_oauth_flows"
+# A user may start the flow in several tabs; keep a few pending states, each briefly.
+MAX_PENDING_FLOWS = 5
+FLOW_LIFETIME = 600
+# In a flow saved without a starter (before flows recorded one), nobody matches.
+_UNKNOWN_STARTER = "?"
+
+
+@dataclass(frozen=True)
+class PendingFlow:
+    state: str = field(repr=False)
+    verifier: str | None = field(repr=False)
+    redirect_uri: str
+    next: str
+    # The pk, as a string, of the user who started the flow; None for an anonymous visitor.
+    starter: str | None
+    created: float
+
+    def started_by(self, user: AbstractBaseUser | AnonymousUser) -> bool:
+        return self.starter == starter_of(user)
+
+
+def starter_of(user: AbstractBaseUser | AnonymousUser) -> str | None:
+    return str(user.pk) if user.is_authenticated else None
+
+
+@sensitive_variables()
+def remember(request: HttpRequest, flow: PendingFlow) -> None:
+    """Keep ``flow`` in the session, dropping expired flows and, past the limit, the oldest."""
+    flows: dict[str, dict[str, Any]] = {
+        state: saved
+        for state, saved in request.session.get(SESSION_KEY, {}).items()
+        if saved.get("created", 0) > time.time() - FLOW_LIFETIME
+    }
+    while len(flows) >= MAX_PENDING_FLOWS:
+        flows.pop(min(flows, key=lambda state: flows[state]["created"]))
+    flows[flow.state] = {
+        "verifier": flow.verifier,
+        "redirect_uri": flow.redirect_uri,
+        "next": flow.next,
+        "starter": flow.starter,
+        "created": flow.created,
+    }
+    request.session[SESSION_KEY] = flows
+
+
+@sensitive_variables()
+def claim(request: HttpRequest, state: str) -> PendingFlow:
+    """Consume the pending flow whose state matches; each state works exactly once."""
+    if not state:
+        raise CallbackError("missing_state", _("The sign-in link is incomplete; start again."))
+    flows: dict[str, dict[str, Any]] = request.session.get(SESSION_KEY, {})
+    match = None
+    for candidate in list(flows):
+        # Compare every pending state in constant time; do not stop at the first hit.
+        if hmac.compare_digest(candidate.encode(), state.encode()):
+            match = candidate
+    if match is None:
+        raise unknown_state()
+    saved = flows.pop(match)
+    request.session[SESSION_KEY] = flows
+    # Save now, before the slow exchange, so a replayed callback cannot reuse the state.
+    request.session.save()
+    # Two requests racing with one session (a reload during the exchange) both read the state
+    # before either saved; the cache's atomic add lets exactly one of them through.
+    if not cache.add(spent_key(state), 1, FLOW_LIFETIME):
+        raise unknown_state()
+    if saved.get("created", 0) <= time.time() - FLOW_LIFETIME:
+        raise CallbackError("expired_state", _("The sign-in took too long; start again."))
+    return PendingFlow(
+        state=match,
+        verifier=saved.get("verifier"),
+        redirect_uri=str(saved.get("redirect_uri", "")),
+        next=str(saved.get("next", "")),
+        starter=saved.get("starter", _UNKNOWN_STARTER),
+        created=float(saved.get("created", 0)),
+    )
+
+
+def was_spent(state: str) -> bool:
+    return bool(state) and cache.get(spent_key(state)) is not None
+
+
+def spent_key(state: str) -> str:
+    return "frameio_oauth:spent-state:" + hashlib.sha256(state.encode()).hexdigest()
+
+
+def unknown_state() -> CallbackError:
+    return CallbackError(
+        "unknown_state", _("This sign-in link is unknown, used or expired; start again.")
+    )
