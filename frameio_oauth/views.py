@@ -35,6 +35,7 @@ from .exceptions import (
     NotConnected,
     ProviderUnavailable,
     ReauthorizationRequired,
+    UnusableProviderValue,
 )
 from .flows import SESSION_KEY as SESSION_KEY  # where callers have always found it
 from .flows import PendingFlow, starter_of
@@ -214,6 +215,19 @@ def _check_issuer(received: list[str]) -> None:
     )
 
 
+def _unusable(exc: UnusableProviderValue) -> CallbackError:
+    # Frame.io's fault, not the visitor's (502), and no retry will help: say so plainly.
+    logger.warning("sign-in refused: %s", exc)
+    return CallbackError(
+        "unusable_answer",
+        _(
+            "Frame.io sent account details this site cannot store, so nothing was connected. "
+            "Please tell the site's administrators."
+        ),
+        status=502,
+    )
+
+
 def _provider_error(error: str) -> CallbackError:
     message = PROVIDER_ERRORS.get(error, _("Frame.io did not authorize the connection."))
     return CallbackError(error if error in PROVIDER_ERRORS else "provider_error", str(message))
@@ -244,6 +258,8 @@ def _complete(request: HttpRequest, flow: PendingFlow, code: str) -> HttpRespons
         raise CallbackError(
             "unavailable", _("Frame.io could not be reached; please try again."), status=502
         ) from exc
+    except UnusableProviderValue as exc:
+        raise _unusable(exc) from exc
     except FrameioOAuthError as exc:
         logger.warning("code exchange refused: %s", exc)
         # invalid_grant is a stale or reused code: the request's problem (400), which must not
@@ -255,7 +271,10 @@ def _complete(request: HttpRequest, flow: PendingFlow, code: str) -> HttpRespons
             status=400 if isinstance(exc, ReauthorizationRequired) else 502,
         ) from exc
     current = request.user if request.user.is_authenticated else None
-    user = services.connect_or_sign_in(current, tokens, info)
+    try:
+        user = services.connect_or_sign_in(current, tokens, info)
+    except UnusableProviderValue as exc:
+        raise _unusable(exc) from exc
     if current is None:
         auth_login(request, user, backend=_login_backend())  # type: ignore[arg-type]
     return HttpResponseRedirect(flow.next or reverse("frameio_oauth:connected"))

@@ -109,3 +109,61 @@ def test_a_refresh_answer_with_an_unusable_token_type_is_stored_as_bearer(
     services.refresh(due.pk)
     row = OAuthToken.objects.get(pk=due.pk)
     assert (row.refresh_token, row.token_type) == ("RT-1", "Bearer")
+
+
+# --- at the callback ------------------------------------------------------------------------
+
+
+def sign_in_with(client: Any, mock: responses.RequestsMock, me: dict[str, Any]) -> Any:
+    from tests.test_views import start
+
+    mock.post(TOKEN_URL, json=TOKENS)
+    mock.get(USERINFO_URL, json={**ME, **me})
+    mock.post(REVOKE_URL, body="")
+    state = start(client)
+    verifier = client.session["frameio_oauth_flows"][state]["verifier"]
+    return client.get("/frameio/callback/", {"state": state, "code": "CODE-7"}), verifier
+
+
+@pytest.mark.parametrize(
+    "me",
+    [{"id": "x" * 300}, {"email": "a" * 250 + "@frame.example"}, {"id": "fio\x00"}],
+    ids=["id-too-long", "email-too-long", "nul-in-id"],
+)
+def test_a_callback_with_unusable_account_details_gets_a_friendly_502_and_stores_nothing(
+    client: Any, user: Any, provider_http: responses.RequestsMock, me: dict[str, Any]
+) -> None:
+    client.force_login(user)
+    response, _ = sign_in_with(client, provider_http, me)
+    assert response.status_code == 502
+    assert b"cannot store" in response.content
+    assert b"Traceback" not in response.content
+    assert not OAuthToken.objects.exists()
+    assert revoked(provider_http) == ["RT-1"]
+
+
+def test_a_sign_up_with_unusable_account_details_creates_no_user(
+    client: Any, provider_http: responses.RequestsMock, django_user_model: Any
+) -> None:
+    from django.test import override_settings
+
+    from tests.settings import FRAMEIO_OAUTH
+
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ALLOW_SIGNUP": True}):
+        response, _ = sign_in_with(client, provider_http, {"email": "no address"})
+    assert response.status_code == 502
+    assert not django_user_model.objects.exists()
+    assert "_auth_user_id" not in client.session
+
+
+def test_with_debug_on_an_unusable_answer_shows_no_code_or_verifier(
+    client: Any, user: Any, provider_http: responses.RequestsMock, settings: Any
+) -> None:
+    settings.DEBUG = True
+    client.force_login(user)
+    response, verifier = sign_in_with(client, provider_http, {"id": "x" * 300})
+    page = response.content.decode()
+    assert response.status_code == 502
+    assert "CODE-7" not in page
+    assert verifier not in page
+    assert "RT-1" not in page and "AT-1" not in page
