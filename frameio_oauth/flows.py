@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -49,16 +50,36 @@ def starter_of(user: AbstractBaseUser | AnonymousUser) -> str | None:
     return str(user.pk) if user.is_authenticated else None
 
 
+def _saved(request: HttpRequest) -> dict[str, dict[str, Any]]:
+    """The session's pending flows; anything else found under the key (another version's
+    format, a project's own use of it) counts as none."""
+    value = request.session.get(SESSION_KEY)
+    if not isinstance(value, dict):
+        return {}
+    return {
+        state: saved
+        for state, saved in value.items()
+        if isinstance(state, str) and isinstance(saved, dict)
+    }
+
+
+def _created(saved: dict[str, Any]) -> float:
+    created = saved.get("created")
+    if isinstance(created, bool) or not isinstance(created, int | float):
+        return 0.0
+    return float(created) if math.isfinite(created) else 0.0
+
+
 @sensitive_variables()
 def remember(request: HttpRequest, flow: PendingFlow) -> None:
     """Keep ``flow`` in the session, dropping expired flows and, past the limit, the oldest."""
-    flows: dict[str, dict[str, Any]] = {
+    flows = {
         state: saved
-        for state, saved in request.session.get(SESSION_KEY, {}).items()
-        if saved.get("created", 0) > time.time() - FLOW_LIFETIME
+        for state, saved in _saved(request).items()
+        if _created(saved) > time.time() - FLOW_LIFETIME
     }
     while len(flows) >= MAX_PENDING_FLOWS:
-        flows.pop(min(flows, key=lambda state: flows[state]["created"]))
+        flows.pop(min(flows, key=lambda state: _created(flows[state])))
     flows[flow.state] = {
         "verifier": flow.verifier,
         "redirect_uri": flow.redirect_uri,
@@ -74,7 +95,7 @@ def claim(request: HttpRequest, state: str) -> PendingFlow:
     """Consume the pending flow whose state matches; each state works exactly once."""
     if not state:
         raise CallbackError("missing_state", _("The sign-in link is incomplete; start again."))
-    flows: dict[str, dict[str, Any]] = request.session.get(SESSION_KEY, {})
+    flows = _saved(request)
     match = None
     for candidate in list(flows):
         # Compare every pending state in constant time; do not stop at the first hit.
@@ -90,15 +111,21 @@ def claim(request: HttpRequest, state: str) -> PendingFlow:
     # before either saved; the cache's atomic add lets exactly one of them through.
     if not cache.add(spent_key(state), 1, FLOW_LIFETIME):
         raise unknown_state()
-    if saved.get("created", 0) <= time.time() - FLOW_LIFETIME:
+    if _created(saved) <= time.time() - FLOW_LIFETIME:
         raise CallbackError("expired_state", _("The sign-in took too long; start again."))
+    verifier, redirect_uri = saved.get("verifier"), saved.get("redirect_uri")
+    if not isinstance(verifier, str | None) or not isinstance(redirect_uri, str):
+        # Not what remember() writes: nothing to complete the exchange with.
+        raise unknown_state()
+    starter = saved.get("starter", _UNKNOWN_STARTER)
+    next_url = saved.get("next")
     return PendingFlow(
         state=match,
-        verifier=saved.get("verifier"),
-        redirect_uri=str(saved.get("redirect_uri", "")),
-        next=str(saved.get("next", "")),
-        starter=saved.get("starter", _UNKNOWN_STARTER),
-        created=float(saved.get("created", 0)),
+        verifier=verifier,
+        redirect_uri=redirect_uri,
+        next=next_url if isinstance(next_url, str) else "",
+        starter=starter if isinstance(starter, str | None) else _UNKNOWN_STARTER,
+        created=_created(saved),
     )
 
 
