@@ -41,8 +41,15 @@ def no_secret(text: str) -> bool:
 
 
 words = st.text(max_size=30).filter(no_secret)
-anything = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), words,
-                     st.lists(words, max_size=2), st.dictionaries(words, words, max_size=2))  # fmt: skip
+anything = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    words,
+    st.lists(words, max_size=2),
+    st.dictionaries(words, words, max_size=2),
+)
 # A pending flow as the start view writes it, or with any field changed to anything.
 flow_values = st.fixed_dictionaries(
     {},
