@@ -105,7 +105,7 @@ class TokenCipher:
         aead = self._keys.get(kid)
         if aead is None:
             raise DecryptionError(
-                f"stored value was encrypted with key id {kid[:KID_LENGTH * 2]!r}, which is not "
+                f"stored value was encrypted with key id {kid[: KID_LENGTH * 2]!r}, which is not "
                 "in FRAMEIO_OAUTH['ENCRYPTION_KEYS']"
             )
         try:
