@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.core.signals import setting_changed
@@ -26,6 +27,7 @@ VERSION = "v1"
 KEY_BYTES = 32
 NONCE_BYTES = 12
 KID_LENGTH = 8
+_URLSAFE_BASE64 = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 
 def generate_key() -> str:
@@ -108,9 +110,12 @@ class TokenCipher:
                 f"stored value was encrypted with key id {kid[: KID_LENGTH * 2]!r}, which is not "
                 "in FRAMEIO_OAUTH['ENCRYPTION_KEYS']"
             )
+        body = envelope.split(":", 2)[2]
+        if not _URLSAFE_BASE64.fullmatch(body):
+            # Anything outside the alphabet ("+" and "/" included) is tampering, not noise.
+            raise DecryptionError(f"stored value under key id {kid!r} is not urlsafe base64")
         try:
-            # validate=True: any character outside the alphabet is tampering, not noise.
-            blob = base64.b64decode(envelope.split(":", 2)[2], altchars=b"-_", validate=True)
+            blob = base64.urlsafe_b64decode(body)
             plaintext = aead.decrypt(
                 blob[:NONCE_BYTES], blob[NONCE_BYTES:], self._aad(kid, associated_data)
             )

@@ -66,3 +66,10 @@ def test_a_cut_or_extended_envelope_never_opens(cut: int, tail: str) -> None:
 
 def test_the_genuine_envelope_opens_under_the_bytes_it_was_stored_as() -> None:
     assert CIPHER.decrypt(GOOD.encode("ascii"), AAD) == PLAINTEXT
+
+
+def test_an_envelope_spelled_in_standard_base64_never_opens() -> None:
+    # "+" and "/" decode to the same bytes as "-" and "_" under a lenient decoder.
+    envelope = next(e for e in iter(lambda: CIPHER.encrypt(PLAINTEXT, AAD), None) if "-" in e)
+    with pytest.raises(DecryptionError):
+        CIPHER.decrypt(envelope.replace("-", "+"), AAD)
