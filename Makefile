@@ -18,8 +18,11 @@ $(STAMP): setup.cfg requirements/constraints.txt
 run: $(STAMP)
 	$(BIN)/python -m example_project.run
 
+# CI runs the same suite under coverage: make test PYTEST="$(BIN)/coverage run -m pytest"
+PYTEST ?= $(BIN)/python -m pytest
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(PYTEST)
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 lint: $(STAMP)
