@@ -3,7 +3,7 @@
 E000 FRAMEIO_OAUTH is not a dict      W001 no offline scope: no refresh token will come back
 E001 no CLIENT_ID                     W002 unknown keys in FRAMEIO_OAUTH (a typo?)
 E002 no ENCRYPTION_KEYS               W003 ATOMIC_REQUESTS: no on-demand refresh inside views
-E003 a malformed encryption key       W004 REFRESH_MARGIN not shorter than the token lifetime
+E003 a malformed encryption key       W004 REFRESH_MARGIN at least half the token lifetime
 E004 public client with PKCE off      W005 HTTP_TIMEOUT too long for the refresh tasks'
 E005 non-https provider or redirect        Celery time limits
      URL outside DEBUG
@@ -205,6 +205,8 @@ def _check_issuer() -> list[CheckMessage]:
 
 
 def _check_timing() -> list[CheckMessage]:
+    from .services import MAX_LEAD_FRACTION
+
     messages: list[CheckMessage] = []
     margin = _positive_seconds("REFRESH_MARGIN", lambda: conf.refresh_margin)
     if margin is None:
@@ -216,12 +218,12 @@ def _check_timing() -> list[CheckMessage]:
                 id="frameio_oauth.E008",
             )
         )
-    elif margin >= (lifetime := conf.preset.access_token_lifetime):
+    elif margin >= (lifetime := conf.preset.access_token_lifetime) * MAX_LEAD_FRACTION:
         messages.append(
             Warning(
-                f"{SETTING_NAME}['REFRESH_MARGIN'] ({margin:g} s) is not shorter than "
-                f"{conf.preset.name}'s access-token lifetime ({lifetime} s): every token is "
-                "due as soon as it is issued, so every get_access_token call refreshes.",
+                f"{SETTING_NAME}['REFRESH_MARGIN'] ({margin:g} s) is at least half of "
+                f"{conf.preset.name}'s access-token lifetime ({lifetime} s): tokens will be "
+                "refreshed at half their lifetime, not REFRESH_MARGIN before they expire.",
                 hint="A few minutes is enough; the default is 300.",
                 id="frameio_oauth.W004",
             )

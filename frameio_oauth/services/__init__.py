@@ -31,9 +31,10 @@ from ._refresh import (
     replace_rejected_token,
 )
 from ._revocations import DisconnectResult, retry_due_revocations
-from ._schedule import needs_refresh, next_refresh_time
+from ._schedule import MAX_LEAD_FRACTION, needs_refresh, next_refresh_time
 
 __all__ = [
+    "MAX_LEAD_FRACTION",
     "REFRESHED_FIELDS",
     "DisconnectResult",
     "Outcome",
