@@ -35,6 +35,7 @@ from urllib3.util.connection import allowed_gai_family
 
 # How late the watchdog may act on a deadline, so that a burst of them is one wake-up, not many.
 GRAIN = 0.01
+_LONGEST_WAIT = 3600.0
 
 _current: ContextVar[Deadline | None] = ContextVar("frameio_oauth_deadline", default=None)
 
@@ -174,6 +175,14 @@ class _Watchdog:
             self._heap.clear()
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        finally:
+            # Whatever ended the loop, the next call to arm starts a new thread.
+            with self._lock:
+                self._running = False
+
+    def _watch(self) -> None:
         with self._lock:
             while True:
                 now = time.monotonic()
@@ -185,7 +194,8 @@ class _Watchdog:
                         alarm.deadline.tripped = True
                         alarm.wire._cut()
                 self._wake_at = max(heap[0][0], now + GRAIN) if heap else math.inf
-                self._changed.wait(self._wake_at - now if heap else None)
+                # Capped: a wait longer than threading.TIMEOUT_MAX would raise.
+                self._changed.wait(min(self._wake_at - now, _LONGEST_WAIT) if heap else None)
 
 
 _watchdog = _Watchdog()
