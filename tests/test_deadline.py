@@ -291,6 +291,21 @@ def test_connect_attempts_to_every_address_of_a_host_share_one_deadline(
     assert elapsed <= BUDGET + SLACK
 
 
+def test_a_call_through_a_proxy_keeps_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The proxy drips its answer to CONNECT: the tunnel is watched like any connection.
+    with served(drip_headers)() as proxy:
+        for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        provider._environment_for_origin.cache_clear()
+        try:
+            with override_settings(FRAMEIO_OAUTH=oauth_settings("https://ims.example")):
+                elapsed = timed(CALLS["refresh"], ProviderUnavailable, TIMED_OUT)
+        finally:
+            provider._environment_for_origin.cache_clear()
+    assert BUDGET <= elapsed <= BUDGET + SLACK
+
+
 # --- TLS ------------------------------------------------------------------------------------
 
 
