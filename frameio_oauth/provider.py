@@ -1,7 +1,8 @@
 """All HTTP to the authorization server, and nothing else.
 
-Every call has a hard wall-clock deadline (``HTTP_TIMEOUT``) and a 1 MiB cap on the body, so a
-slow or huge answer cannot hang a worker. Answers are read by :mod:`frameio_oauth.answers` into
+Every call has a hard wall-clock deadline (``HTTP_TIMEOUT``, held at the socket by
+:mod:`frameio_oauth.deadlines`) and a 1 MiB cap on the body, decoded or not, so a slow, endless
+or huge answer cannot hang a worker. Answers are read by :mod:`frameio_oauth.answers` into
 small dataclasses; every failure becomes a typed error from :mod:`frameio_oauth.exceptions`:
 
 * ``invalid_grant`` → :class:`ReauthorizationRequired` (never retried)
@@ -20,7 +21,7 @@ import hashlib
 import logging
 import os
 import secrets
-import time
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -29,7 +30,6 @@ from urllib.parse import quote_plus, urlencode, urlsplit
 import requests
 from django.views.decorators.debug import sensitive_variables
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.util import Timeout
 
 # Re-exported: callers know these as provider.TokenResponse and so on.
 from .answers import MAX_EXPIRES_IN as MAX_EXPIRES_IN
@@ -38,6 +38,7 @@ from .answers import UserInfo as UserInfo
 from .answers import content_type, is_refusal, json_or_none, raise_for_error, secrets_of
 from .answers import parse_token_payload as parse_token_payload
 from .conf import conf
+from .deadlines import Deadline, DeadlineAdapter
 from .exceptions import ProviderError, ProviderUnavailable
 
 logger = logging.getLogger(__name__)
@@ -47,12 +48,17 @@ MAX_BODY_BYTES = 1024 * 1024
 # hooks, netrc and environment lookups, redirect handling) cost about 1.5 ms of wall time per
 # call on our benchmark machine, and we want none of it: no cookies shared between users, no
 # redirects that would re-send a code or refresh token elsewhere. The adapter keeps the
-# connection pool.
-_adapter = requests.adapters.HTTPAdapter()
+# connection pool, and holds each call's deadline at its sockets.
+_adapter = DeadlineAdapter()
 _DEFAULT_HEADERS = {
     **requests.utils.default_headers(),
     "User-Agent": f"frameio-oauth {requests.utils.default_user_agent()}",
+    # Compressed answers are decoded here, under the size cap; better not to get any.
+    "Accept-Encoding": "identity",
 }
+_READ_SIZE = 64 * 1024
+# What a server that compresses all the same may use: zlib's window bits for each.
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,7 @@ def refresh_grant(refresh_token: str, *, scope: str | None = None) -> TokenRespo
     request spends no refresh token, and omitting it cannot ask for more than was granted.
     Both calls share one ``HTTP_TIMEOUT``, so the lock is held no longer than for one.
     """
-    deadline = time.monotonic() + conf.http_timeout
+    deadline = Deadline(conf.http_timeout)
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
     if scope is None:
         return _token_request(form, deadline=deadline)
@@ -175,7 +181,7 @@ def fetch_userinfo(access_token: str) -> UserInfo:
 
 
 @sensitive_variables()
-def _token_request(form: dict[str, str], *, deadline: float | None = None) -> TokenResponse:
+def _token_request(form: dict[str, str], *, deadline: Deadline | None = None) -> TokenResponse:
     response, body = _post(conf.token_url, form, deadline=deadline)
     payload = json_or_none(body)
     if response.status_code != 200 or not isinstance(payload, dict) or is_refusal(payload):
@@ -190,7 +196,7 @@ def _token_request(form: dict[str, str], *, deadline: float | None = None) -> To
 
 @sensitive_variables()
 def _post(
-    url: str, form: dict[str, str], *, deadline: float | None = None
+    url: str, form: dict[str, str], *, deadline: Deadline | None = None
 ) -> tuple[requests.Response, bytes]:
     auth = None
     if conf.client_secret is not None:
@@ -209,38 +215,44 @@ def _post(
 
 @sensitive_variables()
 def _send(
-    method: str, url: str, *, deadline: float | None = None, **kwargs: Any
+    method: str, url: str, *, deadline: Deadline | None = None, **kwargs: Any
 ) -> tuple[requests.Response, bytes]:
-    """One request under a hard deadline (``HTTP_TIMEOUT`` from now, or the given monotonic
-    time), body capped. Returns the response and its body."""
+    """One request under a hard deadline, body capped. Returns the response and its body.
+    ``deadline`` lets several calls share one ``HTTP_TIMEOUT``; by default each has its own."""
     if deadline is None:
-        deadline = time.monotonic() + conf.http_timeout
-    budget = deadline - time.monotonic()
-    if budget <= 0:
-        raise ProviderUnavailable(f"{method} {_origin(url)} had no time left of its deadline")
+        deadline = Deadline(conf.http_timeout)
+    budget = deadline.seconds
+    if deadline.passed():
+        raise _timed_out(method, url, budget)
     headers = {**_DEFAULT_HEADERS, **kwargs.pop("headers", {})}
     proxies, verify = _environment_for(url)
-    try:
-        prepared = _prepare(method, url, headers, kwargs.get("data"), kwargs.get("auth"))
-        # total= makes the wait for the headers use what the connect step left of the budget.
-        response = _adapter.send(
-            prepared,
-            stream=True,
-            # The adapter passes a urllib3 Timeout through as it is; its stubs don't say so.
-            timeout=Timeout(total=budget),  # type: ignore[arg-type]
-            proxies=proxies,
-            verify=verify,
-        )
-    except requests.Timeout as exc:
-        raise ProviderUnavailable(f"{method} {_origin(url)} timed out after {budget}s") from exc
-    except requests.RequestException as exc:
-        raise ProviderUnavailable(f"{method} {_origin(url)} failed: {type(exc).__name__}") from exc
-    try:
-        body = _read_body(response, deadline, method, url)
-    finally:
-        response.close()
+    with deadline:
+        try:
+            prepared = _prepare(method, url, headers, kwargs.get("data"), kwargs.get("auth"))
+            response = _adapter.send(
+                prepared,
+                stream=True,
+                # Per socket operation, where the deadline's watchdog does not reach (SOCKS).
+                timeout=max(deadline.remaining(), 0.001),
+                proxies=proxies,
+                verify=verify,
+            )
+        except requests.RequestException as exc:
+            if deadline.tripped or isinstance(exc, requests.Timeout):
+                raise _timed_out(method, url, budget) from exc
+            raise ProviderUnavailable(
+                f"{method} {_origin(url)} failed: {type(exc).__name__}"
+            ) from exc
+        try:
+            body = _read_body(response, deadline, method, url)
+        finally:
+            response.close()
     logger.debug("%s %s answered HTTP %s", method, _origin(url), response.status_code)
     return response, body
+
+
+def _timed_out(method: str, url: str, budget: float) -> ProviderUnavailable:
+    return ProviderUnavailable(f"{method} {_origin(url)} timed out at its {budget:g} s deadline")
 
 
 @sensitive_variables()
@@ -290,46 +302,71 @@ def _environment_for(url: str) -> tuple[dict[str, str], bool | str]:
 
 
 @sensitive_variables()
-def _read_body(response: requests.Response, deadline: float, method: str, url: str) -> bytes:
+def _read_body(response: requests.Response, deadline: Deadline, method: str, url: str) -> bytes:
+    raw = response.raw
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ProviderError(f"{method} {_origin(url)} sent a body over {MAX_BODY_BYTES} bytes")
-    # Only an unencoded body's length is Content-Length; a decoder may still hold bytes.
-    identity = response.headers.get("Content-Encoding", "identity").lower() == "identity"
+        raise _over_cap(method, url)
+    inflater = _inflater(response, method, url)
+    # Without a length or chunks, a body ends where the connection does: a cut at the deadline
+    # would look like its end.
+    framed = raw.length_remaining is not None or raw.chunked
     chunks: list[bytes] = []
-    size = 0
+    received = size = 0
     try:
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ProviderUnavailable(f"{method} {_origin(url)} exceeded its deadline")
-            _set_read_timeout(response, remaining)
-            # read1 returns what one recv() gave, so the deadline is checked between recvs.
-            chunk = response.raw.read1(64 * 1024, decode_content=True)
-            if not chunk:
+            if deadline.passed():
+                raise _timed_out(method, url, deadline.seconds)
+            data = raw.read1(_READ_SIZE, decode_content=False)
+            if not data:
+                if deadline.tripped and not framed:
+                    raise _timed_out(method, url, deadline.seconds)
                 break
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise ProviderError(
-                    f"{method} {_origin(url)} sent a body over {MAX_BODY_BYTES} bytes"
-                )
-            chunks.append(chunk)
-            if identity and response.raw.length_remaining == 0:
-                break  # all of Content-Length is in: no second timed read to be told so
+            received += len(data)
+            if inflater is not None and received <= MAX_BODY_BYTES:
+                data = _inflate(inflater, data, MAX_BODY_BYTES - size, method, url)
+            size += len(data)
+            if received > MAX_BODY_BYTES or size > MAX_BODY_BYTES:
+                raise _over_cap(method, url)
+            chunks.append(data)
+            if raw.length_remaining == 0:
+                break  # all of Content-Length is in: no further read to be told so
     except (requests.RequestException, Urllib3Error, OSError) as exc:
+        if deadline.tripped:
+            raise _timed_out(method, url, deadline.seconds) from exc
         raise ProviderUnavailable(
             f"{method} {_origin(url)} failed while reading: {type(exc).__name__}"
         ) from exc
+    if inflater is not None and not inflater.eof:
+        raise ProviderError(f"{method} {_origin(url)} sent a compressed body that ends too soon")
     return b"".join(chunks)
 
 
-def _set_read_timeout(response: requests.Response, remaining: float) -> None:
-    # Each recv() may block at most until the deadline, so a server that drips one byte at a
-    # time cannot stretch the call past HTTP_TIMEOUT.
-    connection = getattr(response.raw, "connection", None)
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        sock.settimeout(max(remaining, 0.001))
+def _over_cap(method: str, url: str) -> ProviderError:
+    return ProviderError(f"{method} {_origin(url)} sent a body over {MAX_BODY_BYTES} bytes")
+
+
+def _inflater(response: requests.Response, method: str, url: str) -> zlib._Decompress | None:
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    wbits = _WBITS.get(encoding)
+    if wbits is None:
+        raise ProviderError(
+            f"{method} {_origin(url)} sent a body in an unknown encoding {encoding[:40]!r}"
+        )
+    return zlib.decompressobj(wbits)
+
+
+def _inflate(inflater: zlib._Decompress, data: bytes, room: int, method: str, url: str) -> bytes:
+    # At most one byte over what the cap leaves, however well the data compresses: a
+    # "compression bomb" fails at the cap without being inflated any further.
+    try:
+        return inflater.decompress(data, room + 1)
+    except zlib.error as exc:
+        raise ProviderError(
+            f"{method} {_origin(url)} sent a compressed body that does not decompress"
+        ) from exc
 
 
 def _origin(url: str) -> str:
