@@ -57,6 +57,8 @@ def test_an_envelope_with_one_character_changed_never_opens(index: int, char: st
 
 @fuzz
 @given(st.integers(min_value=0, max_value=len(GOOD) - 1), st.text(min_size=1))
+@example(0, "=")  # stray padding, which a lenient decoder skips
+@example(0, "==")
 def test_a_cut_or_extended_envelope_never_opens(cut: int, tail: str) -> None:
     with pytest.raises(DecryptionError):
         CIPHER.decrypt(GOOD[:cut], AAD)
