@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import quote_plus, urljoin
 
 import requests
 
@@ -27,6 +27,13 @@ INTEROP_DIR = ROOT / "tests" / "interop"
 CALLBACK_URL = "http://testserver/frameio/callback/"
 CONFIDENTIAL = {"CLIENT_ID": "interop-confidential", "CLIENT_SECRET": "interop-secret"}
 PUBLIC = {"CLIENT_ID": "interop-public"}
+# RFC 6749 §2.3.1: HTTP Basic carries both form-urlencoded, so a colon, a plus, a percent sign
+# or a space in either must survive the round trip (oidc-provider takes printable ASCII only).
+RESERVED_CHARACTERS = {
+    "CLIENT_ID": "interop:reserved+chars",
+    "CLIENT_SECRET": "s3cr+t with:colon%25&=/~",
+}
+CLIENTS = (CONFIDENTIAL, PUBLIC, RESERVED_CHARACTERS)
 # What Frame.io V4 asks for, spelled as an RFC 6749 server reads a scope: space-separated.
 SCOPES = ["openid", "email", "offline_access"]
 READY = "interop server ready on "
@@ -102,13 +109,29 @@ class InteropServer:
 
     def refresh_directly(self, client: dict[str, str], refresh_token: str) -> requests.Response:
         """A refresh request sent by the test itself, as the client would send it."""
-        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        return self._client_post(
+            "/token", client, {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        )
+
+    def revoke_directly(self, client: dict[str, str], token: str, hint: str) -> requests.Response:
+        """An RFC 7009 revocation sent by the test itself, as the client would send it."""
+        return self._client_post(
+            "/token/revocation", client, {"token": token, "token_type_hint": hint}
+        )
+
+    def _client_post(
+        self, path: str, client: dict[str, str], form: dict[str, str]
+    ) -> requests.Response:
         auth = None
         if "CLIENT_SECRET" in client:
-            auth = (client["CLIENT_ID"], client["CLIENT_SECRET"])
+            # RFC 6749 §2.3.1: each part form-urlencoded before Basic encodes them.
+            auth = (
+                quote_plus(client["CLIENT_ID"], safe=""),
+                quote_plus(client["CLIENT_SECRET"], safe=""),
+            )
         else:
-            form["client_id"] = client["CLIENT_ID"]
-        return requests.post(f"{self.issuer}/token", data=form, auth=auth, timeout=5)
+            form = {**form, "client_id": client["CLIENT_ID"]}
+        return requests.post(f"{self.issuer}{path}", data=form, auth=auth, timeout=5)
 
     def consent(self, authorize_url: str, username: str) -> str:
         """Sign in on the server's login page, allow on its consent page; return the URL the
@@ -152,11 +175,10 @@ def start_server(
             for name, account in accounts.items()
         },
         "redirectUris": [CALLBACK_URL],
-        "confidential": {
-            "clientId": CONFIDENTIAL["CLIENT_ID"],
-            "clientSecret": CONFIDENTIAL["CLIENT_SECRET"],
-        },
-        "public": {"clientId": PUBLIC["CLIENT_ID"]},
+        "clients": [
+            {"clientId": client["CLIENT_ID"], "clientSecret": client.get("CLIENT_SECRET")}
+            for client in CLIENTS
+        ],
         "accessTokenTtl": access_token_ttl,
     }
     node = shutil.which("node")

@@ -17,8 +17,8 @@ const settings = {
   // username -> { password, sub, email }
   users: {},
   redirectUris: [],
-  confidential: { clientId: 'interop-confidential', clientSecret: 'interop-secret' },
-  public: { clientId: 'interop-public' },
+  // { clientId, clientSecret }: client_secret_basic; { clientId } alone: a public client.
+  clients: [],
   accessTokenTtl: 600,
   ...JSON.parse(process.env.FRAMEIO_INTEROP_CONFIG || '{}'),
 };
@@ -53,21 +53,17 @@ function signingKeys() {
 }
 
 function configuration() {
-  const common = {
+  const client = ({ clientId, clientSecret }) => ({
+    client_id: clientId,
+    ...(clientSecret
+      ? { client_secret: clientSecret, token_endpoint_auth_method: 'client_secret_basic' }
+      : { token_endpoint_auth_method: 'none' }),
     redirect_uris: settings.redirectUris,
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
-  };
+  });
   return {
-    clients: [
-      {
-        ...common,
-        client_id: settings.confidential.clientId,
-        client_secret: settings.confidential.clientSecret,
-        token_endpoint_auth_method: 'client_secret_basic',
-      },
-      { ...common, client_id: settings.public.clientId, token_endpoint_auth_method: 'none' },
-    ],
+    clients: settings.clients.map(client),
     scopes: SCOPES,
     // The authorization code flow and nothing else, each client authenticating one way.
     responseTypes: ['code'],
