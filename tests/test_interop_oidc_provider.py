@@ -19,10 +19,12 @@ from django.utils import timezone
 
 from frameio_oauth import services
 from frameio_oauth.exceptions import ReauthorizationRequired
+from frameio_oauth.http import session_for
 from frameio_oauth.models import OAuthToken
 from tests.interop_server import (
     CONFIDENTIAL,
     PUBLIC,
+    RESERVED_CHARACTERS,
     Account,
     InteropServer,
     missing_requirements,
@@ -132,6 +134,23 @@ def test_a_connected_user_signs_in_again_by_the_servers_sub(
     assert oidc.stats() == {"token:authorization_code": 2}
 
 
+def test_a_client_id_and_secret_with_reserved_characters_authenticate_at_every_endpoint(
+    client: Client, user: Any, oidc: InteropServer
+) -> None:
+    config = oidc.settings(RESERVED_CHARACTERS)
+    token = connect(client, user, oidc, config)
+    with override_settings(FRAMEIO_OAUTH=config):
+        services.refresh(token.pk, force=True)
+        result = services.disconnect(user)
+    assert result.revoked_at_provider
+    assert oidc.stats() == {
+        "token:authorization_code": 1,
+        "token:refresh_token": 1,
+        "refresh_scope:openid email offline_access": 1,
+        "grant_revoked": 1,
+    }
+
+
 # --- refresh and rotation -------------------------------------------------------------------
 
 
@@ -194,6 +213,25 @@ def test_24_threads_asking_for_one_due_token_cause_exactly_one_refresh_at_the_se
     assert stored.access_token != token.access_token
     assert results == [stored.access_token] * callers
     assert oidc.userinfo(stored.access_token).status_code == 200
+
+
+def test_an_access_token_the_server_does_not_know_is_replaced_by_session_for_on_its_401(
+    client: Client, user: Any, oidc: InteropServer
+) -> None:
+    # As when the server ends an access token before its expires_in. (Revoking it through
+    # RFC 7009 will not do here: oidc-provider then drops the refresh token too.)
+    config = oidc.settings(CONFIDENTIAL)
+    token = connect(client, user, oidc, config)
+    token.access_token = "an-access-token-this-server-never-issued"
+    token.save(update_fields=["access_token"])
+    with override_settings(FRAMEIO_OAUTH=config):
+        me = session_for(user).get(config["USERINFO_URL"], timeout=10)
+    assert [answer.status_code for answer in me.history] == [401]
+    assert me.status_code == 200
+    assert me.json()["sub"] == token.provider_user_id
+    assert oidc.stats()["token:refresh_token"] == 1
+    stored = OAuthToken.objects.get(pk=token.pk)
+    assert stored.access_token == me.request.headers["Authorization"].removeprefix("Bearer ")
 
 
 # --- reuse of a rotated refresh token -------------------------------------------------------
