@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus, urljoin
+from urllib.parse import parse_qs, quote_plus, urljoin, urlsplit
 
 import requests
+from django.test import Client
 
 from tests.standin import form_fields
 
@@ -210,3 +211,22 @@ def _first_line(process: subprocess.Popen[str], timeout: float) -> str:
             if selector.select(remaining):
                 return process.stdout.readline().strip()
     return ""
+
+
+def sign_in(
+    client: Client, server: InteropServer, username: str, next_url: str = "/done/"
+) -> tuple[Any, dict[str, str]]:
+    """Start page → its button → the server's login and consent pages → the app's callback.
+    Returns the callback's response and query."""
+    page = client.get("/frameio/login/", {"next": next_url})
+    assert page.status_code == 200
+    # What a browser sends when the button is pressed: the form's hidden fields, the CSRF
+    # token among them.
+    fields = form_fields(page.content.decode(), form_id="frameio-start-form")
+    start = client.post("/frameio/login/", fields)
+    assert start.status_code == 302
+    parts = urlsplit(server.consent(start["Location"], username))
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == CALLBACK_URL
+    query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+    response = client.get(parts.path, query)
+    return response, query

@@ -28,10 +28,10 @@ from tests.interop_server import (
     Account,
     InteropServer,
     missing_requirements,
+    sign_in,
     start_server,
 )
 from tests.services_probe import IN_CI
-from tests.standin import sign_in_with_frameio
 
 pytestmark = pytest.mark.django_db
 
@@ -72,7 +72,7 @@ def connect(client: Client, user: Any, oidc: InteropServer, config: dict[str, An
     """``user`` connects the server's "demo" account through the start page."""
     client.force_login(user)
     with override_settings(FRAMEIO_OAUTH=config):
-        response, _ = sign_in_with_frameio(client, oidc, "demo")
+        response, _ = sign_in(client, oidc, "demo")
     assert response.status_code == 302, response.content[:500]
     return OAuthToken.objects.get(user=user)
 
@@ -109,7 +109,7 @@ def test_the_server_refuses_a_public_client_without_pkce_and_the_app_shows_its_e
     # The server is set up as Frame.io's: PKCE required of public clients.
     client.force_login(user)
     with override_settings(FRAMEIO_OAUTH=oidc.settings(PUBLIC, PKCE=False)):
-        response, query = sign_in_with_frameio(client, oidc, "demo")
+        response, query = sign_in(client, oidc, "demo")
     assert query["error"] == "invalid_request"
     assert query["iss"] == oidc.issuer
     assert response.status_code == 400
@@ -126,7 +126,7 @@ def test_a_connected_user_signs_in_again_by_the_servers_sub(
     connect(client, user, oidc, config)
     anonymous = Client()
     with override_settings(FRAMEIO_OAUTH=config):
-        response, _ = sign_in_with_frameio(anonymous, oidc, "demo")
+        response, _ = sign_in(anonymous, oidc, "demo")
     assert response.status_code == 302
     assert int(anonymous.session["_auth_user_id"]) == user.pk
     token = OAuthToken.objects.get(user=user)
@@ -290,7 +290,7 @@ def test_the_callback_carries_the_servers_iss_and_is_accepted(
 ) -> None:
     client.force_login(user)
     with override_settings(FRAMEIO_OAUTH=oidc.settings(CONFIDENTIAL)):
-        response, query = sign_in_with_frameio(client, oidc, "demo")
+        response, query = sign_in(client, oidc, "demo")
     assert query["iss"] == oidc.issuer
     assert response.status_code == 302
     assert OAuthToken.objects.filter(user=user).exists()
@@ -303,7 +303,7 @@ def test_a_wrong_issuer_setting_refuses_the_callback_before_any_token_request(
     client.force_login(user)
     config = oidc.settings(CONFIDENTIAL, ISSUER="https://ims-na1.adobelogin.com")
     with override_settings(FRAMEIO_OAUTH=config):
-        response, query = sign_in_with_frameio(client, oidc, "demo")
+        response, query = sign_in(client, oidc, "demo")
     assert query["iss"] == oidc.issuer
     assert response.status_code == 400
     assert b'data-error-code="wrong_issuer"' in response.content
@@ -397,7 +397,7 @@ def test_the_adobe_ims_presets_comma_separated_scope_is_no_scope_at_all_to_this_
     # this server does not know, so nothing is granted and it answers access_denied.
     client.force_login(user)
     with override_settings(FRAMEIO_OAUTH=oidc.settings(CONFIDENTIAL, PROVIDER="adobe-ims")):
-        response, query = sign_in_with_frameio(client, oidc, "demo")
+        response, query = sign_in(client, oidc, "demo")
     assert query["error"] == "access_denied"
     assert query["iss"] == oidc.issuer
     assert response.status_code == 400
