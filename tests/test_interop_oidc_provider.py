@@ -68,11 +68,13 @@ def fresh_counts(oidc: InteropServer) -> None:
     oidc.reset_stats()
 
 
-def connect(client: Client, user: Any, oidc: InteropServer, config: dict[str, Any]) -> OAuthToken:
-    """``user`` connects the server's "demo" account through the start page."""
+def connect(
+    client: Client, user: Any, oidc: InteropServer, config: dict[str, Any], account: str = "demo"
+) -> OAuthToken:
+    """``user`` connects the server's ``account`` through the start page."""
     client.force_login(user)
     with override_settings(FRAMEIO_OAUTH=config):
-        response, _ = sign_in(client, oidc, "demo")
+        response, _ = sign_in(client, oidc, account)
     assert response.status_code == 302, response.content[:500]
     return OAuthToken.objects.get(user=user)
 
@@ -120,18 +122,24 @@ def test_the_server_refuses_a_public_client_without_pkce_and_the_app_shows_its_e
 
 @CLIENTS
 def test_a_connected_user_signs_in_again_by_the_servers_sub(
-    client: Client, user: Any, oidc: InteropServer, client_config: dict[str, str]
+    client: Client,
+    user: Any,
+    other_user: Any,
+    oidc: InteropServer,
+    client_config: dict[str, str],
 ) -> None:
     config = oidc.settings(client_config)
-    connect(client, user, oidc, config)
+    connect(client, user, oidc, config, "demo")
+    connect(Client(), other_user, oidc, config, "erin")
     anonymous = Client()
     with override_settings(FRAMEIO_OAUTH=config):
-        response, _ = sign_in(anonymous, oidc, "demo")
+        response, _ = sign_in(anonymous, oidc, "erin")
     assert response.status_code == 302
-    assert int(anonymous.session["_auth_user_id"]) == user.pk
-    token = OAuthToken.objects.get(user=user)
+    assert int(anonymous.session["_auth_user_id"]) == other_user.pk
+    token = OAuthToken.objects.get(user=other_user)
     assert oidc.userinfo(token.access_token).json()["sub"] == token.provider_user_id
-    assert oidc.stats() == {"token:authorization_code": 2}
+    assert token.provider_user_id == "oidc-sub-erin"
+    assert oidc.stats() == {"token:authorization_code": 3}
 
 
 def test_a_client_id_and_secret_with_reserved_characters_authenticate_at_every_endpoint(
