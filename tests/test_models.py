@@ -207,6 +207,27 @@ def test_a_token_refreshed_from_the_database_can_still_change_owner(
     assert OAuthToken.objects.get(pk=token.pk).access_token == "written-elsewhere"
 
 
+def test_a_token_refreshed_from_the_database_field_by_field_reads_the_new_secret(
+    user: Any, make_token: Any
+) -> None:
+    token = make_token(user)
+    elsewhere = OAuthToken.objects.get(pk=token.pk)
+    elsewhere.access_token = "written-elsewhere"
+    elsewhere.save()
+    token.refresh_from_db(fields=["access_token"])
+    assert token.access_token == "written-elsewhere"
+    assert token.refresh_token == f"refresh-{user.pk}-secret"
+
+
+def test_active_lists_only_tokens_that_can_be_refreshed(
+    user: Any, other_user: Any, django_user_model: Any, make_token: Any
+) -> None:
+    active = make_token(user)
+    make_token(other_user, status=OAuthToken.Status.REAUTH_REQUIRED)
+    make_token(django_user_model.objects.create_user("carol"), status=OAuthToken.Status.REVOKED)
+    assert list(OAuthToken.objects.active()) == [active]
+
+
 def test_a_ciphertext_written_raw_into_another_users_row_still_fails_to_decrypt(
     user: Any, other_user: Any, make_token: Any
 ) -> None:
