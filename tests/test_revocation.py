@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from unittest import mock
+from urllib.parse import parse_qs
 
 import pytest
 import responses
@@ -505,3 +506,19 @@ def test_disconnecting_when_not_connected_says_so_and_calls_nobody(
     response = client.post("/frameio/disconnect/", follow=True)
     assert b"Frame.io was not connected." in response.content
     assert len(provider_http.calls) == 0
+
+
+def test_disconnecting_a_grant_without_a_refresh_token_revokes_its_access_token(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    # A grant issued without the offline scope: its access token is all there is to end.
+    make_token(user, refresh_token=None)
+    provider_http.post(REVOKE_URL, body="")
+    assert services.disconnect(user).revoked_at_provider
+    [call] = provider_http.calls
+    form = parse_qs(str(call.request.body))
+    assert (form["token"], form["token_type_hint"]) == (
+        [f"access-{user.pk}-secret"],
+        ["access_token"],
+    )
+    assert not OAuthToken.objects.filter(user=user).exists()
