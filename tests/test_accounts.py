@@ -1,14 +1,19 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from django.db import IntegrityError
-from django.test import override_settings
+import responses
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, models
+from django.test import Client, override_settings
 
 from frameio_oauth import accounts
 from frameio_oauth.exceptions import CallbackError
+from frameio_oauth.models import OAuthToken
 from frameio_oauth.provider import UserInfo
+from tests.conftest import REVOKE_URL, TOKEN_URL, USERINFO_URL
 from tests.settings import FRAMEIO_OAUTH
 
 pytestmark = pytest.mark.django_db
@@ -65,3 +70,116 @@ def test_an_email_username_sign_up_refuses_an_address_taken_in_another_case(
     with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(CallbackError) as caught:
         accounts.user_for_identity(INFO)
     assert caught.value.code == "email_taken"
+
+
+def test_a_disabled_user_linked_to_the_identity_is_not_signed_in(
+    user: Any, make_token: Any
+) -> None:
+    make_token(user, provider_user_id=INFO.id)
+    user.is_active = False
+    user.save()
+    with pytest.raises(CallbackError) as caught:
+        accounts.user_for_identity(INFO)
+    assert (caught.value.code, caught.value.status) == ("inactive", 403)
+
+
+def test_a_sign_up_for_a_user_model_without_an_email_field_still_creates_the_user(
+    django_user_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A custom user model may name no e-mail field at all: the address is then not stored.
+    monkeypatch.setattr(django_user_model, "EMAIL_FIELD", "mail")
+    with override_settings(FRAMEIO_OAUTH=SIGNUP):
+        created = accounts.user_for_identity(INFO)
+    stored = django_user_model.objects.get(pk=created.pk)
+    assert (stored.username, stored.email) == ("alice", "")
+    assert not stored.has_usable_password()
+
+
+def test_a_sign_up_whose_every_free_name_is_taken_meanwhile_asks_to_try_again(
+    django_user_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    free_username = accounts._free_username
+    tried: list[str] = []
+
+    def taken_at_once(info: UserInfo) -> str:
+        # Another sign-up takes each name between its lookup and this one's save.
+        name = free_username(info)
+        django_user_model.objects.create(username=name)
+        tried.append(name)
+        return name
+
+    monkeypatch.setattr(accounts, "_free_username", taken_at_once)
+    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(CallbackError) as caught:
+        accounts.user_for_identity(INFO)
+    assert (caught.value.code, caught.value.status) == ("busy", 409)
+    assert tried == ["alice", "alice-2", "alice-3", "alice-4", "alice-5"]
+    assert django_user_model.objects.count() == accounts.SIGNUP_ATTEMPTS
+
+
+def test_an_email_username_sign_up_without_an_email_address_is_refused(
+    django_user_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(django_user_model, "USERNAME_FIELD", "email")
+    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(CallbackError) as caught:
+        accounts.user_for_identity(UserInfo(id="fio-42"))
+    assert (caught.value.code, caught.value.status) == ("no_email", 403)
+    assert not django_user_model.objects.exists()
+
+
+def test_an_email_username_sign_up_that_loses_a_race_for_the_address_says_it_is_taken(
+    another_unique_constraint: list[str],
+    django_user_model: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The address was free when looked up; another sign-up with it committed before the save.
+    monkeypatch.setattr(django_user_model, "USERNAME_FIELD", "email")
+    username_taken = accounts._username_taken
+    lookups: list[str] = []
+
+    def then_taken(name: str) -> bool:
+        free = username_taken(name)
+        if not lookups:
+            django_user_model.objects.bulk_create([django_user_model(username="x", email=name)])
+        lookups.append(name)
+        return free
+
+    monkeypatch.setattr(accounts, "_username_taken", then_taken)
+    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(CallbackError) as caught:
+        accounts.user_for_identity(INFO)
+    assert (caught.value.code, caught.value.status) == ("email_taken", 409)
+
+
+class ShortEmailUser(AbstractBaseUser):
+    """A project's custom user model whose e-mail column is shorter than Frame.io's."""
+
+    username = models.CharField(max_length=150, unique=True)
+    email = models.EmailField(max_length=20)
+    USERNAME_FIELD = "username"
+    EMAIL_FIELD = "email"
+
+    class Meta:
+        app_label = "tests"
+        managed = False
+
+
+def test_a_sign_up_whose_email_does_not_fit_the_user_model_is_refused_and_given_back(
+    client: Client,
+    provider_http: responses.RequestsMock,
+    django_user_model: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(accounts, "get_user_model", lambda: ShortEmailUser)
+    provider_http.post(TOKEN_URL, json={"access_token": "AT-1", "refresh_token": "RT-1"})
+    provider_http.get(USERINFO_URL, json={"id": "fio-42", "email": "a.long.address@frame.example"})
+    provider_http.post(REVOKE_URL, body="")
+    with override_settings(FRAMEIO_OAUTH=SIGNUP):
+        started = client.post("/frameio/login/")
+        state = parse_qs(urlsplit(started["Location"]).query)["state"][0]
+        response = client.get("/frameio/callback/", {"state": state, "code": "C"})
+    assert response.status_code == 502
+    assert b'data-error-code="unusable_answer"' in response.content
+    assert not OAuthToken.objects.exists()
+    assert not django_user_model.objects.exists()
+    # Nothing here holds the grant: it goes back to Frame.io.
+    revoked = [call for call in provider_http.calls if call.request.url == REVOKE_URL]
+    assert parse_qs(revoked[0].request.body)["token"] == ["RT-1"]

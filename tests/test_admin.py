@@ -12,7 +12,9 @@ from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.contrib.messages.storage.fallback import FallbackStorage
+from django.core.exceptions import PermissionDenied
 from django.db import connection
+from django.http import HttpRequest
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import resolve
@@ -426,3 +428,138 @@ def test_a_confirmed_delete_that_django_would_refuse_revokes_nothing(
     assert b"Cannot delete" in response.content
     assert len(provider_http.calls) == 0
     assert OAuthToken.objects.filter(pk=token.pk).exists()
+
+
+def test_a_token_stored_without_a_refresh_token_shows_a_dash_not_a_fingerprint(
+    admin_browser: Client, user: Any, make_token: Any
+) -> None:
+    # A grant issued without the offline scope has no refresh token to fingerprint.
+    token = make_token(user, refresh_token=None)
+    response = admin_browser.get(f"{CHANGELIST}{token.pk}/change/")
+    assert response.status_code == 200
+    assert response.content.count(b"sha256:") == 1
+    assert '<div class="readonly">—</div>'.encode() in response.content
+
+
+def test_the_succeeded_filter_lists_only_tokens_whose_last_attempt_succeeded(
+    admin_browser: Client, user: Any, other_user: Any, make_token: Any
+) -> None:
+    make_token(user, failure_count=1, last_error="token endpoint answered HTTP 503")
+    healthy = make_token(other_user)
+    response = admin_browser.get(CHANGELIST, {"failing": "no"})
+    assert [row.pk for row in response.context["cl"].result_list] == [healthy.pk]
+
+
+def list_cell(response: Any, column: str) -> str:
+    """The text of ``column``'s only cell in the change list."""
+    content = response.content.decode()
+    start = content.index(f'<td class="field-{column}">') + len(f'<td class="field-{column}">')
+    return content[start : content.index("</td>", start)]
+
+
+def test_the_list_shows_an_expired_token_as_expired_and_its_overdue_refresh_as_due(
+    admin_browser: Client, user: Any, make_token: Any
+) -> None:
+    past = timezone.now() - timedelta(minutes=1)
+    make_token(user, expires_at=past, next_refresh_at=past)
+    response = admin_browser.get(CHANGELIST)
+    assert list_cell(response, "expires_in") == "expired"
+    assert list_cell(response, "next_attempt") == "due"
+
+
+def test_the_list_shows_a_dash_for_a_token_with_no_refresh_scheduled(
+    admin_browser: Client, user: Any, make_token: Any
+) -> None:
+    make_token(user, status=OAuthToken.Status.REAUTH_REQUIRED, next_refresh_at=None)
+    assert list_cell(admin_browser.get(CHANGELIST), "next_attempt") == "—"
+
+
+def test_refresh_now_that_runs_out_of_time_leaves_the_rest_unrefreshed_and_says_so(
+    admin_browser: Client,
+    user: Any,
+    other_user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tokens = [make_token(user), make_token(other_user)]
+    monkeypatch.setattr(admin_module, "ACTION_BUDGET", -1.0)
+    response = refresh_selected(admin_browser, tokens)
+    assert b"2 tokens were not attempted: the action ran out of time" in response.content
+    assert b"token was refreshed" not in response.content
+    assert len(provider_http.calls) == 0
+    assert [t.access_token for t in OAuthToken.objects.order_by("pk")] == [
+        t.access_token for t in tokens
+    ]
+
+
+def test_the_delete_action_removes_a_row_frameio_cannot_revoke_and_says_it_was_not_confirmed(
+    admin_browser: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    # No retry can change this refusal, so the row goes (see services.disconnect).
+    token = make_token(user)
+    provider_http.post(REVOKE_URL, status=400, json={"error": "unsupported_token_type"})
+    response = revoke_selected(admin_browser, [token])
+    assert (
+        b"1 token was removed, but Frame.io did not confirm its revocation. Reason: "
+        in response.content
+    )
+    assert b"unsupported_token_type" in response.content
+    assert not OAuthToken.objects.exists()
+    entry = LogEntry.objects.get()
+    assert (int(entry.object_id), entry.action_flag, entry.change_message) == (
+        token.pk,
+        DELETION,
+        "Revocation not confirmed",
+    )
+
+
+def test_deleting_a_token_from_a_popup_answers_as_djangos_popups_expect(
+    admin_browser: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user)
+    provider_http.post(REVOKE_URL, body="")
+    response = admin_browser.post(
+        f"{CHANGELIST}{token.pk}/delete/?_popup=1", {"post": "yes", "_popup": "1"}
+    )
+    assert response.status_code == 200
+    assert "admin/popup_response.html" in [t.name for t in response.templates]
+    assert b"&quot;action&quot;: &quot;delete&quot;" in response.content
+    assert not OAuthToken.objects.filter(pk=token.pk).exists()
+
+
+def test_a_staff_user_who_may_delete_but_not_change_tokens_lands_on_the_admin_index(
+    client: Client,
+    django_user_model: Any,
+    user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+) -> None:
+    # Without the change permission the token list (where others land) is not theirs to see.
+    token = make_token(user)
+    staff = django_user_model.objects.create_user("staff", "s@x.example", "pw", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="delete_oauthtoken"))
+    client.force_login(staff)
+    provider_http.post(REVOKE_URL, body="")
+    response = client.post(f"{CHANGELIST}{token.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
+    assert not OAuthToken.objects.filter(pk=token.pk).exists()
+
+
+class EditableTokenAdmin(OAuthTokenAdmin):
+    """A project's subclass that turns the change form back on."""
+
+    def has_change_permission(self, request: HttpRequest, obj: OAuthToken | None = None) -> bool:
+        return True
+
+
+def test_a_subclass_that_turns_editing_back_on_still_cannot_save_a_token_from_its_page(
+    admin_request: Any, user: Any, make_token: Any
+) -> None:
+    token = make_token(user)
+    before = ciphertexts(token)
+    admin_request._dont_enforce_csrf_checks = True
+    with pytest.raises(PermissionDenied):
+        EditableTokenAdmin(OAuthToken, admin.site).changeform_view(admin_request, str(token.pk))
+    assert ciphertexts(token) == before

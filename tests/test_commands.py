@@ -215,3 +215,13 @@ def test_user_on_a_token_whose_backoff_has_ended_does_not_call_it_backing_off(
     out = capsys.readouterr().out
     assert f"refreshed token {token.pk}" in out
     assert "backing off" not in out
+
+
+def test_the_sweep_with_a_limit_refreshes_no_more_than_that(
+    make_due_tokens: Any, provider_http: responses.RequestsMock, capsys: Any
+) -> None:
+    make_due_tokens(3)
+    provider_http.post(TOKEN_URL, json=NEW)
+    call_command("frameio_refresh_tokens", "--limit", "2")
+    assert "refreshed 2, skipped 0, failed 0, reauth 0, revoked 0" in capsys.readouterr().out
+    assert len(provider_http.calls) == 2

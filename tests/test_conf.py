@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.test import override_settings
 
 from frameio_oauth.conf import conf
-from tests.settings import FRAMEIO_OAUTH
+from tests.settings import FRAMEIO_OAUTH, TEST_KEY
 
 
 def test_the_frameio_preset_uses_legacy_endpoints_and_space_separated_scopes() -> None:
@@ -104,3 +104,8 @@ def test_the_presets_own_authorize_url_written_out_keeps_its_issuer() -> None:
     with override_settings(FRAMEIO_OAUTH=config):
         assert not conf.authorize_url_overridden
         assert conf.issuer == "https://ims-na1.adobelogin.com"
+
+
+def test_a_single_encryption_key_given_as_a_string_is_a_list_of_that_one_key() -> None:
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": TEST_KEY}):
+        assert conf.encryption_keys == [TEST_KEY]

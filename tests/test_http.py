@@ -8,7 +8,9 @@ import pytest
 import responses
 from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
+from frameio_oauth.exceptions import NotConnected, ReauthorizationRequired
 from frameio_oauth.http import api_origins, origin_of, session_for
 from frameio_oauth.models import OAuthToken
 from tests.conftest import TOKEN_URL
@@ -195,3 +197,69 @@ def test_two_threads_with_a_401_together_refresh_only_once(
         thread.join(timeout=30)
     assert statuses == [200, 200]
     assert len([c for c in provider_http.calls if c.request.url == TOKEN_URL]) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "/v2/me",
+        "ftp://api.frame.io/v2/me",
+        "https://api.frame.io:99999/v2/me",
+        "https://[::1/v2/me",
+        "https://" + "a" * 64 + ".frame.io/v2/me",
+    ],
+    ids=["empty", "relative", "no-default-port", "port-out-of-range", "broken-ipv6", "bad-idna"],
+)
+def test_a_url_without_a_host_and_port_to_compare_has_no_origin_and_gets_no_bearer(
+    url: str,
+) -> None:
+    assert origin_of(url) is None
+    assert origin_of(url) not in api_origins()
+
+
+@pytest.mark.django_db
+def test_a_401_after_a_redirect_away_from_the_api_refreshes_nothing_and_carries_no_bearer(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    # As an API endpoint that sends the client on to a pre-signed download URL.
+    make_token(user, access_token="AT-1")
+    provider_http.get(API, status=302, headers={"Location": UPLOAD})
+    provider_http.get(UPLOAD, status=401)
+    with CaptureQueriesContext(connection) as queries:
+        response = session_for(user).get(API)
+    assert response.status_code == 401
+    # The one query reads the token for the API request; the redirect's 401 locks no row.
+    assert len(queries) == 1
+    assert [c.request.url for c in provider_http.calls] == [API, UPLOAD]
+    assert "Authorization" not in provider_http.calls[1].request.headers
+    assert OAuthToken.objects.get(user=user).access_token == "AT-1"
+
+
+@pytest.mark.django_db
+def test_a_401_for_a_user_who_disconnected_meanwhile_raises_not_connected(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user, access_token="AT-1")
+
+    def disconnected_then_refused(request: Any) -> tuple[int, dict[str, str], str]:
+        OAuthToken.objects.filter(user=user).delete()
+        return 401, {}, '{"error": "invalid_token"}'
+
+    provider_http.add_callback(responses.GET, API, callback=disconnected_then_refused)
+    with pytest.raises(NotConnected):
+        session_for(user).get(API)
+    assert [c.request.url for c in provider_http.calls] == [API]
+
+
+@pytest.mark.django_db
+def test_a_401_whose_refresh_frameio_refuses_raises_reauthorization_required(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user, access_token="AT-revoked")
+    provider_http.add_callback(responses.GET, API, callback=api_accepting("nothing"))
+    provider_http.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
+    with pytest.raises(ReauthorizationRequired):
+        session_for(user).get(API)
+    assert OAuthToken.objects.get(user=user).status == OAuthToken.Status.REAUTH_REQUIRED
+    assert [c.request.url for c in provider_http.calls] == [API, TOKEN_URL]

@@ -349,3 +349,75 @@ def test_an_idle_limit_lowered_after_the_sessions_first_refresh_still_keeps_the_
         assert seen == ["locked"]
     finally:
         connection.close()
+
+
+def test_a_row_removed_since_the_failure_stays_removed_and_the_error_is_raised(
+    due_token: OAuthToken, rotating: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    def removed_meanwhile() -> None:
+        OAuthToken.objects.filter(pk=due_token.pk).delete()
+
+    with (
+        failing_saves(1),
+        mock.patch.object(_transaction, "_drop_if_broken", removed_meanwhile),
+        pytest.raises(OperationalError),
+    ):
+        services.refresh(due_token.pk)
+    assert not OAuthToken.objects.filter(pk=due_token.pk).exists()
+    [error] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "the row was deleted meanwhile" in error.getMessage()
+
+
+def test_an_unsaved_refresh_that_did_not_rotate_is_logged_as_such_and_the_error_raised(
+    due_token: OAuthToken,
+    provider_http: responses.RequestsMock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The row's refresh token is still the current one: only the new access token is lost.
+    provider_http.post(TOKEN_URL, json={"access_token": "AT-new", "expires_in": 3600})
+    monkeypatch.setattr(_transaction, "RECOVERY_BUDGET", 0.3)
+    monkeypatch.setattr(_transaction, "_FIRST_PAUSE", 0.05)
+    with failing_saves(None), pytest.raises(OperationalError):
+        services.refresh(due_token.pk)
+    [error] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "its refresh token did not change" in error.getMessage()
+    assert "AT-new" not in caplog.text
+    assert stored(due_token).access_token == due_token.access_token
+
+
+def test_a_soft_time_limit_in_the_pause_between_tries_still_stores_the_rotated_refresh_token(
+    due_token: OAuthToken, rotating: responses.RequestsMock
+) -> None:
+    def interrupted(seconds: float) -> None:
+        raise SoftTimeLimitExceeded()
+
+    clock = mock.Mock(monotonic=time.monotonic, sleep=interrupted)
+    with (
+        failing_saves(2),  # the refresh's own save and the first try to save it again
+        mock.patch.object(_transaction, "time", clock),
+        pytest.raises(SoftTimeLimitExceeded),
+    ):
+        services.refresh(due_token.pk)
+    assert stored(due_token).refresh_token == "RT-new"
+
+
+def test_a_connection_the_server_ends_after_the_rollback_is_replaced_and_the_token_saved(
+    due_token: OAuthToken, rotating: responses.RequestsMock
+) -> None:
+    # Still open on Django's side but unusable: every try on it would fail.
+    wrapper = connections["default"]
+    real_rollback = wrapper.rollback
+    pid = own_pid()
+    ended: list[int] = []
+
+    def rollback_then_server_gone() -> None:
+        real_rollback()
+        if not ended:
+            end_session(pid)
+            ended.append(pid)
+
+    with failing_saves(1), mock.patch.object(wrapper, "rollback", rollback_then_server_gone):
+        assert services.refresh(due_token.pk).refresh_token == "RT-new"
+    assert own_pid() != pid
+    assert stored(due_token).refresh_token == "RT-new"

@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from unittest import mock
+from urllib.parse import parse_qs
 
 import pytest
 import responses
 import time_machine
 from django.db import connections, transaction
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from frameio_oauth import accounts, provider, services, signals
@@ -477,3 +478,47 @@ def test_a_disconnect_inside_a_transaction_survives_a_short_idle_in_transaction_
         assert not OAuthToken.objects.filter(user=user).exists()
     finally:
         connection.close()
+
+
+def test_connecting_another_account_while_frameio_is_still_down_drops_the_pending_grant(
+    user: Any,
+    pending: OAuthToken,
+    provider_http: responses.RequestsMock,
+    announced: list[dict[str, Any]],
+    django_capture_on_commit_callbacks: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The user's row holds the new grant now: the old one is left to expire at Frame.io.
+    provider_http.post(REVOKE_URL, status=503)
+    info = provider.UserInfo(id="fio-another-account", email="alice@elsewhere.example")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.store_grant(user, NEW_GRANT, info)
+    assert revoked_tokens(provider_http) == [f"refresh-{user.pk}-secret"]
+    assert [row.provider_user_id for row in OAuthToken.objects.all()] == ["fio-another-account"]
+    assert [call["revoked_at_provider"] for call in announced] == [False]
+    assert "replaced before its revocation went through" in caplog.text
+
+
+def test_disconnecting_when_not_connected_says_so_and_calls_nobody(
+    client: Client, user: Any, provider_http: responses.RequestsMock
+) -> None:
+    client.force_login(user)
+    response = client.post("/frameio/disconnect/", follow=True)
+    assert b"Frame.io was not connected." in response.content
+    assert len(provider_http.calls) == 0
+
+
+def test_disconnecting_a_grant_without_a_refresh_token_revokes_its_access_token(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    # A grant issued without the offline scope: its access token is all there is to end.
+    make_token(user, refresh_token=None)
+    provider_http.post(REVOKE_URL, body="")
+    assert services.disconnect(user).revoked_at_provider
+    [call] = provider_http.calls
+    form = parse_qs(str(call.request.body))
+    assert (form["token"], form["token_type_hint"]) == (
+        [f"access-{user.pk}-secret"],
+        ["access_token"],
+    )
+    assert not OAuthToken.objects.filter(user=user).exists()
