@@ -18,6 +18,7 @@ from tests.services_probe import (
     PG_PORT,
     REDIS_URL,
     browser_available,
+    oidc_provider_available,
     postgres_available,
     redis_available,
 )
@@ -44,6 +45,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         missing.append(f"Redis at {REDIS_URL}")
     if item.get_closest_marker("browser") and not browser_available():
         missing.append("chromium and chromedriver (apt-get install chromium chromium-driver)")
+    if item.get_closest_marker("oidc_provider") and not oidc_provider_available():
+        missing.append("Node.js and tests/interop/node_modules (npm ci --prefix tests/interop)")
     if not missing:
         return
     if IN_CI:

@@ -48,15 +48,6 @@ class Account:
     email: str
 
 
-def missing_requirements() -> str | None:
-    """What this machine lacks to run the server, or None."""
-    if shutil.which("node") is None:
-        return "Node.js (node on PATH) for the oidc-provider interop server"
-    if not (INTEROP_DIR / "node_modules" / "oidc-provider" / "package.json").is_file():
-        return "oidc-provider in tests/interop/node_modules (npm ci --prefix tests/interop)"
-    return None
-
-
 @dataclass
 class InteropServer:
     issuer: str

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 from functools import cache
+from pathlib import Path
 
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 PG_HOST = os.environ.get("FRAMEIO_TEST_PGHOST", "127.0.0.1")
@@ -51,3 +52,13 @@ def browser_paths() -> tuple[str, str] | None:
 
 def browser_available() -> bool:
     return browser_paths() is not None
+
+
+INTEROP_DIR = Path(__file__).resolve().parent / "interop"
+
+
+@cache
+def oidc_provider_available() -> bool:
+    """Node.js and the oidc-provider package (npm ci --prefix tests/interop)."""
+    installed = INTEROP_DIR / "node_modules" / "oidc-provider" / "package.json"
+    return shutil.which("node") is not None and installed.is_file()

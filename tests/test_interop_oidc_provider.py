@@ -27,13 +27,11 @@ from tests.interop_server import (
     RESERVED_CHARACTERS,
     Account,
     InteropServer,
-    missing_requirements,
     sign_in,
     start_server,
 )
-from tests.services_probe import IN_CI
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.oidc_provider]
 
 ACCOUNTS = {
     "demo": Account(password="demo-pw", sub="oidc-sub-demo", email="demo@example.com"),
@@ -47,13 +45,8 @@ CLIENTS = pytest.mark.parametrize(
 
 @pytest.fixture(scope="module")
 def oidc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropServer]:
-    """One oidc-provider for the module. Missing Node.js or its packages skip the module
-    locally and fail it in CI, as conftest treats the other real services."""
-    missing = missing_requirements()
-    if missing:
-        if IN_CI:
-            pytest.fail(f"CI requires {missing}, which is missing", pytrace=False)
-        pytest.skip(f"needs a real service: {missing}")
+    """One oidc-provider for the module (the oidc_provider marker makes conftest skip the
+    module locally, and fail it in CI, when Node.js or the package is missing)."""
     server = start_server(
         tmp_path_factory.mktemp("oidc-provider") / "server.log",
         ACCOUNTS,
