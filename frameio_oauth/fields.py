@@ -49,7 +49,8 @@ class EncryptedTextDescriptor:
         if self.field.name in pending:
             return pending[self.field.name]
         envelope = instance.__dict__.get(self.field.attname)
-        if envelope is None:
+        if not envelope:
+            # None, or "": Django's default for a column never set.
             return None
         cache = instance.__dict__.setdefault(_CACHE, {})
         cached = cache.get(self.field.name)

@@ -77,11 +77,6 @@ def test_a_secret_that_is_not_text_is_refused_and_the_one_before_kept(user: Any)
     assert token.access_token == "kept"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the column's default is the empty string, which reads as a DecryptionError "
-    "('not a frameio_oauth v1 envelope') instead of as no token",
-)
 def test_a_token_whose_access_token_was_never_set_reads_as_none(user: Any) -> None:
     token = OAuthToken(user=user, provider_user_id="p1", expires_at=timezone.now())
     assert token.access_token is None
