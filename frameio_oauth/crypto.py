@@ -78,10 +78,6 @@ class TokenCipher:
             if index == 0:
                 self.primary_kid = kid
 
-    @property
-    def key_ids(self) -> tuple[str, ...]:
-        return tuple(self._keys)
-
     @sensitive_variables()
     def encrypt(self, plaintext: str, associated_data: bytes) -> str:
         nonce = os.urandom(NONCE_BYTES)
