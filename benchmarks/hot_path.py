@@ -36,7 +36,6 @@ from django.utils import timezone
 from frameio_oauth import services
 from frameio_oauth.crypto import get_cipher
 from frameio_oauth.models import OAuthToken
-from frameio_oauth.services._schedule import is_due
 
 CALLS = 5_000
 WARMUP = 300
@@ -127,7 +126,7 @@ def main() -> None:
     def after_fetch() -> str:
         loaded.__dict__.pop("_frameio_oauth_plaintext", None)
         assert loaded.status == OAuthToken.Status.ACTIVE
-        assert not is_due(loaded, timezone.now())
+        assert not services.is_due(loaded, timezone.now())
         return str(loaded.access_token)
 
     post_fetch = time_calls(after_fetch, CALLS)

@@ -183,7 +183,7 @@ def main() -> None:
             with transaction.atomic():
                 locked = OAuthToken.objects.select_for_update().filter(pk=floor_id).first()
                 assert locked is not None
-                locked.save(update_fields=services.REFRESHED_FIELDS)
+                locked.save(update_fields=OAuthToken.REFRESHED_FIELDS)
 
         set_local_cpu: list[float] = []
 

@@ -31,9 +31,9 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from . import services
+from .decorators import non_atomic_requests_everywhere
 from .exceptions import FrameioOAuthError, NotConnected
 from .models import OAuthToken
-from .views import non_atomic_requests_everywhere
 
 # An action stops starting provider calls after this long, so a provider that does not answer
 # (HTTP_TIMEOUT per row) cannot hold the request past a proxy's timeout; the rest are reported

@@ -34,7 +34,7 @@ from django.urls import NoReverseMatch, reverse
 
 from .conf import PRESETS, SETTING_NAME, conf
 from .crypto import decode_key
-from .exceptions import ImproperlyConfigured
+from .exceptions import SettingsError
 
 
 @register(Tags.security)
@@ -262,16 +262,11 @@ def _check_task_limits(timeout: float) -> list[CheckMessage]:
     # Imported here: the tasks module pulls in Celery, which a check run should not need
     # until it gets this far. The limits are read from the tasks themselves, so this stays
     # true when they (or a project's CELERY_TASK_ANNOTATIONS) change them.
-    from . import tasks
-    from .services._refresh import LOCK_WAIT_SLACK
-    from .services._transaction import RECOVERY_BUDGET
+    from . import services, tasks
 
-    # The longest one run can take: refresh_token may try NOWAIT, wait for the lock (bounded
-    # by HTTP_TIMEOUT + slack), call the provider and then, if the save failed, spend up to
-    # the recovery budget saving the answer; a fanned-out sweep row skips a locked row.
     worst_cases = [
-        (tasks.refresh_token, 2 * timeout + LOCK_WAIT_SLACK + RECOVERY_BUDGET),
-        (tasks.refresh_due_token, timeout + RECOVERY_BUDGET),
+        (tasks.refresh_token, services.worst_case_refresh_seconds(waits_for_lock=True)),
+        (tasks.refresh_token_if_due, services.worst_case_refresh_seconds(waits_for_lock=False)),
     ]
     too_long = []
     for task, worst in worst_cases:
@@ -285,10 +280,8 @@ def _check_task_limits(timeout: float) -> list[CheckMessage]:
             f"{SETTING_NAME}['HTTP_TIMEOUT'] ({timeout:g} s) is too long for the Celery time "
             f"limit of {', '.join(too_long)}: a task stopped after Frame.io rotated the "
             "refresh token loses the new one, and the spent one can cost the user the grant.",
-            hint="Lower HTTP_TIMEOUT (refresh_token can take 2 x HTTP_TIMEOUT + "
-            f"{LOCK_WAIT_SLACK + RECOVERY_BUDGET:g} s), or raise the tasks' soft_time_limit and "
-            "time_limit "
-            "with CELERY_TASK_ANNOTATIONS.",
+            hint="Lower HTTP_TIMEOUT, or raise the tasks' soft_time_limit and time_limit with "
+            "CELERY_TASK_ANNOTATIONS (docs: operations, task time limits).",
             id="frameio_oauth.W005",
         )
     ]
@@ -308,7 +301,7 @@ def _check_keys() -> list[CheckMessage]:
     for position, key in enumerate(keys):
         try:
             decode_key(key)
-        except ImproperlyConfigured as exc:
+        except SettingsError as exc:
             messages.append(
                 Error(
                     f"{SETTING_NAME}['ENCRYPTION_KEYS'][{position}] is malformed: {exc}.",

@@ -20,7 +20,7 @@ from django.dispatch import receiver
 from django.views.decorators.debug import sensitive_variables
 
 from .conf import SETTING_NAME, conf
-from .exceptions import DecryptionError, ImproperlyConfigured
+from .exceptions import DecryptionError, SettingsError
 
 VERSION = "v1"
 KEY_BYTES = 32
@@ -37,13 +37,13 @@ def generate_key() -> str:
 # error reports (technical 500 page, error e-mails); so do the frames it calls.
 @sensitive_variables()
 def decode_key(key: str) -> bytes:
-    """The raw bytes of a configured key; raises ImproperlyConfigured if it is malformed."""
+    """The raw bytes of a configured key; raises SettingsError if it is malformed."""
     try:
         raw = base64.urlsafe_b64decode(key.encode("ascii"))
     except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
-        raise ImproperlyConfigured("an encryption key is not urlsafe base64") from exc
+        raise SettingsError("an encryption key is not urlsafe base64") from exc
     if len(raw) != KEY_BYTES:
-        raise ImproperlyConfigured(
+        raise SettingsError(
             f"an encryption key decodes to {len(raw)} bytes; AES-256 needs {KEY_BYTES}"
         )
     return raw
@@ -68,7 +68,7 @@ class TokenCipher:
     @sensitive_variables()
     def __init__(self, keys: tuple[str, ...]) -> None:
         if not keys:
-            raise ImproperlyConfigured("FRAMEIO_OAUTH['ENCRYPTION_KEYS'] is empty")
+            raise SettingsError("FRAMEIO_OAUTH['ENCRYPTION_KEYS'] is empty")
         self._keys: dict[str, AESGCM] = {}
         self.primary_kid = ""
         for index, key in enumerate(keys):

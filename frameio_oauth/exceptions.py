@@ -9,15 +9,23 @@ percent-encoded form; text that still decodes to a secret is dropped whole), and
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
+
+from django.core.exceptions import ImproperlyConfigured as DjangoImproperlyConfigured
 
 
 class FrameioOAuthError(Exception):
     """Base class of every error raised by frameio_oauth."""
 
 
-class ImproperlyConfigured(FrameioOAuthError):
-    """The FRAMEIO_OAUTH setting cannot be used as it is (see ``manage.py check``)."""
+class SettingsError(FrameioOAuthError, DjangoImproperlyConfigured):
+    """The FRAMEIO_OAUTH setting cannot be used as it is (see ``manage.py check``). Also a
+    Django ``ImproperlyConfigured``, so code that catches that catches this."""
+
+
+# The name it had before; kept for code that imports it.
+ImproperlyConfigured = SettingsError
 
 
 class NotConnected(FrameioOAuthError):
@@ -78,10 +86,19 @@ class DecryptionError(FrameioOAuthError):
     ciphertext. Nothing is returned in its place."""
 
 
-class CallbackError(FrameioOAuthError):
-    """The OAuth callback cannot be completed; ``code`` names the reason for templates."""
+class GrantRefused(FrameioOAuthError):
+    """A new grant that is not stored, and why (``reason``); the grant was given back where
+    that cannot cut a live connection here."""
 
-    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
+    class Reason(enum.Enum):
+        NO_ACCOUNT = "no_account"  # nobody here is linked to it, and sign-up is off
+        LINKED_ELSEWHERE = "linked_elsewhere"  # that Frame.io account is another user's here
+        INACTIVE = "inactive"  # the linked user is disabled
+        NO_EMAIL = "no_email"  # sign-up needs an e-mail address as the username
+        EMAIL_TAKEN = "email_taken"  # sign-up: that address already has an account here
+        SIGNUP_CONFLICT = "signup_conflict"  # sign-up refused by another unique constraint
+        BUSY = "busy"  # a concurrent sign-in of the same account won the race
+
+    def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
-        self.code = code
-        self.status = status
+        self.reason = reason

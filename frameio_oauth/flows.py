@@ -6,6 +6,7 @@ started it, so that the callback can refuse an answer that comes back to anyone 
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import math
@@ -15,10 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.cache import cache
 from django.http import HttpRequest
-from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
-
-from .exceptions import CallbackError
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -30,6 +28,20 @@ MAX_PENDING_FLOWS = 5
 FLOW_LIFETIME = 600
 # In a flow saved without a starter (before flows recorded one), nobody matches.
 _UNKNOWN_STARTER = "?"
+
+
+class FlowProblem(enum.Enum):
+    MISSING_STATE = "missing_state"
+    UNKNOWN_STATE = "unknown_state"  # never ours, used, evicted, or from another session
+    EXPIRED_STATE = "expired_state"
+
+
+class FlowRejected(Exception):
+    """The callback's state names no pending flow of this session that it can complete."""
+
+    def __init__(self, problem: FlowProblem) -> None:
+        super().__init__(problem.value)
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -94,7 +106,7 @@ def remember(request: HttpRequest, flow: PendingFlow) -> None:
 def claim(request: HttpRequest, state: str) -> PendingFlow:
     """Consume the pending flow whose state matches; each state works exactly once."""
     if not state:
-        raise CallbackError("missing_state", _("The sign-in link is incomplete; start again."))
+        raise FlowRejected(FlowProblem.MISSING_STATE)
     flows = _saved(request)
     match = None
     for candidate in list(flows):
@@ -102,7 +114,7 @@ def claim(request: HttpRequest, state: str) -> PendingFlow:
         if hmac.compare_digest(candidate.encode(), state.encode()):
             match = candidate
     if match is None:
-        raise unknown_state()
+        raise FlowRejected(FlowProblem.UNKNOWN_STATE)
     saved = flows.pop(match)
     request.session[SESSION_KEY] = flows
     # Save now, before the slow exchange, so a replayed callback cannot reuse the state.
@@ -110,13 +122,13 @@ def claim(request: HttpRequest, state: str) -> PendingFlow:
     # Two requests racing with one session (a reload during the exchange) both read the state
     # before either saved; the cache's atomic add lets exactly one of them through.
     if not cache.add(spent_key(state), 1, FLOW_LIFETIME):
-        raise unknown_state()
+        raise FlowRejected(FlowProblem.UNKNOWN_STATE)
     if _created(saved) <= time.time() - FLOW_LIFETIME:
-        raise CallbackError("expired_state", _("The sign-in took too long; start again."))
+        raise FlowRejected(FlowProblem.EXPIRED_STATE)
     verifier, redirect_uri = saved.get("verifier"), saved.get("redirect_uri")
     if not isinstance(verifier, str | None) or not isinstance(redirect_uri, str):
         # Not what remember() writes: nothing to complete the exchange with.
-        raise unknown_state()
+        raise FlowRejected(FlowProblem.UNKNOWN_STATE)
     starter = saved.get("starter", _UNKNOWN_STARTER)
     next_url = saved.get("next")
     return PendingFlow(
@@ -135,9 +147,3 @@ def was_spent(state: str) -> bool:
 
 def spent_key(state: str) -> str:
     return "frameio_oauth:spent-state:" + hashlib.sha256(state.encode()).hexdigest()
-
-
-def unknown_state() -> CallbackError:
-    return CallbackError(
-        "unknown_state", _("This sign-in link is unknown, used or expired; start again.")
-    )

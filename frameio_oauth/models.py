@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Self
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -16,23 +16,21 @@ from django.views.decorators.debug import sensitive_variables
 
 from .crypto import envelope_key_id
 from .exceptions import UnusableProviderValue
-from .fields import (
-    EncryptedTextField,
-    bind_loaded,
-    follow_owner_change,
-    note_saved_owner,
-    without_plaintext,
-)
+from .fields import EncryptedTextField, without_plaintext
 
-# Secrets are sealed to the owner (fields.py): only save() re-seals them for a new one.
+# The fields that name a token's owner, as update() and update_fields may spell them.
 _OWNER_NAMES = frozenset({"user", "user_id"})
+
+
+class OwnerChangeRefused(ValueError):
+    """A token belongs to the user who granted it: its secrets are encrypted for that user."""
 
 
 def _refuse_owner_change(names: Iterable[str], how: str) -> None:
     if _OWNER_NAMES & set(names):
-        raise ValueError(
-            f"OAuthToken {how} cannot change a token's user: its secrets are encrypted for "
-            "that user and only save() re-encrypts them; set token.user and call save()"
+        raise OwnerChangeRefused(
+            f"OAuthToken {how} cannot change a token's user: a token belongs to the user who "
+            "granted it; connect the other user instead"
         )
 
 
@@ -50,6 +48,10 @@ class OAuthTokenQuerySet(models.QuerySet["OAuthToken"]):
 
     def active(self) -> OAuthTokenQuerySet:
         return self.filter(status=OAuthToken.Status.ACTIVE)
+
+    def connected(self) -> OAuthTokenQuerySet:
+        """Every token but a disconnected one whose revocation is still pending."""
+        return self.exclude(status=OAuthToken.Status.REVOKED)
 
     def due(self, now: datetime | None = None) -> OAuthTokenQuerySet:
         """Active tokens whose refresh time has come, oldest first (one index range scan)."""
@@ -145,43 +147,80 @@ class OAuthToken(models.Model):
         if update_fields is not None:
             # Any iterable, as Django takes it: read once, since a generator read twice is empty.
             update_fields = kwargs["update_fields"] = frozenset(update_fields)
-        if not self._state.adding:
-            # A new owner means re-sealed secrets, all of them loaded and written (fields.py).
+        if not self._state.adding and (update_fields is None or _OWNER_NAMES & update_fields):
             using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
-            kwargs["update_fields"] = follow_owner_change(self, using, update_fields)
+            stored = type(self)._base_manager.using(using).filter(pk=self.pk)
+            if stored.exclude(user_id=self.user_id).exists():
+                _refuse_owner_change(_OWNER_NAMES, "save()")
         super().save(*args, **kwargs)
-        note_saved_owner(self, update_fields)
+
+    # --- rules about one row ----------------------------------------------------------------
+
+    SECRET_FIELDS = ("access_token", "refresh_token")
+    # What a successful refresh changes; its UPDATE names these columns only.
+    REFRESHED_FIELDS = (
+        *SECRET_FIELDS,
+        "token_type",
+        "scope",
+        "expires_at",
+        "next_refresh_at",
+        "last_refreshed_at",
+        "failure_count",
+        "last_error",
+        "updated_at",
+    )
+
+    def ciphertexts(self) -> tuple[str | None, str | None]:
+        """The access and refresh token columns as they are on the instance: every write of a
+        secret encrypts it afresh, so these tell one stored grant from any other."""
+        values = self.__dict__
+        return (
+            values.get(self.ciphertext_column("access_token")),
+            values.get(self.ciphertext_column("refresh_token")),
+        )
 
     @classmethod
-    def from_db(
-        cls, db: str | None, field_names: Collection[str], values: Collection[Any], **kwargs: Any
-    ) -> Self:
-        instance = super().from_db(db, field_names, values, **kwargs)
-        # Which user the loaded ciphertexts are sealed to, so a new owner can re-seal them.
-        bind_loaded(instance, field_names)
-        return instance
+    def ciphertext_column(cls, name: str) -> str:
+        """The attname of a secret's column (``access_token`` -> ``access_token_ciphertext``)."""
+        return str(cls._meta.get_field(name).attname)  # type: ignore[union-attr]
 
-    def refresh_from_db(
-        self,
-        using: str | None = None,
-        fields: Iterable[str] | None = None,
-        from_queryset: models.QuerySet[Self] | None = None,
-    ) -> None:
-        fields = None if fields is None else list(fields)
-        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
-        if fields is None:
-            deferred = self.get_deferred_fields()
-            loaded = {f.attname for f in self._meta.concrete_fields if f.attname not in deferred}
-        else:
-            asked = set(fields)
-            loaded = {f.attname for f in self._meta.concrete_fields if {f.name, f.attname} & asked}
-        # Bound only if the owner was refreshed with the ciphertexts (bind_loaded checks).
-        bind_loaded(self, loaded)
+    @classmethod
+    def fit(cls, name: str, text: str) -> str:
+        """``text`` cut to the length of column ``name`` (for our own messages, which may
+        quote a provider's words)."""
+        limit = getattr(cls._meta.get_field(name), "max_length", None)
+        return text[:limit] if limit else text
+
+    def record_failure(self, error: object, retry_at: datetime) -> list[str]:
+        """Count a failed refresh and back off until ``retry_at``; the fields to save."""
+        self.failure_count += 1
+        self.next_refresh_at = retry_at
+        self.last_error = self.fit("last_error", str(error))
+        return ["failure_count", "next_refresh_at", "last_error", "updated_at"]
+
+    def mark_reauth_required(self, error: object) -> list[str]:
+        """The grant is gone (invalid_grant, no refresh token): the user must connect again;
+        never refreshed again. The fields to save."""
+        self.status = self.Status.REAUTH_REQUIRED
+        self.next_refresh_at = None
+        self.last_error = self.fit("last_error", str(error))
+        return ["status", "next_refresh_at", "last_error", "updated_at"]
+
+    def mark_revocation_pending(
+        self, error: object, attempts: int, retry_at: datetime
+    ) -> list[str]:
+        """Disconnected, but the provider has not confirmed the revocation: kept for a retry
+        at ``retry_at``. The fields to save."""
+        self.status = self.Status.REVOKED
+        self.failure_count = attempts
+        self.next_refresh_at = retry_at
+        self.last_error = self.fit("last_error", f"revocation: {error}")
+        return ["status", "failure_count", "next_refresh_at", "last_error", "updated_at"]
 
     @property
     def key_id(self) -> str | None:
         """The id of the key the access token is encrypted under (not secret)."""
-        envelope: Any = self.__dict__.get("access_token_ciphertext")
+        envelope: Any = self.__dict__.get(self.ciphertext_column("access_token"))
         return envelope_key_id(envelope) if envelope else None
 
     @classmethod

@@ -3,7 +3,7 @@
 Deleting a user deletes their token row with them (``on_delete=CASCADE``), which on its own
 would leave their grant live at Frame.io, with a refresh token good for weeks, that nothing
 here could end any more. So their grant is revoked there, best effort, once the deletion has
-committed (see ``services._revocations.revoke_after_user_deletion``).
+committed (see ``services.revoke_after_user_deletion``).
 
 Transactions: Django sends ``pre_delete`` inside the transaction that deletes the user. There
 the token row is locked (a refresh in flight finishes first, so the refresh token read is the
@@ -27,12 +27,12 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db.models.signals import pre_delete
 
-from .services._revocations import revoke_after_user_deletion
+from . import services
 
 
 def revoke_grant_of_deleted_user(sender: Any, instance: Any, using: str, **kwargs: Any) -> None:
     if isinstance(instance, get_user_model()):
-        revoke_after_user_deletion(instance, using)
+        services.revoke_after_user_deletion(instance, using)
 
 
 def connect() -> None:

@@ -9,7 +9,13 @@ carries a secret: read ``token.access_token`` yourself if you must.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+from django.apps import apps
 from django.dispatch import Signal
+
+logger = logging.getLogger("frameio_oauth.services")
 
 # A grant was stored after a successful authorization-code exchange.
 # kwargs: token (OAuthToken), user, created (bool: False when an existing row was replaced)
@@ -44,3 +50,21 @@ reauthorization_required = Signal()
 # Always after the commit that removed the row, also when that commit is a caller's.
 # kwargs: user, provider_user_id (str), revoked_at_provider (bool)
 token_revoked = Signal()
+
+
+def announce(signal: Signal, **kwargs: Any) -> None:
+    """Send ``signal`` with ``sender=OAuthToken``; a receiver that raises is logged with its
+    traceback, never raised (what it announces is committed already)."""
+    sender = apps.get_model("frameio_oauth", "OAuthToken")
+    for receiver, outcome in signal.send_robust(sender=sender, **kwargs):
+        if isinstance(outcome, Exception):
+            logger.error(
+                "a receiver of frameio_oauth's %s signal (%s) raised; what it announces stands",
+                _name(signal),
+                getattr(receiver, "__qualname__", type(receiver).__qualname__),
+                exc_info=outcome,
+            )
+
+
+def _name(signal: Signal) -> str:
+    return next((name for name, value in globals().items() if value is signal), "unknown signal")

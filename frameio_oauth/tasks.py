@@ -1,14 +1,5 @@
-"""Celery tasks: thin wrappers around services. Uses @shared_task, so the project's own Celery
-app (whatever it is called) picks them up; this module never imports one.
-
-Beat schedule (every minute)::
-
-    CELERY_BEAT_SCHEDULE = {
-        "frameio-oauth-refresh-due": {
-            "task": "frameio_oauth.tasks.refresh_due_tokens",
-            "schedule": 60.0,
-        },
-    }
+"""Celery tasks: thin wrappers around services. @shared_task, so the project's own Celery app
+picks them up; this module never imports one. Beat entry and time limits: docs/operations.md.
 """
 
 from __future__ import annotations
@@ -16,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
-from celery.utils.time import get_exponential_backoff_interval
 from django.utils import timezone
 
 from . import services
@@ -29,43 +19,44 @@ def refresh_due_tokens(
 ) -> dict[str, int]:
     """The beat sweep. Several workers and overlapping ticks are safe: rows are skip-locked.
 
-    ``fanout=True`` enqueues one ``refresh_due_token`` task per due row instead of refreshing
-    in this task, so a large backlog spreads over every worker (see README, "1,000,000 users").
-    Each such task is dropped unrun once ``expires`` seconds old (keep it at the beat
-    interval): every tick enqueues each row still due again, so without it a backlog in the
-    workers would grow by a whole tick's rows every tick, mostly tasks for rows already done.
+    ``fanout=True`` enqueues one :func:`refresh_token_if_due` per due row instead, so a large
+    backlog spreads over every worker; each is dropped unrun once ``expires`` seconds old
+    (keep it at the beat interval: the next tick enqueues every row still due again).
     """
     if not fanout:
         return services.refresh_due(limit).as_dict()
     enqueued = 0
     for token_id in services.due_token_ids(limit):
-        refresh_due_token.apply_async((token_id,), expires=expires)
+        refresh_token_if_due.apply_async((token_id,), expires=expires)
         enqueued += 1
     # Deferred revocations are few (only those a provider outage held up): done right here.
     return {"enqueued": enqueued, "revoked": services.retry_due_revocations()}
 
 
-@shared_task(
+def _refresh_if_due(token_id: int) -> str:
+    return services.refresh_if_due(token_id).value
+
+
+# One row of a fanned-out sweep: never waits for a lock, no Celery retry (a failure backs the
+# row off, and a later sweep takes it again).
+refresh_token_if_due = shared_task(
+    _refresh_if_due,
+    name="frameio_oauth.tasks.refresh_token_if_due",
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=60,
+    time_limit=90,
+)
+# Its name before 0.2, one letter from refresh_due_tokens: messages a previous version queued
+# still run under it during a deploy.
+refresh_due_token = shared_task(
+    _refresh_if_due,
     name="frameio_oauth.tasks.refresh_due_token",
     acks_late=True,
     ignore_result=True,
     soft_time_limit=60,
     time_limit=90,
 )
-def refresh_due_token(token_id: int) -> str:
-    """One row of a fanned-out sweep. No Celery retry: a failure pushes the row's
-    next_refresh_at back with backoff, and a later sweep picks it up again.
-
-    It never waits for a lock (SKIP LOCKED), so at worst it takes HTTP_TIMEOUT plus up to 10 s
-    of saving the answer again if the first save fails: 20 s at the default HTTP_TIMEOUT.
-    """
-    return services.refresh_if_due(token_id).value
-
-
-# refresh_token's retries: where no row recorded the failure, 30 s doubling to 30 min,
-# full jitter (Celery's own exponential backoff).
-RETRY_BACKOFF = 30
-RETRY_BACKOFF_MAX = 30 * 60
 
 
 @shared_task(
@@ -78,20 +69,10 @@ RETRY_BACKOFF_MAX = 30 * 60
 )
 def refresh_token(self: Any, token_id: int, force: bool = False) -> str:
     """Refresh one token now; returns ``"refreshed"``, or ``"not_due"`` if it was fresh.
-    Retries only transient failures (``ProviderUnavailable``), with backoff and jitter.
+    Retries only transient failures (``ProviderUnavailable``), when the row's backoff ends.
 
-    A failed refresh backs the row off (exponential, jittered, honouring Retry-After), and
-    the retry is scheduled for that time: sooner, it would find the token not due and end
-    without trying. Where no row recorded the failure (the wait for another worker's refresh
-    ran out), Celery's exponential backoff applies. Run eagerly (``task_always_eager``), a
-    retry would run at once, find the row backing off and say ``"not_due"``, so there the
-    failure is raised instead.
-
-    The worst case of one run: a NOWAIT lock attempt, a wait for another worker's refresh to
-    finish (at most HTTP_TIMEOUT + 5 s), this refresh's own provider call (at most
-    HTTP_TIMEOUT), and, if its save or commit fails, up to 10 s of saving the answer again:
-    2 * HTTP_TIMEOUT + 15 s, 35 s at the default HTTP_TIMEOUT of 10 s. The soft limit must stay
-    above that: raise both limits if you raise HTTP_TIMEOUT past 20 s.
+    Run eagerly (``task_always_eager``) a retry would run at once and find the row backing
+    off, so there the failure is raised instead.
     """
     try:
         return services.refresh_with_outcome(token_id, force=force)[1].value
@@ -102,11 +83,9 @@ def refresh_token(self: Any, token_id: int, force: bool = False) -> str:
 
 
 def retry_countdown(error: ProviderUnavailable, retries: int) -> float:
-    """Seconds until ``refresh_token`` tries again after ``error``."""
+    """Seconds until ``refresh_token`` tries again after ``error``: when the row's backoff
+    ends, or where no row recorded the failure (the wait for another worker's refresh ran
+    out), the same backoff policy counted by this task's retries."""
     if error.retry_at is not None:
         return max((error.retry_at - timezone.now()).total_seconds(), 0.0)
-    return float(
-        get_exponential_backoff_interval(
-            RETRY_BACKOFF, retries, RETRY_BACKOFF_MAX, full_jitter=True
-        )
-    )
+    return services.retry_delay(retries + 1)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -29,30 +27,82 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from . import flows, provider, services
 from .conf import conf
+from .decorators import non_atomic_requests_everywhere
 from .exceptions import (
-    CallbackError,
     FrameioOAuthError,
+    GrantRefused,
     NotConnected,
     ProviderUnavailable,
     ReauthorizationRequired,
     UnusableProviderValue,
 )
 from .flows import SESSION_KEY as SESSION_KEY  # where callers have always found it
-from .flows import PendingFlow, starter_of
+from .flows import FlowProblem, FlowRejected, PendingFlow, starter_of
 from .models import OAuthToken
 
 logger = logging.getLogger(__name__)
 
-_View = TypeVar("_View", bound=Callable[..., Any])
+
+class _Refused(Exception):
+    """A callback that ends on the error page: ``code`` for templates, the visitor's message,
+    and the status that says whose fault it is."""
+
+    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
 
 
-def non_atomic_requests_everywhere(view: _View) -> _View:
-    """``transaction.non_atomic_requests`` for every database alias, not only ``default``:
-    tokens live on whatever alias the project's routers choose for them, and a refresh or
-    revocation must not run inside a request transaction on any of them."""
-    for alias in settings.DATABASES:
-        view = transaction.non_atomic_requests(using=alias)(view)
-    return view
+_FLOW_PROBLEMS = {
+    FlowProblem.MISSING_STATE: gettext_lazy("The sign-in link is incomplete; start again."),
+    FlowProblem.UNKNOWN_STATE: gettext_lazy(
+        "This sign-in link is unknown, used or expired; start again."
+    ),
+    FlowProblem.EXPIRED_STATE: gettext_lazy("The sign-in took too long; start again."),
+}
+_GRANT_REFUSALS: dict[GrantRefused.Reason, tuple[Any, int]] = {
+    GrantRefused.Reason.NO_ACCOUNT: (
+        gettext_lazy(
+            "No account here is connected to this Frame.io user. Sign in first, then connect."
+        ),
+        403,
+    ),
+    GrantRefused.Reason.LINKED_ELSEWHERE: (
+        gettext_lazy("This Frame.io account is already connected to another user."),
+        409,
+    ),
+    GrantRefused.Reason.INACTIVE: (gettext_lazy("This account is disabled."), 403),
+    GrantRefused.Reason.NO_EMAIL: (
+        gettext_lazy("Frame.io gave no e-mail address to create an account with."),
+        403,
+    ),
+    GrantRefused.Reason.EMAIL_TAKEN: (
+        gettext_lazy(
+            "An account with this e-mail already exists here. Sign in to it first, then connect."
+        ),
+        409,
+    ),
+    GrantRefused.Reason.SIGNUP_CONFLICT: (
+        gettext_lazy(
+            "An account here already has details of this Frame.io user (its e-mail address?). "
+            "Sign in to it first, then connect."
+        ),
+        409,
+    ),
+    GrantRefused.Reason.BUSY: (
+        gettext_lazy("Another sign-in for this account just finished; try again."),
+        409,
+    ),
+}
+
+
+def _flow_refused(exc: FlowRejected) -> _Refused:
+    return _Refused(exc.problem.value, str(_FLOW_PROBLEMS[exc.problem]))
+
+
+def _grant_refused(exc: GrantRefused) -> _Refused:
+    message, status = _GRANT_REFUSALS[exc.reason]
+    return _Refused(exc.reason.value, str(message), status=status)
 
 
 # Query parameters of the callback that must not outlive their first read.
@@ -138,14 +188,14 @@ def callback(request: HttpRequest) -> HttpResponse:
     try:
         if error:
             # Spend the state if it is ours, so the same link cannot be replayed later.
-            with contextlib.suppress(CallbackError):
+            with contextlib.suppress(FlowRejected):
                 flow = flows.claim(request, state)
             _check_issuer(issuers)
             raise _provider_error(error)
-        flow = flows.claim(request, state)
+        flow = _claim(request, state)
         _check_issuer(issuers)
         response = _complete(request, flow, code)
-    except CallbackError as exc:
+    except _Refused as exc:
         logger.info("Frame.io callback refused: %s", exc.code)
         if exc.code == "unknown_state" and flows.was_spent(state) and _is_connected(request):
             # The Back button to the consent page, or a second click on it, after the first
@@ -159,6 +209,13 @@ def callback(request: HttpRequest) -> HttpResponse:
     # The URL carried a code: never let it leak to the next page's resources.
     response["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def _claim(request: HttpRequest, state: str) -> PendingFlow:
+    try:
+        return flows.claim(request, state)
+    except FlowRejected as exc:
+        raise _flow_refused(exc) from exc
 
 
 def _is_connected(request: HttpRequest) -> bool:
@@ -206,7 +263,7 @@ def _check_issuer(received: list[str]) -> None:
         [value[:200] for value in received[:3]],
         expected,
     )
-    raise CallbackError(
+    raise _Refused(
         "wrong_issuer",
         _(
             "This answer did not come from the Frame.io server this site uses, so it was "
@@ -215,10 +272,10 @@ def _check_issuer(received: list[str]) -> None:
     )
 
 
-def _unusable(exc: UnusableProviderValue) -> CallbackError:
+def _unusable(exc: UnusableProviderValue) -> _Refused:
     # Frame.io's fault, not the visitor's (502), and no retry will help: say so plainly.
     logger.warning("sign-in refused: %s", exc)
-    return CallbackError(
+    return _Refused(
         "unusable_answer",
         _(
             "Frame.io sent account details this site cannot store, so nothing was connected. "
@@ -228,9 +285,9 @@ def _unusable(exc: UnusableProviderValue) -> CallbackError:
     )
 
 
-def _provider_error(error: str) -> CallbackError:
+def _provider_error(error: str) -> _Refused:
     message = PROVIDER_ERRORS.get(error, _("Frame.io did not authorize the connection."))
-    return CallbackError(error if error in PROVIDER_ERRORS else "provider_error", str(message))
+    return _Refused(error if error in PROVIDER_ERRORS else "provider_error", str(message))
 
 
 @sensitive_variables()
@@ -239,7 +296,7 @@ def _complete(request: HttpRequest, flow: PendingFlow, code: str) -> HttpRespons
         # Someone else's flow, or one started before a sign-in or sign-out here. Refused
         # before the exchange: the code is never redeemed, so no grant exists to give back.
         logger.warning("Frame.io callback refused: the flow was not started by the current visitor")
-        raise CallbackError(
+        raise _Refused(
             "other_user",
             _(
                 "This Frame.io sign-in was started by someone else, or before you signed in "
@@ -248,14 +305,14 @@ def _complete(request: HttpRequest, flow: PendingFlow, code: str) -> HttpRespons
             status=403,
         )
     if not code:
-        raise CallbackError("missing_code", _("Frame.io sent no authorization code."))
+        raise _Refused("missing_code", _("Frame.io sent no authorization code."))
     try:
         tokens, info = services.exchange_code(
             code, redirect_uri=flow.redirect_uri, code_verifier=flow.verifier
         )
     except ProviderUnavailable as exc:
         logger.warning("code exchange failed: %s", exc)
-        raise CallbackError(
+        raise _Refused(
             "unavailable", _("Frame.io could not be reached; please try again."), status=502
         ) from exc
     except UnusableProviderValue as exc:
@@ -265,7 +322,7 @@ def _complete(request: HttpRequest, flow: PendingFlow, code: str) -> HttpRespons
         # invalid_grant is a stale or reused code: the request's problem (400), which must not
         # page anyone. Anything else (invalid_client after a secret rotation, a redirect_uri
         # mismatch, an unusable answer) fails every sign-in and stays a 502.
-        raise CallbackError(
+        raise _Refused(
             "exchange_failed",
             _("Frame.io did not accept the sign-in; please try again."),
             status=400 if isinstance(exc, ReauthorizationRequired) else 502,
@@ -275,6 +332,8 @@ def _complete(request: HttpRequest, flow: PendingFlow, code: str) -> HttpRespons
         user = services.connect_or_sign_in(current, tokens, info)
     except UnusableProviderValue as exc:
         raise _unusable(exc) from exc
+    except GrantRefused as exc:
+        raise _grant_refused(exc) from exc
     if current is None:
         auth_login(request, user, backend=_login_backend())  # type: ignore[arg-type]
     return HttpResponseRedirect(flow.next or reverse("frameio_oauth:connected"))
@@ -285,11 +344,7 @@ def _complete(request: HttpRequest, flow: PendingFlow, code: str) -> HttpRespons
 @xframe_options_deny
 @login_required
 def connected(request: HttpRequest) -> HttpResponse:
-    token = (
-        OAuthToken.objects.filter(user_id=request.user.pk or 0)
-        .exclude(status=OAuthToken.Status.REVOKED)  # disconnected, revocation pending
-        .first()
-    )
+    token = OAuthToken.objects.connected().filter(user_id=request.user.pk or 0).first()
     return render(request, "frameio_oauth/connected.html", {"token": token})
 
 

@@ -9,10 +9,10 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, models
 from django.test import Client, override_settings
 
-from frameio_oauth import accounts
-from frameio_oauth.exceptions import CallbackError
+from frameio_oauth.exceptions import GrantRefused
 from frameio_oauth.models import OAuthToken
 from frameio_oauth.provider import UserInfo
+from frameio_oauth.services import _accounts as accounts
 from tests.conftest import REVOKE_URL, TOKEN_URL, USERINFO_URL
 from tests.settings import FRAMEIO_OAUTH
 
@@ -38,15 +38,15 @@ def another_unique_constraint(django_user_model: Any, monkeypatch: pytest.Monkey
 def test_a_sign_up_refused_by_another_unique_constraint_is_a_clear_conflict(
     another_unique_constraint: list[str],
 ) -> None:
-    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(CallbackError) as caught:
+    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(GrantRefused) as caught:
         accounts.user_for_identity(INFO)
-    assert (caught.value.code, caught.value.status) == ("signup_conflict", 409)
+    assert caught.value.reason.value == "signup_conflict"
 
 
 def test_a_sign_up_refused_by_another_unique_constraint_is_not_retried(
     another_unique_constraint: list[str],
 ) -> None:
-    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(CallbackError):
+    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(GrantRefused):
         accounts.user_for_identity(INFO)
     assert another_unique_constraint == ["alice"]
 
@@ -57,9 +57,9 @@ def test_an_email_username_sign_up_refused_by_another_constraint_is_a_clear_conf
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(django_user_model, "USERNAME_FIELD", "email")
-    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(CallbackError) as caught:
+    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(GrantRefused) as caught:
         accounts.user_for_identity(INFO)
-    assert caught.value.code == "signup_conflict"
+    assert caught.value.reason.value == "signup_conflict"
 
 
 def test_an_email_username_sign_up_refuses_an_address_taken_in_another_case(
@@ -67,9 +67,9 @@ def test_an_email_username_sign_up_refuses_an_address_taken_in_another_case(
 ) -> None:
     monkeypatch.setattr(django_user_model, "USERNAME_FIELD", "email")
     django_user_model.objects.create(username="alice", email="Alice@Frame.Example")
-    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(CallbackError) as caught:
+    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(GrantRefused) as caught:
         accounts.user_for_identity(INFO)
-    assert caught.value.code == "email_taken"
+    assert caught.value.reason.value == "email_taken"
 
 
 def test_a_disabled_user_linked_to_the_identity_is_not_signed_in(
@@ -78,9 +78,9 @@ def test_a_disabled_user_linked_to_the_identity_is_not_signed_in(
     make_token(user, provider_user_id=INFO.id)
     user.is_active = False
     user.save()
-    with pytest.raises(CallbackError) as caught:
+    with pytest.raises(GrantRefused) as caught:
         accounts.user_for_identity(INFO)
-    assert (caught.value.code, caught.value.status) == ("inactive", 403)
+    assert caught.value.reason.value == "inactive"
 
 
 def test_a_sign_up_for_a_user_model_without_an_email_field_still_creates_the_user(
@@ -109,9 +109,9 @@ def test_a_sign_up_whose_every_free_name_is_taken_meanwhile_asks_to_try_again(
         return name
 
     monkeypatch.setattr(accounts, "_free_username", taken_at_once)
-    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(CallbackError) as caught:
+    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(GrantRefused) as caught:
         accounts.user_for_identity(INFO)
-    assert (caught.value.code, caught.value.status) == ("busy", 409)
+    assert caught.value.reason.value == "busy"
     assert tried == ["alice", "alice-2", "alice-3", "alice-4", "alice-5"]
     assert django_user_model.objects.count() == accounts.SIGNUP_ATTEMPTS
 
@@ -120,9 +120,9 @@ def test_an_email_username_sign_up_without_an_email_address_is_refused(
     django_user_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(django_user_model, "USERNAME_FIELD", "email")
-    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(CallbackError) as caught:
+    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(GrantRefused) as caught:
         accounts.user_for_identity(UserInfo(id="fio-42"))
-    assert (caught.value.code, caught.value.status) == ("no_email", 403)
+    assert caught.value.reason.value == "no_email"
     assert not django_user_model.objects.exists()
 
 
@@ -144,9 +144,9 @@ def test_an_email_username_sign_up_that_loses_a_race_for_the_address_says_it_is_
         return free
 
     monkeypatch.setattr(accounts, "_username_taken", then_taken)
-    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(CallbackError) as caught:
+    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(GrantRefused) as caught:
         accounts.user_for_identity(INFO)
-    assert (caught.value.code, caught.value.status) == ("email_taken", 409)
+    assert caught.value.reason.value == "email_taken"
 
 
 class ShortEmailUser(AbstractBaseUser):

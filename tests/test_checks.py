@@ -8,8 +8,7 @@ from django.test import override_settings
 
 from frameio_oauth import tasks
 from frameio_oauth.checks import check_callback_url, check_settings, check_token_database
-from frameio_oauth.services._refresh import LOCK_WAIT_SLACK
-from frameio_oauth.services._transaction import RECOVERY_BUDGET
+from frameio_oauth.services import LOCK_WAIT_SLACK, RECOVERY_BUDGET
 from tests.settings import FRAMEIO_OAUTH
 
 

@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 
 from frameio_oauth import crypto
-from frameio_oauth.exceptions import DecryptionError, ImproperlyConfigured
+from frameio_oauth.exceptions import DecryptionError, SettingsError
 from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
 
 AAD = b"frameio_oauth.oauthtoken:access_token:1"
@@ -93,12 +93,12 @@ def test_generated_keys_are_valid_and_distinct() -> None:
 
 @pytest.mark.parametrize("key", ["not base64 at all!", base64.urlsafe_b64encode(b"short").decode()])
 def test_malformed_keys_are_refused(key: str) -> None:
-    with pytest.raises(ImproperlyConfigured):
+    with pytest.raises(SettingsError):
         crypto.decode_key(key)
 
 
 def test_an_empty_key_list_is_refused() -> None:
-    with pytest.raises(ImproperlyConfigured, match="empty"):
+    with pytest.raises(SettingsError, match="empty"):
         crypto.TokenCipher(())
 
 

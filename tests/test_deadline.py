@@ -297,12 +297,12 @@ def test_a_call_through_a_proxy_keeps_its_deadline(monkeypatch: pytest.MonkeyPat
         for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY"):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("HTTPS_PROXY", proxy)
-        provider._environment_for_origin.cache_clear()
+        provider.reread_environment()
         try:
             with override_settings(FRAMEIO_OAUTH=oauth_settings("https://ims.example")):
                 elapsed = timed(CALLS["refresh"], ProviderUnavailable, TIMED_OUT)
         finally:
-            provider._environment_for_origin.cache_clear()
+            provider.reread_environment()
     # Two deadlines of their own would have taken 1.6 s.
     assert BUDGET <= elapsed <= BUDGET + 0.45
 
@@ -315,9 +315,9 @@ def tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ssl.SSLCont
     """A server context whose self-signed certificate the provider calls trust."""
     context, certificate = self_signed_tls(tmp_path)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate))
-    provider._environment_for_origin.cache_clear()
+    provider.reread_environment()
     yield context
-    provider._environment_for_origin.cache_clear()
+    provider.reread_environment()
 
 
 def over_tls(context: ssl.SSLContext, then: Handler) -> Handler:

@@ -31,7 +31,7 @@ from frameio_oauth.http import session_for
 from frameio_oauth.models import OAuthToken
 from tests.conftest import TOKEN_URL, USERINFO_URL
 from tests.loopback import loopback_server
-from tests.settings import FRAMEIO_OAUTH
+from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
 from tests.test_views import start
 
 API = "https://api.frame.io/v2/me"
@@ -243,7 +243,10 @@ def test_a_callback_that_cannot_encrypt_does_not_put_the_new_tokens_in_the_500_r
 
 def test_a_failure_inside_a_disconnect_does_not_show_the_tokens(user: Any, make_token: Any) -> None:
     make_token(user, access_token="AT-disconnect-secret", refresh_token="RT-disconnect-secret")
-    with mock.patch.object(provider, "_post", side_effect=RuntimeError("a bug")):
+    # Deep in the HTTP call, where the form with the refresh token is.
+    with mock.patch.object(
+        requests.adapters.HTTPAdapter, "send", side_effect=RuntimeError("a bug")
+    ):
         html = report_of(lambda: services.disconnect(user))
     assert "AT-disconnect-secret" not in html
     assert "RT-disconnect-secret" not in html
@@ -253,8 +256,9 @@ def test_a_failure_inside_a_key_rotation_does_not_show_the_tokens(
     user: Any, make_token: Any
 ) -> None:
     make_token(user, access_token="AT-rotation-secret", refresh_token="RT-rotation-secret")
+    new_first = {**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": [OLD_TEST_KEY, TEST_KEY]}
     with (
-        mock.patch("frameio_oauth.services._keys._needs_rekey", return_value=True),
+        override_settings(FRAMEIO_OAUTH=new_first),
         mock.patch.object(QuerySet, "bulk_update", side_effect=RuntimeError("a bug")),
     ):
         html = report_of(services.rotate_encryption_keys)
@@ -264,7 +268,7 @@ def test_a_failure_inside_a_key_rotation_does_not_show_the_tokens(
 
 def test_a_failure_replacing_a_rejected_token_does_not_show_it(user: Any, make_token: Any) -> None:
     make_token(user, access_token="AT-rejected-secret")
-    with mock.patch("frameio_oauth.services._rows.lock_by_id", side_effect=RuntimeError("a bug")):
+    with mock.patch.object(QuerySet, "first", side_effect=RuntimeError("a bug")):
         html = report_of(
             lambda: services.replace_rejected_token(
                 user, OAuthToken.objects.get(user=user).access_token

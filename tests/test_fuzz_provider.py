@@ -14,14 +14,14 @@ import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from frameio_oauth import answers, provider
+from frameio_oauth import provider
 from frameio_oauth.exceptions import FrameioOAuthError
 from tests.conftest import TOKEN_URL
 from tests.settings import FRAMEIO_OAUTH
 
 REFRESH = "RT-fuzz-3f9a1c"
 CLIENT_SECRET = str(FRAMEIO_OAUTH["CLIENT_SECRET"])
-SECRETS = (REFRESH, CLIENT_SECRET, answers.basic_credentials("test-client", CLIENT_SECRET))
+SECRETS = (REFRESH, CLIENT_SECRET, provider.basic_credentials("test-client", CLIENT_SECRET))
 
 FIELDS = ["access_token", "refresh_token", "expires_in", "token_type", "scope", "error",
           "error_description", "error_uri"]  # fmt: skip

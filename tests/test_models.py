@@ -14,7 +14,7 @@ from django.utils import timezone
 from frameio_oauth import services
 from frameio_oauth.crypto import TokenCipher, get_cipher
 from frameio_oauth.exceptions import DecryptionError
-from frameio_oauth.models import OAuthToken
+from frameio_oauth.models import OAuthToken, OwnerChangeRefused
 from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
 
 pytestmark = pytest.mark.django_db
@@ -100,87 +100,112 @@ def test_a_ciphertext_copied_to_another_users_row_fails_to_decrypt(
         OAuthToken.objects.get(pk=theirs.pk).access_token  # noqa: B018
 
 
-def test_a_token_given_to_another_user_still_decrypts_after_a_reload(
+def assert_still_owned_by(user: Any, token_id: int, access: str) -> None:
+    row = OAuthToken.objects.get(pk=token_id)
+    assert (row.user_id, row.access_token) == (user.pk, access)
+
+
+REFUSED = "a token belongs to the user who granted it"
+
+
+def test_saving_a_token_given_to_another_user_is_refused_and_the_row_kept(
     user: Any, other_user: Any, make_token: Any
 ) -> None:
-    token = make_token(user, access_token="moved-access", refresh_token="moved-refresh")
+    token = make_token(user, access_token="owned-access", refresh_token="owned-refresh")
     token.user = other_user
-    token.save()
-    moved = OAuthToken.objects.get(pk=token.pk)
-    assert (moved.access_token, moved.refresh_token) == ("moved-access", "moved-refresh")
+    with pytest.raises(OwnerChangeRefused, match=REFUSED):
+        token.save()
+    assert_still_owned_by(user, token.pk, "owned-access")
 
 
-def test_a_loaded_token_given_to_another_user_is_resealed_without_being_read_first(
+def test_a_loaded_token_given_to_another_user_is_refused(
     user: Any, other_user: Any, make_token: Any
 ) -> None:
-    make_token(user, access_token="moved-access")
+    make_token(user, access_token="owned-access")
     token = OAuthToken.objects.get(user=user)
     token.user = other_user
-    token.save()
-    assert OAuthToken.objects.get(pk=token.pk).access_token == "moved-access"
+    with pytest.raises(OwnerChangeRefused):
+        token.save()
+    assert_still_owned_by(user, token.pk, "owned-access")
 
 
-def test_a_new_owner_saved_with_update_fields_also_writes_the_resealed_secrets(
-    user: Any, other_user: Any, make_token: Any
+@pytest.mark.parametrize("fields", [["user"], ["user_id"], ["user", "access_token"]])
+def test_a_new_owner_saved_with_update_fields_is_refused(
+    user: Any, other_user: Any, make_token: Any, fields: list[str]
 ) -> None:
-    make_token(user, refresh_token="moved-refresh")
+    make_token(user, access_token="owned-access")
     token = OAuthToken.objects.get(user=user)
     token.user = other_user
-    token.save(update_fields=["user"])
-    assert OAuthToken.objects.get(pk=token.pk).refresh_token == "moved-refresh"
+    with pytest.raises(OwnerChangeRefused):
+        token.save(update_fields=fields)
+    assert_still_owned_by(user, token.pk, "owned-access")
 
 
-def test_a_token_loaded_without_its_secrets_keeps_them_readable_when_given_a_new_owner(
-    user: Any, other_user: Any, make_token: Any
+@pytest.mark.parametrize(
+    "load",
+    [
+        lambda user: OAuthToken.objects.defer("access_token", "refresh_token").get(user=user),
+        lambda user: OAuthToken.objects.only("id", "user").get(user=user),
+        lambda user: OAuthToken.objects.only("id", "access_token").get(user=user),
+    ],
+    ids=["without-its-secrets", "with-only-its-owner", "without-its-owner"],
+)
+def test_a_partly_loaded_token_given_to_another_user_is_refused(
+    user: Any, other_user: Any, make_token: Any, load: Any
 ) -> None:
-    make_token(user, access_token="moved-access", refresh_token="moved-refresh")
-    token = OAuthToken.objects.defer("access_token", "refresh_token").get(user=user)
+    make_token(user, access_token="owned-access")
+    token = load(user)
     token.user = other_user
-    token.save()
-    moved = OAuthToken.objects.get(pk=token.pk)
-    assert (moved.access_token, moved.refresh_token) == ("moved-access", "moved-refresh")
+    with pytest.raises(OwnerChangeRefused):
+        token.save()
+    assert_still_owned_by(user, token.pk, "owned-access")
 
 
-def test_a_token_loaded_with_only_its_owner_keeps_its_secrets_readable_when_saved_with_a_new_one(
-    user: Any, other_user: Any, make_token: Any
-) -> None:
-    make_token(user, access_token="moved-access", refresh_token="moved-refresh")
-    token = OAuthToken.objects.only("id", "user").get(user=user)
-    token.user = other_user
-    token.save(update_fields=["user"])
-    moved = OAuthToken.objects.get(pk=token.pk)
-    assert (moved.access_token, moved.refresh_token) == ("moved-access", "moved-refresh")
-
-
-def test_a_token_loaded_without_its_owner_keeps_its_secrets_readable_when_given_one(
-    user: Any, other_user: Any, make_token: Any
-) -> None:
-    make_token(user, access_token="moved-access")
-    token = OAuthToken.objects.only("id", "access_token").get(user=user)
-    token.user = other_user
-    token.save()
-    assert OAuthToken.objects.get(pk=token.pk).access_token == "moved-access"
-
-
-def test_a_token_reached_from_its_user_keeps_its_secrets_readable_when_given_another(
+def test_a_token_reached_from_its_user_and_given_another_is_refused(
     user: Any, other_user: Any, django_user_model: Any, make_token: Any
 ) -> None:
-    make_token(user, access_token="moved-access")
+    make_token(user, access_token="owned-access")
     token = django_user_model.objects.select_related("frameio_token").get(pk=user.pk).frameio_token
     token.user = other_user
-    token.save()
-    assert OAuthToken.objects.get(pk=token.pk).access_token == "moved-access"
+    with pytest.raises(OwnerChangeRefused):
+        token.save()
+    assert_still_owned_by(user, token.pk, "owned-access")
 
 
-def test_saving_only_a_secret_sealed_to_an_unsaved_new_owner_is_refused(
+def test_saving_a_secret_of_a_token_given_a_new_owner_is_refused_as_a_whole(
     user: Any, other_user: Any, make_token: Any
 ) -> None:
     make_token(user, access_token="old-access")
     token = OAuthToken.objects.get(user=user)
     token.user = other_user
     token.access_token = "new-access"
-    with pytest.raises(ValueError, match="include 'user' in update_fields"):
-        token.save(update_fields=["access_token"])
+    with pytest.raises(OwnerChangeRefused):
+        token.save()
+    assert_still_owned_by(user, token.pk, "old-access")
+
+
+def test_a_save_that_does_not_write_the_owner_costs_no_owner_check(
+    user: Any, make_token: Any, django_assert_num_queries: Any
+) -> None:
+    token = make_token(user)
+    token.status = OAuthToken.Status.REAUTH_REQUIRED
+    with django_assert_num_queries(1):
+        token.save(update_fields=["status"])
+
+
+def test_a_token_saved_again_by_its_own_user_is_not_refused(user: Any, make_token: Any) -> None:
+    token = make_token(user, access_token="first")
+    token.access_token = "second"
+    token.save()
+    assert_still_owned_by(user, token.pk, "second")
+
+
+def test_a_new_token_is_sealed_to_the_owner_it_is_inserted_with(user: Any, other_user: Any) -> None:
+    token = OAuthToken(user=user, provider_user_id="p1", expires_at=timezone.now())
+    token.access_token = "sealed-late"
+    token.user = other_user  # before the first save: the row is born with this owner
+    token.save()
+    assert_still_owned_by(other_user, token.pk, "sealed-late")
 
 
 def test_update_cannot_change_a_tokens_user(user: Any, other_user: Any, make_token: Any) -> None:
@@ -205,26 +230,15 @@ def test_save_takes_update_fields_as_any_iterable(user: Any, make_token: Any) ->
     assert OAuthToken.objects.get(pk=token.pk).status == OAuthToken.Status.REAUTH_REQUIRED
 
 
-def test_a_token_reads_back_after_a_new_owner_is_set_but_not_saved(
-    user: Any, other_user: Any, make_token: Any
-) -> None:
-    make_token(user, access_token="still-readable")
-    token = OAuthToken.objects.get(user=user)
-    token.user = other_user
-    assert token.access_token == "still-readable"
-
-
-def test_a_token_refreshed_from_the_database_can_still_change_owner(
-    user: Any, other_user: Any, make_token: Any
+def test_a_token_refreshed_from_the_database_reads_what_another_process_wrote(
+    user: Any, make_token: Any
 ) -> None:
     token = make_token(user)
     elsewhere = OAuthToken.objects.get(pk=token.pk)
     elsewhere.access_token = "written-elsewhere"
     elsewhere.save()
     token.refresh_from_db()
-    token.user = other_user
-    token.save()
-    assert OAuthToken.objects.get(pk=token.pk).access_token == "written-elsewhere"
+    assert token.access_token == "written-elsewhere"
 
 
 def test_a_token_refreshed_from_the_database_field_by_field_reads_the_new_secret(
@@ -267,8 +281,10 @@ def test_a_copied_ciphertext_cannot_be_laundered_by_changing_the_rows_owner(
     OAuthToken.objects.filter(pk=theirs.pk).update(access_token_ciphertext=raw_columns(mine.pk)[0])
     copied = OAuthToken.objects.get(pk=theirs.pk)
     copied.user = django_user_model.objects.create_user("carol")
-    with pytest.raises(DecryptionError):
+    with pytest.raises(OwnerChangeRefused):
         copied.save()
+    with pytest.raises(DecryptionError, match="another row"):
+        OAuthToken.objects.get(pk=theirs.pk).access_token  # noqa: B018
 
 
 def test_a_pickled_token_carries_no_plaintext(user: Any, make_token: Any) -> None:

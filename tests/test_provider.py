@@ -789,17 +789,22 @@ def test_a_redirect_is_not_followed_with_the_refresh_token(
     assert all(call.request.url == TOKEN_URL for call in provider_http.calls)
 
 
-def test_provider_calls_take_proxies_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_provider_calls_take_proxies_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, provider_http: responses.RequestsMock
+) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "api.frame.io")
-    provider._environment_for_origin.cache_clear()
+    provider.reread_environment()
+    provider_http.post(TOKEN_URL, json=GOOD)
+    provider_http.get(USERINFO_URL, json={"id": "fio-1"})
     try:
-        token_proxies, _ = provider._environment_for("https://applications.frame.io/oauth2/token")
-        api_proxies, _ = provider._environment_for("https://api.frame.io/v2/me")
+        provider.refresh_grant("RT")
+        provider.fetch_userinfo("AT")
     finally:
-        provider._environment_for_origin.cache_clear()
-    assert token_proxies.get("https") == "http://proxy.internal:3128"
-    assert "https" not in api_proxies
+        provider.reread_environment()
+    token_call, api_call = (call.request.req_kwargs["proxies"] for call in provider_http.calls)
+    assert token_call.get("https") == "http://proxy.internal:3128"
+    assert "https" not in api_call
 
 
 def test_credentials_in_the_token_url_become_http_basic_as_requests_does(

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from frameio_oauth import services, signals
 from frameio_oauth.models import OAuthToken
-from frameio_oauth.services import _rows, _transaction
+from frameio_oauth.services import _db
 from tests.conftest import TOKEN_URL
 from tests.pg_sessions import end_session, own_pid, token_row_lock
 
@@ -64,7 +64,7 @@ def stored(token: OAuthToken) -> OAuthToken:
 def failing_saves(times: int | None) -> Any:
     """Patch the refresh's UPDATE to fail ``times`` times (None: always), as a dropped
     connection would."""
-    real = _rows.save_fields
+    real = _db.save_fields
     left = [times]
 
     def save(token: OAuthToken, names: Any) -> None:
@@ -74,7 +74,7 @@ def failing_saves(times: int | None) -> Any:
             raise OperationalError("server closed the connection unexpectedly")
         real(token, names)
 
-    return mock.patch.object(_rows, "save_fields", save)
+    return mock.patch.object(_db, "save_fields", save)
 
 
 def failing_commit(*, after_committing: bool, before: Callable[[], None] | None = None) -> Any:
@@ -154,7 +154,7 @@ def test_a_row_changed_since_the_failure_is_left_alone_and_the_error_raised(
 
     with (
         failing_saves(1),
-        mock.patch.object(_transaction, "_drop_if_broken", disconnected_meanwhile),
+        mock.patch.object(_db, "_drop_if_broken", disconnected_meanwhile),
         pytest.raises(OperationalError),
     ):
         services.refresh(due_token.pk)
@@ -169,7 +169,7 @@ def test_when_no_try_can_save_it_the_lost_rotation_is_logged_and_the_error_raise
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_transaction, "RECOVERY_BUDGET", 1.0)
+    monkeypatch.setattr(_db, "RECOVERY_BUDGET", 1.0)
     started = time.monotonic()
     with failing_saves(None), pytest.raises(OperationalError):
         services.refresh(due_token.pk)
@@ -285,7 +285,7 @@ def test_a_waiting_caller_bounds_its_lock_wait_in_one_statement(
 def soft_limit_in_the_save(*, also_in_the_retry: bool = False) -> Any:
     """Patch the refresh's UPDATE so that Celery's soft time limit fires in it (and, if
     asked, once more in the first try to save the answer again)."""
-    real = _rows.save_fields
+    real = _db.save_fields
     left = [2 if also_in_the_retry else 1]
 
     def save(token: OAuthToken, names: Any) -> None:
@@ -294,7 +294,7 @@ def soft_limit_in_the_save(*, also_in_the_retry: bool = False) -> Any:
             raise SoftTimeLimitExceeded()
         real(token, names)
 
-    return mock.patch.object(_rows, "save_fields", save)
+    return mock.patch.object(_db, "save_fields", save)
 
 
 def test_a_soft_time_limit_in_the_save_still_stores_the_rotated_refresh_token(
@@ -318,7 +318,7 @@ def test_a_second_soft_time_limit_while_saving_again_does_not_lose_the_answer(
 ) -> None:
     with (
         soft_limit_in_the_save(also_in_the_retry=True),
-        mock.patch.object(_transaction, "_FIRST_PAUSE", 0.01),
+        mock.patch.object(_db, "FIRST_RECOVERY_PAUSE", 0.01),
         pytest.raises(SoftTimeLimitExceeded),
     ):
         services.refresh(due_token.pk)
@@ -359,7 +359,7 @@ def test_a_row_removed_since_the_failure_stays_removed_and_the_error_is_raised(
 
     with (
         failing_saves(1),
-        mock.patch.object(_transaction, "_drop_if_broken", removed_meanwhile),
+        mock.patch.object(_db, "_drop_if_broken", removed_meanwhile),
         pytest.raises(OperationalError),
     ):
         services.refresh(due_token.pk)
@@ -376,8 +376,8 @@ def test_an_unsaved_refresh_that_did_not_rotate_is_logged_as_such_and_the_error_
 ) -> None:
     # The row's refresh token is still the current one: only the new access token is lost.
     provider_http.post(TOKEN_URL, json={"access_token": "AT-new", "expires_in": 3600})
-    monkeypatch.setattr(_transaction, "RECOVERY_BUDGET", 0.3)
-    monkeypatch.setattr(_transaction, "_FIRST_PAUSE", 0.05)
+    monkeypatch.setattr(_db, "RECOVERY_BUDGET", 0.3)
+    monkeypatch.setattr(_db, "FIRST_RECOVERY_PAUSE", 0.05)
     with failing_saves(None), pytest.raises(OperationalError):
         services.refresh(due_token.pk)
     [error] = [r for r in caplog.records if r.levelname == "ERROR"]
@@ -395,7 +395,7 @@ def test_a_soft_time_limit_in_the_pause_between_tries_still_stores_the_rotated_r
     clock = mock.Mock(monotonic=time.monotonic, sleep=interrupted)
     with (
         failing_saves(2),  # the refresh's own save and the first try to save it again
-        mock.patch.object(_transaction, "time", clock),
+        mock.patch.object(_db, "time", clock),
         pytest.raises(SoftTimeLimitExceeded),
     ):
         services.refresh(due_token.pk)

@@ -14,7 +14,7 @@ from django.utils import timezone
 from frameio_oauth import services, signals
 from frameio_oauth.exceptions import NotConnected, ReauthorizationRequired
 from frameio_oauth.models import OAuthToken
-from frameio_oauth.tasks import refresh_due_token
+from frameio_oauth.tasks import refresh_token_if_due
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +43,7 @@ def test_a_fanned_out_task_for_a_row_removed_meanwhile_ends_quietly(
     provider_http: responses.RequestsMock,
 ) -> None:
     # SKIP LOCKED finds a removed row as it finds a held one: nothing to take, no error.
-    assert refresh_due_token.apply(args=[MISSING_ID]).get() == "locked"
+    assert refresh_token_if_due.apply(args=[MISSING_ID]).get() == "gone"
     assert len(provider_http.calls) == 0
 
 
@@ -53,7 +53,7 @@ def test_a_fanned_out_task_skips_a_row_that_needs_reauthorization_meanwhile(
     token = make_token(
         user, status=OAuthToken.Status.REAUTH_REQUIRED, next_refresh_at=timezone.now()
     )
-    assert refresh_due_token.apply(args=[token.pk]).get() == "not_due"
+    assert refresh_token_if_due.apply(args=[token.pk]).get() == "not_due"
     assert len(provider_http.calls) == 0
     assert OAuthToken.objects.get(pk=token.pk).status == OAuthToken.Status.REAUTH_REQUIRED
 

@@ -19,10 +19,9 @@ from django.db import connections, transaction
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from frameio_oauth import accounts, provider, services, signals
-from frameio_oauth.exceptions import CallbackError, NotConnected
+from frameio_oauth import provider, services, signals
+from frameio_oauth.exceptions import GrantRefused, NotConnected
 from frameio_oauth.models import OAuthToken
-from frameio_oauth.services import _revocations
 from tests.conftest import REVOKE_URL, TOKEN_URL
 from tests.pg_sessions import other_session
 from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY
@@ -116,7 +115,7 @@ def test_after_the_last_attempt_the_row_goes_and_says_the_provider_never_confirm
     pending: OAuthToken, provider_http: responses.RequestsMock, announced: list[dict[str, Any]]
 ) -> None:
     OAuthToken.objects.filter(pk=pending.pk).update(
-        failure_count=_revocations.MAX_REVOCATION_ATTEMPTS - 1
+        failure_count=services.MAX_REVOCATION_ATTEMPTS - 1
     )
     provider_http.post(REVOKE_URL, status=503)
     with time_machine.travel(pending.next_refresh_at + timedelta(seconds=1)):
@@ -125,11 +124,14 @@ def test_after_the_last_attempt_the_row_goes_and_says_the_provider_never_confirm
     assert [call["revoked_at_provider"] for call in announced] == [False]
 
 
-def test_a_disconnected_identity_no_longer_signs_its_old_user_in(pending: OAuthToken) -> None:
+def test_a_disconnected_identity_no_longer_signs_its_old_user_in(
+    pending: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(REVOKE_URL, body="")
     info = provider.UserInfo(id=pending.provider_user_id, email="alice@frame.example")
-    with pytest.raises(CallbackError) as refused:
-        accounts.user_for_identity(info)
-    assert refused.value.code == "no_account"
+    with pytest.raises(GrantRefused) as refused:
+        services.connect_or_sign_in(None, NEW_GRANT, info)
+    assert refused.value.reason is GrantRefused.Reason.NO_ACCOUNT
 
 
 NEW_GRANT = provider.TokenResponse(
@@ -198,7 +200,7 @@ def test_the_sweep_never_refreshes_a_disconnected_row(
 def test_refresh_failures_before_a_disconnect_do_not_use_up_its_attempts(
     user: Any, make_token: Any, provider_http: responses.RequestsMock
 ) -> None:
-    token = make_token(user, failure_count=_revocations.MAX_REVOCATION_ATTEMPTS + 10)
+    token = make_token(user, failure_count=services.MAX_REVOCATION_ATTEMPTS + 10)
     provider_http.post(REVOKE_URL, status=503)
     assert services.disconnect(user).pending
     kept = OAuthToken.objects.get(pk=token.pk)
@@ -447,7 +449,7 @@ def test_a_failing_revocation_of_a_replaced_grant_still_announces_the_new_one(
         lambda **kwargs: obtained.append(kwargs), weak=False, dispatch_uid="test-obtained"
     )
     try:
-        with mock.patch.object(_revocations, "_end_read_grant", side_effect=RuntimeError("a bug")):
+        with mock.patch.object(provider, "revoke_grant", side_effect=RuntimeError("a bug")):
             connect(user, "fio-NEW", django_capture_on_commit_callbacks)
     finally:
         signals.token_obtained.disconnect(dispatch_uid="test-obtained")

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from frameio_oauth import provider, services, signals
-from frameio_oauth.exceptions import CallbackError, RefreshInsideTransaction
+from frameio_oauth.exceptions import GrantRefused, RefreshInsideTransaction
 from frameio_oauth.models import OAuthToken
 from tests.conftest import REVOKE_URL, TOKEN_URL
 from tests.settings import FRAMEIO_OAUTH
@@ -148,7 +148,7 @@ def test_a_refused_sign_up_leaves_no_account_on_the_users_database(
 
     monkeypatch.setattr(OAuthToken, "save", lost_the_race)
     before = django_user_model.objects.count()
-    with pytest.raises(CallbackError) as refused:
+    with pytest.raises(GrantRefused) as refused:
         services.connect_or_sign_in(None, GRANT, provider.UserInfo(id="fio-new", email="n@x.io"))
-    assert refused.value.code == "busy"
+    assert refused.value.reason is GrantRefused.Reason.BUSY
     assert django_user_model.objects.count() == before

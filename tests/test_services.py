@@ -529,7 +529,7 @@ def test_a_huge_retry_after_does_not_park_the_token_for_years(
     with pytest.raises(ProviderUnavailable):
         services.refresh(due_token.pk)
     assert stored(due_token).next_refresh_at <= timezone.now() + timedelta(
-        seconds=services._backoff.BACKOFF_CAP + 5
+        seconds=services.BACKOFF_CAP + 5
     )
 
 

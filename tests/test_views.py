@@ -13,9 +13,10 @@ from django.core.cache import cache
 from django.test import Client, RequestFactory, override_settings
 from django.urls import resolve
 
-from frameio_oauth import accounts, services, signals, views
+from frameio_oauth import services, signals, views
 from frameio_oauth.exceptions import NotConnected
 from frameio_oauth.models import OAuthToken
+from frameio_oauth.services import _accounts as accounts
 from frameio_oauth.views import SESSION_KEY
 from tests.conftest import REVOKE_URL, TOKEN_URL, USERINFO_URL
 from tests.settings import FRAMEIO_OAUTH

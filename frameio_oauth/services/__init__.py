@@ -1,18 +1,14 @@
 """The public Python API of frameio_oauth, and the only package that locks token rows.
 
-Views, tasks, admin actions and management commands are thin wrappers around these functions.
-The refresh rule (one row, one refresh at a time, never an old refresh token twice) lives in
-``_refresh.py``, with when a token is due in ``_schedule.py``, the due-row paging in
-``_due.py``, the refresh scope in ``_scopes.py`` and the second save in ``_transaction.py``.
-Storing and removing grants is in ``_grants.py``, ending them at the provider in
-``_revocations.py``, key rotation in ``_keys.py``. Signals go out through ``_notify.py``, which
-logs a receiver's exception instead of raising it.
+Views, tasks, admin actions and management commands are thin wrappers around these names;
+nothing outside this package imports its private modules. docs/architecture.md maps them.
 """
 
 from __future__ import annotations
 
-from ._due import due_token_ids
+from ._db import LOCK_WAIT_SLACK, RECOVERY_BUDGET
 from ._grants import (
+    check_grant_values,
     connect_or_sign_in,
     disconnect,
     exchange_code,
@@ -20,40 +16,63 @@ from ._grants import (
 )
 from ._keys import RotationSummary, count_key_ids, rotate_encryption_keys
 from ._refresh import (
-    REFRESHED_FIELDS,
     Outcome,
-    RefreshSummary,
     get_access_token,
+    lock_hold,
     refresh,
-    refresh_due,
     refresh_if_due,
+    refresh_scope,
     refresh_with_outcome,
     replace_rejected_token,
+    worst_case_refresh_seconds,
 )
-from ._revocations import DisconnectResult, retry_due_revocations
-from ._schedule import MAX_LEAD_FRACTION, needs_refresh, next_refresh_time
+from ._revocation import (
+    MAX_REVOCATION_ATTEMPTS,
+    DisconnectResult,
+    retry_due_revocations,
+    revoke_after_user_deletion,
+)
+from ._schedule import (
+    BACKOFF_CAP,
+    MAX_LEAD_FRACTION,
+    is_due,
+    needs_refresh,
+    next_refresh_time,
+    retry_delay,
+)
+from ._sweep import RefreshSummary, due_token_ids, refresh_due
 
 __all__ = [
+    "BACKOFF_CAP",
+    "LOCK_WAIT_SLACK",
     "MAX_LEAD_FRACTION",
-    "REFRESHED_FIELDS",
+    "MAX_REVOCATION_ATTEMPTS",
+    "RECOVERY_BUDGET",
     "DisconnectResult",
     "Outcome",
     "RefreshSummary",
     "RotationSummary",
+    "check_grant_values",
     "connect_or_sign_in",
     "count_key_ids",
     "disconnect",
     "due_token_ids",
     "exchange_code",
     "get_access_token",
+    "is_due",
+    "lock_hold",
     "needs_refresh",
     "next_refresh_time",
     "refresh",
     "refresh_due",
     "refresh_if_due",
+    "refresh_scope",
     "refresh_with_outcome",
     "replace_rejected_token",
+    "retry_delay",
     "retry_due_revocations",
+    "revoke_after_user_deletion",
     "rotate_encryption_keys",
     "store_grant",
+    "worst_case_refresh_seconds",
 ]

@@ -12,15 +12,13 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, router, transaction
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
-from .. import accounts, provider, signals
+from .. import provider, signals
 from ..conf import conf
-from ..exceptions import CallbackError, FrameioOAuthError, NotConnected, UnusableProviderValue
+from ..exceptions import FrameioOAuthError, GrantRefused, NotConnected, UnusableProviderValue
 from ..models import OAuthToken
-from . import _notify, _revocations, _rows
-from ._refresh import lock_hold
-from ._revocations import DisconnectResult
+from . import _accounts, _db, _revocation
+from ._revocation import DisconnectResult
 from ._schedule import apply_tokens
 
 logger = logging.getLogger("frameio_oauth.services")
@@ -83,7 +81,7 @@ def _usable_id(identity: str) -> bool:
 
 
 def _no_live_grant_stored(identity: str | None = None) -> bool:
-    live = OAuthToken.objects.using(_rows.alias()).filter(status=OAuthToken.Status.ACTIVE)
+    live = OAuthToken.objects.using(_db.alias()).filter(status=OAuthToken.Status.ACTIVE)
     if identity is not None:
         live = live.filter(provider_user_id=identity)
     return not live.exists()
@@ -99,10 +97,10 @@ def connect_or_sign_in(
     grant never leaves a new account behind. Returns the user the grant belongs to."""
     try:
         with _transactions_for_grant():
-            user = current_user if current_user is not None else accounts.user_for_identity(info)
+            user = current_user if current_user is not None else _accounts.user_for_identity(info)
             store_grant(user, tokens, info)
-    except CallbackError as exc:
-        if exc.code == "no_account":
+    except GrantRefused as exc:
+        if exc.reason is GrantRefused.Reason.NO_ACCOUNT:
             # Nobody here holds a grant for this identity, so giving back the one we were
             # just handed cannot hurt another user's connection. Elsewhere (linked_elsewhere,
             # inactive) a provider that revokes per user and client could cut a live grant.
@@ -118,7 +116,7 @@ def connect_or_sign_in(
 def _transactions_for_grant() -> Iterator[None]:
     """One transaction on the tokens' database and, if routers put users elsewhere, one on
     theirs too, so a refused grant cannot leave a new account behind on either."""
-    tokens_db = _rows.alias()
+    tokens_db = _db.alias()
     users_db = router.db_for_write(get_user_model())
     with transaction.atomic(using=tokens_db):
         if users_db == tokens_db:
@@ -141,7 +139,7 @@ def store_grant(
     """Attach a freshly obtained grant to ``user``, replacing any grant the user had; one of
     another Frame.io account is revoked at the provider after the commit."""
     check_grant_values(tokens, info)
-    tokens_db = OAuthToken.objects.using(_rows.alias())
+    tokens_db = OAuthToken.objects.using(_db.alias())
     with transaction.atomic(using=tokens_db.db):
         # Every row this grant could collide with, locked in one statement (in id order, so
         # two callbacks cannot deadlock), and looked at only once the locks are held: a
@@ -152,17 +150,16 @@ def store_grant(
             .order_by("pk")
         )
         pending = [row for row in rows if row.status == OAuthToken.Status.REVOKED]
-        for retired, result in _revocations.retire_pending(pending, new_identity=info.id):
+        for retired, result in _revocation.retire_pending(pending, new_identity=info.id):
             transaction.on_commit(
-                partial(_revocations.announce_removal, retired, result), using=tokens_db.db
+                partial(_revocation.announce_removal, retired, result), using=tokens_db.db
             )
         live = [row for row in rows if row.status != OAuthToken.Status.REVOKED]
         holder = next((row for row in live if row.provider_user_id == info.id), None)
         if holder is not None and holder.user_id != user.pk:
-            raise CallbackError(
-                "linked_elsewhere",
-                _("This Frame.io account is already connected to another user."),
-                status=409,
+            raise GrantRefused(
+                GrantRefused.Reason.LINKED_ELSEWHERE,
+                f"this Frame.io account is connected to user {holder.user_id}",
             )
         token = next((row for row in live if row.user_id == user.pk), None)
         created = token is None
@@ -174,7 +171,7 @@ def store_grant(
             # and live on at the provider with nothing here able to end it, so it is revoked
             # once this one is committed. Not so for the same account: a provider that
             # revokes every grant of a user and client at once would cut the new one too.
-            replaced = _revocations.read_replaced(token)
+            replaced = _revocation.snapshot(token)
         token.provider = conf.provider_name
         token.provider_user_id = info.id
         token.provider_email = info.email
@@ -190,14 +187,14 @@ def store_grant(
         except IntegrityError as exc:
             # Two first connects raced (select_for_update cannot lock a row that does not
             # exist yet); the other one won.
-            raise CallbackError(
-                "busy", _("Another sign-in for this account just finished; try again."), status=409
+            raise GrantRefused(
+                GrantRefused.Reason.BUSY, "a concurrent sign-in of this account stored it first"
             ) from exc
     logger.info("stored a Frame.io grant for user %s", user.pk)
     # After the outermost commit: a receiver must find the row, and must not be able to roll
     # back a grant the provider has already issued.
     transaction.on_commit(
-        lambda: _notify.send(signals.token_obtained, token=token, user=user, created=created),
+        lambda: signals.announce(signals.token_obtained, token=token, user=user, created=created),
         using=tokens_db.db,
     )
     if replaced is not None:
@@ -206,7 +203,9 @@ def store_grant(
         # token_obtained from going out.
         # (A lambda, not a partial: Django logs a robust callback's failure by __qualname__.)
         transaction.on_commit(
-            lambda: _revocations.end_replaced(replaced, user), using=tokens_db.db, robust=True
+            lambda: _revocation.end_replaced_grant(replaced, user),
+            using=tokens_db.db,
+            robust=True,
         )
     return token
 
@@ -219,19 +218,19 @@ def disconnect(user: AbstractBaseUser) -> DisconnectResult:
     sweep gets it through: deleting it would leave a live grant at Frame.io that nothing
     could end. The result says which (see ``_revocations``).
     """
-    tokens_db = OAuthToken.objects.using(_rows.alias())
+    tokens_db = OAuthToken.objects.using(_db.alias())
     with transaction.atomic(using=tokens_db.db):
         # The revocation's HTTP call runs under this lock (inside the admin's transaction,
         # too): the same idle-in-transaction guard as a refresh's provider call.
-        token = _rows.lock_by_user(user.pk, hold=lock_hold)
+        token = _db.lock_users_row(user.pk)
         if token is None:
             raise NotConnected(f"user {user.pk} has not connected Frame.io")
-        result = _revocations.end_grant(token)
+        result = _revocation.end_grant(token)
     if not result.pending:
         # After the row is gone for good: inside a caller's transaction (the admin's delete
         # view), only once that commits, and never if it rolls back. Outside one, at once.
         transaction.on_commit(
-            lambda: _revocations.announce_removal(token, result, user),
+            lambda: _revocation.announce_removal(token, result, user),
             using=tokens_db.db,
             robust=True,
         )

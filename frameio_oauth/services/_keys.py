@@ -12,10 +12,10 @@ from django.views.decorators.debug import sensitive_variables
 from ..crypto import envelope_key_id, get_cipher
 from ..exceptions import DecryptionError
 from ..models import OAuthToken
-from . import _rows
-from ._refresh import SECRET_FIELDS
+from . import _db
 
-_CIPHERTEXT_COLUMNS = tuple(f"{name}_ciphertext" for name in SECRET_FIELDS)
+SECRET_FIELDS = OAuthToken.SECRET_FIELDS
+_CIPHERTEXT_COLUMNS = tuple(OAuthToken.ciphertext_column(name) for name in SECRET_FIELDS)
 
 
 @dataclass
@@ -32,7 +32,7 @@ def count_key_ids() -> Counter[str]:
     counts: Counter[str] = Counter()
     # From the write database: a replica lagging behind a rotation would miscount.
     rows = (
-        OAuthToken.objects.using(_rows.alias())
+        OAuthToken.objects.using(_db.alias())
         .values_list(*_CIPHERTEXT_COLUMNS)
         .iterator(chunk_size=2000)
     )
@@ -53,7 +53,7 @@ def rotate_encryption_keys(
     last_pk = 0
     done = 0
     while True:
-        db = _rows.alias()
+        db = _db.alias()
         with transaction.atomic(using=db):
             batch = list(
                 OAuthToken.objects.using(db)

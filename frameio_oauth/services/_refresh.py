@@ -1,22 +1,21 @@
 """The refresh rule: one row, one refresh at a time, never an old refresh token twice.
 
-Every function here that touches a token row locks it first (``select_for_update``): NOWAIT
-then a bounded wait for on-demand callers, SKIP LOCKED for the sweep. If the save or the
-commit fails after the provider answered, ``_transaction`` saves the answer in a second
-transaction rather than forget a rotated refresh token.
+A refresh locks its row in a transaction of its own (:class:`_db.RefreshTransaction`),
+re-checks under the lock whether the token is still due, makes one provider call, and stores
+the outcome before the commit; signals go out after it. The reasoning is in docs/design.md.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import Error
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -32,65 +31,34 @@ from ..exceptions import (
     RefreshInsideTransaction,
 )
 from ..models import OAuthToken
-from . import _notify, _revocations, _rows, _transaction
-from ._backoff import retry_time
-from ._schedule import apply_tokens, is_due
-from ._scopes import refresh_scope
+from . import _db
+from ._db import LockMode, PendingSave, RefreshTransaction, RowLocked
+from ._schedule import apply_tokens, is_due, retry_time
 
 logger = logging.getLogger("frameio_oauth.services")
 
-# On-demand callers wait for a refresh in progress at most this long beyond HTTP_TIMEOUT.
-LOCK_WAIT_SLACK = 5.0
-SECRET_FIELDS = ("access_token", "refresh_token")
-# What a successful refresh changes; the UPDATE names these columns only.
-REFRESHED_FIELDS = [
-    *SECRET_FIELDS,
-    "token_type",
-    "scope",
-    "expires_at",
-    "next_refresh_at",
-    "last_refreshed_at",
-    "failure_count",
-    "last_error",
-    "updated_at",
-]
+# Frame.io separates scopes with spaces, Adobe IMS with commas.
+_SCOPE_SPLIT = re.compile(r"[\s,]+")
 
 
 class Outcome(enum.Enum):
-    REFRESHED = "refreshed"
-    NOT_DUE = "not_due"
-    LOCKED = "locked"
-    FAILED = "failed"
-    REAUTH = "reauth"
+    """What one refresh attempt did."""
+
+    REFRESHED = "refreshed"  # the provider answered and the new tokens are stored
+    NOT_DUE = "not_due"  # not due (someone refreshed it meanwhile): no provider call
+    LOCKED = "locked"  # another worker holds the row (the sweep does not wait)
+    GONE = "gone"  # the row was deleted meanwhile
+    FAILED = "failed"  # recorded on the row, retried after the backoff
+    REAUTH = "reauth"  # the grant is gone: the user must connect again
 
 
 @dataclass
-class RefreshSummary:
-    refreshed: int = 0
-    skipped: int = 0
-    failed: int = 0
-    reauth: int = 0
-    # Disconnected grants whose deferred revocation went through in this sweep.
-    revoked: int = 0
-
-    def add(self, outcome: Outcome) -> None:
-        if outcome is Outcome.REFRESHED:
-            self.refreshed += 1
-        elif outcome is Outcome.FAILED:
-            self.failed += 1
-        elif outcome is Outcome.REAUTH:
-            self.reauth += 1
-        else:
-            self.skipped += 1
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "refreshed": self.refreshed,
-            "skipped": self.skipped,
-            "failed": self.failed,
-            "reauth": self.reauth,
-            "revoked": self.revoked,
-        }
+class RefreshResult:
+    outcome: Outcome
+    token: OAuthToken | None = None
+    error: FrameioOAuthError | None = None
+    retry_at: datetime | None = None
+    rotated: bool = False
 
 
 def get_access_token(user: AbstractBaseUser) -> str:
@@ -107,14 +75,10 @@ def get_access_token(user: AbstractBaseUser) -> str:
     if not is_due(token, now):
         return str(token.access_token)
     try:
-        return str(refresh(token.pk).access_token)
-    except RefreshInsideTransaction:
-        # The sweep will refresh it; until it expires the current token still works.
-        if not token.is_expired(now):
-            return str(token.access_token)
-        raise
-    except (ProviderUnavailable, ProviderError):
-        # The old access token may still have minutes to live; use it rather than fail.
+        return str(_on_demand(token.pk).access_token)
+    except (RefreshInsideTransaction, ProviderUnavailable, ProviderError):
+        # The old access token may still have minutes to live (and the sweep will refresh it
+        # outside the caller's transaction): use it rather than fail.
         if not token.is_expired(now):
             return str(token.access_token)
         raise
@@ -125,19 +89,17 @@ def refresh(token_id: int, *, force: bool = False) -> OAuthToken:
 
     Waits (bounded) for a refresh already in progress and then returns its result without a
     second provider call. Raises NotConnected, ReauthorizationRequired, ProviderUnavailable
-    (also when the wait runs out), ProviderError, or RefreshInsideTransaction.
+    (also when the wait runs out), ProviderError, DecryptionError or RefreshInsideTransaction.
     """
-    return refresh_with_outcome(token_id, force=force)[0]
+    return _on_demand(token_id, force=force)
 
 
 def refresh_with_outcome(token_id: int, *, force: bool = False) -> tuple[OAuthToken, Outcome]:
     """:func:`refresh`, also saying whether it called the provider (``REFRESHED``) or found
     the token not due (``NOT_DUE``). Raises as :func:`refresh` does."""
-    token, outcome, error = _refresh_locked(token_id, force=force, skip_locked=False)
-    if error is not None:
-        raise error
-    assert token is not None
-    return token, outcome
+    result = _attempt_on_demand(token_id, force=force)
+    assert result.token is not None
+    return result.token, result.outcome
 
 
 @sensitive_variables()
@@ -147,91 +109,73 @@ def replace_rejected_token(user: AbstractBaseUser, rejected: str) -> str:
     Refreshes only if ``rejected`` is still the stored token; if another thread or process
     already replaced it, returns the replacement without a second provider call.
     """
-    token = OAuthToken.objects.filter(user_id=user.pk).only("pk").first()
-    if token is None:
+    token_id = OAuthToken.objects.filter(user_id=user.pk).values_list("pk", flat=True).first()
+    if token_id is None:
         raise NotConnected(f"user {user.pk} has not connected Frame.io")
-    refreshed, _, error = _refresh_locked(
-        token.pk, force=False, skip_locked=False, rejected=rejected
-    )
-    if error is not None:
-        raise error
-    assert refreshed is not None
-    return str(refreshed.access_token)
-
-
-def refresh_due(
-    limit: int | None = None,
-    *,
-    progress: Callable[[int, Outcome], None] | None = None,
-) -> RefreshSummary:
-    """The sweep: refresh every token due now, one claimed row at a time.
-
-    Rows another worker holds are skipped without a wait, and rows that come due after the
-    sweep started are left for the next one, so the loop always ends.
-    """
-    summary = RefreshSummary()
-    now = timezone.now()
-    while limit is None or summary.refreshed + summary.failed + summary.reauth < limit:
-        claimed = _claim_next_due(now)
-        if claimed is None:
-            break
-        summary.add(claimed[1])
-        if progress is not None:
-            progress(claimed[0], claimed[1])
-    summary.revoked = _revocations.retry_due_revocations(now)
-    logger.info("refresh sweep done: %s", summary.as_dict())
-    return summary
+    return str(_on_demand(token_id, rejected=rejected).access_token)
 
 
 def refresh_if_due(token_id: int) -> Outcome:
-    """The sweep's step for one row: skip it if another worker holds it or it is no longer
-    due, else refresh. Failures are recorded on the row (and retried by a later sweep), not
-    raised."""
-    return _refresh_locked(token_id, force=False, skip_locked=True)[1]
+    """The sweep's step for one row (a fanned-out task): skip it if another worker holds it
+    or it is no longer due, else refresh. A failure is recorded on the row, not raised."""
+    return _attempt(token_id, LockMode.SKIP).outcome
 
 
-@dataclass
-class _Result:
-    outcome: Outcome
-    error: FrameioOAuthError | None = None
-    retry_at: datetime | None = None
-    rotated: bool = False
-    # Celery's soft time limit (or whatever else cut a save short), raised again once what
-    # it interrupted is recorded.
-    interrupted: BaseException | None = None
+def lock_hold() -> float:
+    """How long a refresh (or a disconnect) holds a row lock at most."""
+    return _db.lock_hold()
 
 
-@sensitive_variables("rejected")
-def _refresh_locked(
-    token_id: int, *, force: bool, skip_locked: bool, rejected: str | None = None
-) -> tuple[OAuthToken | None, Outcome, FrameioOAuthError | None]:
-    if skip_locked:
-        return _refresh_locked_once(token_id, "skip", force=force, rejected=rejected)
-    # Uncontended (the usual case): lock with NOWAIT, no lock_timeout round trip. Contended:
-    # that transaction is rolled back and a second one waits, bounded by lock_timeout.
+def worst_case_refresh_seconds(*, waits_for_lock: bool) -> float:
+    """The longest one refresh call can take: the wait for another worker's refresh of the
+    row (on-demand callers only), its own provider call, and a second save of the answer."""
+    wait = _db.lock_hold() if waits_for_lock else 0.0
+    return wait + conf.http_timeout + _db.RECOVERY_BUDGET
+
+
+def _on_demand(token_id: int, *, force: bool = False, rejected: str | None = None) -> OAuthToken:
+    result = _attempt_on_demand(token_id, force=force, rejected=rejected)
+    assert result.token is not None
+    return result.token
+
+
+def _attempt_on_demand(
+    token_id: int, *, force: bool = False, rejected: str | None = None
+) -> RefreshResult:
+    # Uncontended (the usual case): NOWAIT, no lock_timeout round trip. Contended: that
+    # transaction is rolled back and a second one waits, bounded by lock_timeout.
     try:
-        return _refresh_locked_once(token_id, "nowait", force=force, rejected=rejected)
-    except _rows.RowLocked:
-        return _refresh_locked_once(token_id, "wait", force=force, rejected=rejected)
+        result = _attempt(token_id, LockMode.NOWAIT, force=force, rejected=rejected)
+    except RowLocked:
+        try:
+            result = _attempt(token_id, LockMode.WAIT, force=force, rejected=rejected)
+        except RowLocked as exc:
+            raise ProviderUnavailable(
+                "another process is refreshing this token and did not finish in time"
+            ) from exc
+    if result.error is not None:
+        raise result.error
+    return result
 
 
 @sensitive_variables("rejected")
-def _refresh_locked_once(
-    token_id: int, lock: str, *, force: bool, rejected: str | None
-) -> tuple[OAuthToken | None, Outcome, FrameioOAuthError | None]:
-    skip_locked = lock == "skip"
-
-    def work(attempt: _transaction.Attempt) -> tuple[OAuthToken | None, _Result]:
-        nonlocal force
-        token = _lock(token_id, lock)
+def _attempt(
+    token_id: int, mode: LockMode, *, force: bool = False, rejected: str | None = None
+) -> RefreshResult:
+    """One refresh transaction for one row; its outcome announced after the commit."""
+    result: RefreshResult | None = None
+    tx = RefreshTransaction()
+    with tx:
+        token = _db.lock_row(token_id, mode)
         if token is None:
-            if skip_locked:
-                return None, _Result(Outcome.LOCKED)
-            raise NotConnected(f"token {token_id} does not exist")
-        now = timezone.now()
+            if mode is not LockMode.SKIP:
+                raise NotConnected(f"token {token_id} does not exist")
+            # SKIP LOCKED cannot tell a row another worker holds from one that is gone.
+            gone = not OAuthToken.objects.using(_db.alias()).filter(pk=token_id).exists()
+            return RefreshResult(Outcome.GONE if gone else Outcome.LOCKED)
         if token.status != OAuthToken.Status.ACTIVE:
-            if skip_locked:
-                return token, _Result(Outcome.NOT_DUE)
+            if mode is LockMode.SKIP:
+                return RefreshResult(Outcome.NOT_DUE, token)
             if token.status == OAuthToken.Status.REVOKED:
                 raise NotConnected(f"token {token_id} was disconnected")
             raise ReauthorizationRequired(f"token {token_id} needs re-authorization")
@@ -239,130 +183,63 @@ def _refresh_locked_once(
             # The API refused this token: refresh only if nobody has replaced it yet.
             force = token.access_token == rejected
             if not force:
-                return token, _Result(Outcome.NOT_DUE)
-        # Re-check under the lock: another worker may have refreshed while we waited.
-        if not force and not is_due(token, now):
-            return token, _Result(Outcome.NOT_DUE)
-        return token, _refresh_row(token, attempt)
-
-    token, result = _in_own_transaction(work)
-    if isinstance(result.error, ProviderUnavailable):
-        result.error.retry_at = result.retry_at
-    return token, result.outcome, result.error
+                return RefreshResult(Outcome.NOT_DUE, token)
+        # Re-checked under the lock: another worker may have refreshed it while we waited.
+        if not force and not is_due(token, timezone.now()):
+            return RefreshResult(Outcome.NOT_DUE, token)
+        result = refresh_locked(token, tx)
+    return finish(tx, result)
 
 
-def _in_own_transaction(
-    work: Callable[[_transaction.Attempt], tuple[OAuthToken | None, _Result]],
-) -> tuple[OAuthToken | None, _Result]:
-    """``work`` in a refresh transaction of its own, then its outcome announced. If saving a
-    provider's answer fails (a database error, or Celery's soft time limit in the UPDATE or
-    the COMMIT), the answer is saved again first, and an interruption raised afterwards."""
-    attempt = _transaction.Attempt()
-    try:
-        with _transaction.own_transaction():
-            token, result = work(attempt)
-    except Error as exc:
-        token, result = _saved_again(attempt, exc)
-    except BaseException as exc:
-        if attempt.unsaved is None:
-            raise
-        token, result = _saved_again(attempt, exc)
-        result.interrupted = exc
-    if token is not None:
-        _announce(token, result)
-    if result.interrupted is not None:
-        raise result.interrupted
-    return token, result
-
-
-def lock_hold() -> float:
-    """How long a refresh holds its row lock at most, mostly idle: the provider call."""
-    return conf.http_timeout + LOCK_WAIT_SLACK
-
-
-def _lock(token_id: int, lock: str) -> OAuthToken | None:
-    # A waiting caller waits as long as a refresh can hold the lock, and no longer.
-    wait = lock_hold() if lock == "wait" else None
-    try:
-        return _rows.lock_by_id(token_id, lock, lock_wait=wait, hold=lock_hold)
-    except _rows.RowLocked as exc:
-        if lock == "nowait":
-            raise  # _refresh_locked waits for it in a new transaction
-        raise ProviderUnavailable(
-            "another process is refreshing this token and did not finish in time"
-        ) from exc
-
-
-def _claim_next_due(now: datetime) -> tuple[int, Outcome] | None:
-    """Lock the first due row no other worker holds and refresh it; None when none is left.
-
-    The queue pattern (ORDER BY next_refresh_at LIMIT 1 FOR UPDATE SKIP LOCKED): concurrent
-    sweeps each take a different row and never spend a lock attempt on one another's rows.
-    """
-
-    def work(attempt: _transaction.Attempt) -> tuple[OAuthToken | None, _Result]:
-        token = _rows.claim_due(now, hold=lock_hold)
-        if token is None:
-            return None, _Result(Outcome.LOCKED)
-        return token, _refresh_row(token, attempt)
-
-    token, result = _in_own_transaction(work)
-    return None if token is None else (token.pk, result.outcome)
-
-
-def _saved_again(
-    attempt: _transaction.Attempt, failure: BaseException
-) -> tuple[OAuthToken, _Result]:
-    """After the refresh transaction failed: the provider's answer saved all the same, or
-    ``failure`` raised (see _transaction)."""
-    saved = _transaction.save_again(attempt, failure)
-    return saved.token, _Result(
-        Outcome.REFRESHED, rotated=saved.rotated, interrupted=attempt.interrupted
-    )
+def finish(tx: RefreshTransaction, result: RefreshResult | None) -> RefreshResult:
+    """After a refresh transaction: the answer its second save stored, if it took one (the
+    block was then cut short, ``result`` None); the outcome announced; Celery's soft time
+    limit raised again if it cut in."""
+    if tx.recovered is not None:
+        result = RefreshResult(Outcome.REFRESHED, tx.recovered.token, rotated=tx.recovered.rotated)
+    assert result is not None
+    if result.token is not None:
+        _announce(result.token, result)
+    if tx.interrupted is not None:
+        raise tx.interrupted
+    return result
 
 
 @sensitive_variables("refresh_token", "response")
-def _refresh_row(token: OAuthToken, attempt: _transaction.Attempt) -> _Result:
-    """One provider call for a locked row, and its outcome saved on the row. Never raises a
-    provider or decryption error: they are recorded and returned (and so is Celery's soft time
-    limit, for the caller to raise after the commit)."""
+def refresh_locked(token: OAuthToken, tx: RefreshTransaction) -> RefreshResult:
+    """One provider call for a row locked in ``tx``, and its outcome saved on the row.
+    Provider and decryption errors are recorded and returned, never raised."""
     try:
         refresh_token = token.refresh_token
     except DecryptionError as exc:
-        # A missing key is an operator's mistake to fix, not the user's: keep the row as it
-        # is, back off, and let the sweep move on to the next row.
+        # A key taken out of ENCRYPTION_KEYS is the operator's to fix: back off, move on.
         logger.error("token %s cannot be decrypted: %s", token.pk, exc)
-        return _Result(Outcome.FAILED, exc, retry_at=_mark_failed(token, exc))
+        return _failed(token, exc)
     if not refresh_token:
         if not token.is_expired():
             # Nothing to refresh with until it expires: take the row off the schedule.
             token.next_refresh_at = None
-            _rows.save_fields(token, ["next_refresh_at", "updated_at"])
-            return _Result(Outcome.NOT_DUE)
-        missing = ReauthorizationRequired("no refresh token; the offline scope was not granted")
-        _mark_reauth(token, missing)
-        return _Result(Outcome.REAUTH, missing)
+            _db.save_fields(token, ["next_refresh_at", "updated_at"])
+            return RefreshResult(Outcome.NOT_DUE, token)
+        return _reauth(
+            token, ReauthorizationRequired("no refresh token; the offline scope was not granted")
+        )
     try:
         response = provider.refresh_grant(refresh_token, scope=refresh_scope(token))
     except ReauthorizationRequired as exc:
-        _mark_reauth(token, exc)
-        return _Result(Outcome.REAUTH, exc)
+        return _reauth(token, exc)
     except (ProviderUnavailable, ProviderError) as exc:
-        return _Result(Outcome.FAILED, exc, retry_at=_mark_failed(token, exc))
+        return _failed(token, exc)
     except SoftTimeLimitExceeded as exc:
-        # The task must stop. Whether the provider rotated the token is unknown either way,
-        # so the row stays as it is and backs off like after a timeout; the task ends once
-        # that is committed.
-        timed_out = ProviderUnavailable("the task's time limit ran out during the provider call")
-        retry_at = _mark_failed(token, timed_out)
-        return _Result(Outcome.FAILED, timed_out, retry_at=retry_at, interrupted=exc)
+        # Whether the provider rotated the token is unknown: the row stays as it is and backs
+        # off as after a timeout; the task stops once that is committed.
+        tx.interrupted = exc
+        return _failed(token, ProviderUnavailable("the task's time limit ran out mid-call"))
     except Exception as exc:
-        # Whatever else goes wrong must not stop the sweep on this row forever: record it and
-        # back off like any other failure.
+        # Whatever else breaks must not stop the sweep on this row forever.
         logger.exception("refresh of token %s failed unexpectedly", token.pk)
-        error = ProviderError(f"unexpected {type(exc).__name__} during the refresh")
-        return _Result(Outcome.FAILED, error, retry_at=_mark_failed(token, error))
-    replaced = _rows.ciphertexts(token)
+        return _failed(token, ProviderError(f"unexpected {type(exc).__name__} in the refresh"))
+    replaced = token.ciphertexts()
     # The answer's own time, not the sweep's start: expiry and schedule count from it.
     issued_at = timezone.now()
     apply_tokens(token, response, keep_refresh_token=True, issued_at=issued_at)
@@ -370,19 +247,54 @@ def _refresh_row(token: OAuthToken, attempt: _transaction.Attempt) -> _Result:
     token.failure_count = 0
     token.last_error = ""
     rotated = response.refresh_token is not None
-    # If this save or the commit fails, the answer is saved in a second transaction.
-    attempt.unsaved = _transaction.Unsaved(token, replaced, REFRESHED_FIELDS, rotated)
-    _rows.save_fields(token, REFRESHED_FIELDS)
-    return _Result(Outcome.REFRESHED, rotated=rotated)
+    fields = OAuthToken.REFRESHED_FIELDS
+    tx.saving(PendingSave(token, replaced, fields, rotated))
+    _db.save_fields(token, fields)
+    return RefreshResult(Outcome.REFRESHED, token, rotated=rotated)
 
 
-def _announce(token: OAuthToken, result: _Result) -> None:
-    # Signals go out after the commit, so receivers see what was stored.
+def refresh_scope(token: OAuthToken) -> str | None:
+    """The configured scopes this grant holds, plus the preset's offline scope if it was
+    granted; ``None`` (ask for the scope as granted) when that leaves nothing. RFC 6749 §6: a
+    refresh never asks for more than was granted."""
+    preset = conf.preset
+    return _scope_for(token.scope, tuple(conf.scopes), preset.scope_separator, preset.offline_scope)
+
+
+@lru_cache(maxsize=256)
+def _scope_for(
+    granted_text: str, configured: tuple[str, ...], separator: str, offline: str
+) -> str | None:
+    granted = set(_SCOPE_SPLIT.split(granted_text.strip())) - {""}
+    kept = [scope for scope in configured if scope in granted and scope != offline]
+    if not kept:
+        return None
+    if offline in granted:
+        kept.append(offline)
+    return separator.join(kept)
+
+
+def _failed(token: OAuthToken, error: FrameioOAuthError) -> RefreshResult:
+    # Counted from the failure, not from the sweep's start: a sweep can run for minutes.
+    retry_after = getattr(error, "retry_after", None)
+    retry_at = retry_time(timezone.now(), token.failure_count + 1, retry_after)
+    _db.save_fields(token, token.record_failure(error, retry_at))
+    if isinstance(error, ProviderUnavailable):
+        error.retry_at = retry_at
+    return RefreshResult(Outcome.FAILED, token, error, retry_at)
+
+
+def _reauth(token: OAuthToken, error: ReauthorizationRequired) -> RefreshResult:
+    _db.save_fields(token, token.mark_reauth_required(error))
+    return RefreshResult(Outcome.REAUTH, token, error)
+
+
+def _announce(token: OAuthToken, result: RefreshResult) -> None:
     if result.outcome is Outcome.REFRESHED:
-        _notify.send(signals.token_refreshed, token=token, rotated=result.rotated)
+        signals.announce(signals.token_refreshed, token=token, rotated=result.rotated)
     elif result.outcome is Outcome.REAUTH:
         logger.warning("token %s needs re-authorization: %s", token.pk, result.error)
-        _notify.send(signals.reauthorization_required, token=token, error=result.error)
+        signals.announce(signals.reauthorization_required, token=token, error=result.error)
     elif result.outcome is Outcome.FAILED:
         # A refusal, unlike an outage, fails the same way on every retry until someone acts.
         refused = isinstance(result.error, ProviderError)
@@ -394,24 +306,6 @@ def _announce(token: OAuthToken, result: _Result) -> None:
             result.retry_at,
             result.error,
         )
-        _notify.send(
+        signals.announce(
             signals.refresh_failed, token=token, error=result.error, retry_at=result.retry_at
         )
-
-
-def _mark_reauth(token: OAuthToken, error: FrameioOAuthError) -> None:
-    token.status = OAuthToken.Status.REAUTH_REQUIRED
-    token.next_refresh_at = None
-    token.last_error = str(error)[:255]
-    _rows.save_fields(token, ["status", "next_refresh_at", "last_error", "updated_at"])
-
-
-def _mark_failed(token: OAuthToken, error: FrameioOAuthError) -> datetime:
-    token.failure_count += 1
-    # Counted from the failure, not from the sweep's start: a sweep can run for minutes.
-    failed_at = timezone.now()
-    retry_at = retry_time(failed_at, token.failure_count, getattr(error, "retry_after", None))
-    token.next_refresh_at = retry_at
-    token.last_error = str(error)[:255]
-    _rows.save_fields(token, ["failure_count", "next_refresh_at", "last_error", "updated_at"])
-    return retry_at

@@ -1,5 +1,5 @@
 """When a token is due: one rule, set when a token is issued, that on-demand calls and the
-sweep both read."""
+sweep both read; and when to try again after a failure (one backoff policy)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ logger = logging.getLogger("frameio_oauth.services")
 MAX_LEAD_FRACTION = 0.5
 # Tokens issued together spread over up to this fraction of their lifetime (at most the margin).
 JITTER_FRACTION = 0.1
+
+
+BACKOFF_BASE = 30.0
+BACKOFF_CAP = 30 * 60.0
 
 
 def needs_refresh(token: OAuthToken) -> bool:
@@ -73,3 +77,19 @@ def next_refresh_time(issued_at: datetime, lifetime: float) -> datetime:
     lead = min(margin, lifetime * MAX_LEAD_FRACTION)
     jitter = random.uniform(0, min(lifetime * JITTER_FRACTION, margin))  # noqa: S311
     return issued_at + timedelta(seconds=max(lifetime - lead - jitter, 0))
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds to wait after the ``failures``-th failure in a row: 30 s doubling to 30 min,
+    drawn from the upper half of that, so an outage is never hit early."""
+    delay = min(BACKOFF_BASE * 2 ** max(failures - 1, 0), BACKOFF_CAP)
+    return random.uniform(delay / 2, delay)  # noqa: S311
+
+
+def retry_time(failed_at: datetime, failures: int, retry_after: float | None = None) -> datetime:
+    """When to try again: :func:`retry_delay` after ``failed_at``, at least the provider's
+    ``Retry-After`` but never past the cap, so a wild header cannot park a row for years."""
+    delay = retry_delay(failures)
+    if retry_after:
+        delay = max(delay, min(retry_after, BACKOFF_CAP))
+    return failed_at + timedelta(seconds=delay)

@@ -9,36 +9,30 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, router, transaction
-from django.utils.translation import gettext as _
 
-from .conf import conf
-from .exceptions import CallbackError, UnusableProviderValue
-from .models import OAuthToken
-from .provider import UserInfo
+from ..conf import conf
+from ..exceptions import GrantRefused, UnusableProviderValue
+from ..models import OAuthToken
+from ..provider import UserInfo
 
-logger = logging.getLogger("frameio_oauth.accounts")
+Reason = GrantRefused.Reason
+
+logger = logging.getLogger("frameio_oauth.services")
 
 SIGNUP_ATTEMPTS = 5
 
 
 def user_for_identity(info: UserInfo) -> AbstractBaseUser:
-    """The user linked to ``info.id``; else a new user if ALLOW_SIGNUP; else CallbackError."""
+    """The user linked to ``info.id``; else a new user if ALLOW_SIGNUP; else GrantRefused."""
     linked = (
-        OAuthToken.objects.select_related("user")
-        .filter(provider_user_id=info.id)
-        .exclude(status=OAuthToken.Status.REVOKED)  # disconnected, revocation pending
-        .first()
-    )
+        OAuthToken.objects.connected().select_related("user").filter(provider_user_id=info.id)
+    ).first()
     if linked is not None:
         if not linked.user.is_active:
-            raise CallbackError("inactive", _("This account is disabled."), status=403)
+            raise GrantRefused(Reason.INACTIVE, f"user {linked.user_id} is not active")
         return linked.user
     if not conf.allow_signup:
-        raise CallbackError(
-            "no_account",
-            _("No account here is connected to this Frame.io user. Sign in first, then connect."),
-            status=403,
-        )
+        raise GrantRefused(Reason.NO_ACCOUNT, "no user is linked to this identity; sign-up is off")
     user_model = get_user_model()
     email_field = user_model.get_email_field_name()
     if info.email and hasattr(user_model, email_field):
@@ -62,7 +56,7 @@ def user_for_identity(info: UserInfo) -> AbstractBaseUser:
             # names cannot help.
             raise _signup_conflict() from exc
         return user
-    raise CallbackError("busy", _("Another sign-in just took this name; try again."), status=409)
+    raise GrantRefused(Reason.BUSY, "concurrent sign-ups took every free name")
 
 
 def _new_user_named_by_email(info: UserInfo) -> AbstractBaseUser:
@@ -70,16 +64,8 @@ def _new_user_named_by_email(info: UserInfo) -> AbstractBaseUser:
     someone's here, and an address at Frame.io proves nothing about it, so it is not linked."""
     user_model = get_user_model()
     if not info.email:
-        raise CallbackError(
-            "no_email",
-            _("Frame.io gave no e-mail address to create an account with."),
-            status=403,
-        )
-    taken = CallbackError(
-        "email_taken",
-        _("An account with this e-mail already exists here. Sign in to it first, then connect."),
-        status=409,
-    )
+        raise GrantRefused(Reason.NO_EMAIL, "no e-mail address to name a new user by")
+    taken = GrantRefused(Reason.EMAIL_TAKEN, "a user with this e-mail address exists")
     # Case-insensitively: Alice@x and alice@x reach one mailbox, so they are one person's.
     if _username_taken(info.email):
         raise taken
@@ -106,17 +92,10 @@ def _check_user_value(name: str, value: str) -> None:
         raise UnusableProviderValue(name, " ".join(exc.messages), label=label) from None
 
 
-def _signup_conflict() -> CallbackError:
+def _signup_conflict() -> GrantRefused:
     # The database's message is not logged: it quotes the conflicting values.
     logger.warning("sign-up refused by a unique constraint other than the username's")
-    return CallbackError(
-        "signup_conflict",
-        _(
-            "An account here already has details of this Frame.io user (its e-mail address?). "
-            "Sign in to it first, then connect."
-        ),
-        status=409,
-    )
+    return GrantRefused(Reason.SIGNUP_CONFLICT, "another unique constraint refused the user")
 
 
 def _username_taken(name: str) -> bool:

@@ -10,7 +10,7 @@ help: the token is already dead there (invalid_grant) or the server cannot revok
 at all (unsupported_token_type); and after MAX_REVOCATION_ATTEMPTS.
 
 A live grant that a user replaces by connecting another Frame.io account gets one revocation
-attempt once the new grant is committed (see :func:`end_replaced`), like a pending one that a
+attempt once the new grant is committed (see :func:`end_replaced_grant`), like a pending one that a
 new grant replaces: the user has one row, and it now holds the new grant.
 """
 
@@ -33,8 +33,8 @@ from ..exceptions import (
     ReauthorizationRequired,
 )
 from ..models import OAuthToken
-from . import _notify, _rows
-from ._backoff import retry_time
+from . import _db
+from ._schedule import retry_time
 
 logger = logging.getLogger("frameio_oauth.services")
 
@@ -54,7 +54,7 @@ class DisconnectResult:
 def end_grant(token: OAuthToken) -> DisconnectResult:
     """Revoke ``token``'s grant and delete the row, or keep it as ``revoked`` for a retry.
 
-    The caller holds the row lock, in a transaction on ``_rows.alias()``.
+    The caller holds the row lock, in a transaction on ``_db.alias()``.
     """
     error = _revoke(token)
     if error is None:
@@ -93,9 +93,9 @@ def _revoke(token: OAuthToken) -> FrameioOAuthError | None:
 
 
 @dataclass(frozen=True, repr=False)
-class Replaced:
-    """A live grant of another Frame.io account that a new grant is replacing on the user's
-    row: read under the row lock, revoked after the commit by :func:`end_replaced`."""
+class GrantSnapshot:
+    """A grant's identity and secrets, read under its row lock before the row is overwritten
+    or deleted (a new grant of another account, a deleted user), to revoke after the commit."""
 
     provider_user_id: str
     refresh_token: str | None
@@ -105,22 +105,22 @@ class Replaced:
 
 
 @sensitive_variables()
-def read_replaced(token: OAuthToken) -> Replaced:
-    """What :func:`end_replaced` needs of ``token``, before its columns are overwritten."""
+def snapshot(token: OAuthToken) -> GrantSnapshot:
+    """What revoking ``token``'s grant later needs, read now."""
     try:
-        return Replaced(token.provider_user_id, token.refresh_token, token.access_token)
+        return GrantSnapshot(token.provider_user_id, token.refresh_token, token.access_token)
     except DecryptionError as exc:
-        return Replaced(token.provider_user_id, None, None, error=str(exc))
+        return GrantSnapshot(token.provider_user_id, None, None, error=str(exc))
 
 
 @sensitive_variables()
-def end_replaced(replaced: Replaced, user: AbstractBaseUser) -> None:
+def end_replaced_grant(replaced: GrantSnapshot, user: AbstractBaseUser) -> None:
     """Revoke a grant the user replaced by connecting another Frame.io account: one attempt,
     after the new grant is committed and outside its locks (an HTTP call under them would
     hold up the new grant's first refresh). If it does not go through, the grant is left to
     expire at the provider, as when a pending revocation is replaced (see retire_pending):
     the user's row holds the new grant now. Then ``token_revoked``, as for any ended grant."""
-    _end_read_grant(
+    _end_snapshot(
         replaced, user, user.pk, "the grant of user %s that another Frame.io account replaced"
     )
 
@@ -138,18 +138,20 @@ def revoke_after_user_deletion(user: AbstractBaseUser, using: str) -> None:
         token = OAuthToken.objects.using(using).select_for_update().filter(user_id=user.pk).first()
     if token is None:
         return
-    grant = read_replaced(token)
+    grant = snapshot(token)
     user_id = user.pk  # Django sets the deleted instance's pk to None.
     # A lambda, not a partial: Django logs a robust callback's failure by __qualname__.
     transaction.on_commit(
-        lambda: _end_read_grant(grant, user, user_id, "the grant of deleted user %s"),
+        lambda: _end_snapshot(grant, user, user_id, "the grant of deleted user %s"),
         using=using,
         robust=True,
     )
 
 
 @sensitive_variables()
-def _end_read_grant(grant: Replaced, user: AbstractBaseUser, user_id: object, whose: str) -> None:
+def _end_snapshot(
+    grant: GrantSnapshot, user: AbstractBaseUser, user_id: object, whose: str
+) -> None:
     """One revocation attempt for a grant read under its row lock, logged (WARNING if it did
     not go through, unless retrying could not help), then ``token_revoked``."""
     if grant.access_token is None:
@@ -167,7 +169,7 @@ def _end_read_grant(grant: Replaced, user: AbstractBaseUser, user_id: object, wh
             error,
         )
         result = DisconnectResult(revoked_at_provider=False, error=str(error))
-    _notify.send(
+    signals.announce(
         signals.token_revoked,
         user=user,
         provider_user_id=grant.provider_user_id,
@@ -194,28 +196,17 @@ def _no_retry_can_help(error: FrameioOAuthError) -> bool:
 
 
 def _keep_for_retry(token: OAuthToken, error: FrameioOAuthError, attempts: int) -> None:
-    token.status = OAuthToken.Status.REVOKED
-    token.failure_count = attempts
-    # From the failure, not from the sweep's start (see _refresh._mark_failed).
-    retry_after = getattr(error, "retry_after", None)
-    token.next_refresh_at = retry_time(timezone.now(), attempts, retry_after)
-    token.last_error = f"revocation: {error}"[:255]
-    _rows.save_fields(
-        token, ["status", "failure_count", "next_refresh_at", "last_error", "updated_at"]
-    )
-    logger.warning(
-        "revocation for user %s failed, retry at %s: %s",
-        token.user_id,
-        token.next_refresh_at,
-        error,
-    )
+    # From the moment of the failure, not from the start of the sweep that found the row.
+    retry_at = retry_time(timezone.now(), attempts, getattr(error, "retry_after", None))
+    _db.save_fields(token, token.mark_revocation_pending(error, attempts, retry_at))
+    logger.warning("revocation for user %s failed, retry at %s: %s", token.user_id, retry_at, error)
 
 
 def announce_removal(
     token: OAuthToken, result: DisconnectResult, user: AbstractBaseUser | None = None
 ) -> None:
     """``token_revoked``, once per grant: when its row is deleted, after the commit."""
-    _notify.send(
+    signals.announce(
         signals.token_revoked,
         user=user if user is not None else token.user,
         provider_user_id=token.provider_user_id,
@@ -227,7 +218,7 @@ def retry_due_revocations(now: datetime | None = None) -> int:
     """Try again every revocation whose retry time has come, one claimed row at a time (part
     of every sweep). Returns how many rows were removed."""
     now = now or timezone.now()
-    waiting = OAuthToken.objects.using(_rows.alias()).filter(
+    waiting = OAuthToken.objects.using(_db.alias()).filter(
         status=OAuthToken.Status.REVOKED, next_refresh_at__lte=now
     )
     # Nearly always none: one plain query then, not a transaction, on every sweep.
@@ -235,7 +226,7 @@ def retry_due_revocations(now: datetime | None = None) -> int:
         return 0
     removed = 0
     while True:
-        with transaction.atomic(using=_rows.alias()):
+        with transaction.atomic(using=_db.alias()):
             token = waiting.select_for_update(skip_locked=True).order_by("next_refresh_at").first()
             if token is None:
                 return removed

@@ -1,28 +1,11 @@
-"""All HTTP to the authorization server, and nothing else.
-
-Every call has a hard wall-clock deadline (``HTTP_TIMEOUT``, held at the socket by
-:mod:`frameio_oauth.deadlines`) and a 1 MiB cap on the body, decoded or not, so a slow, endless
-or huge answer cannot hang a worker. Answers are read by :mod:`frameio_oauth.answers` into
-small dataclasses; every failure becomes a typed error from :mod:`frameio_oauth.exceptions`:
-
-* ``invalid_grant`` → :class:`ReauthorizationRequired` (never retried)
-* timeouts, connection errors, 5xx, 429, ``temporarily_unavailable`` → :class:`ProviderUnavailable`
-* any other refusal or an unusable body → :class:`ProviderError`
-
-Every function whose frame holds a token, code, verifier, client secret, form, header or body is
-decorated with ``@sensitive_variables()`` (all of its locals): Django's error reports cleanse only
-frames under a decorated function, and a list of names would miss the next local added.
-"""
+"""HTTP to the authorization server: one request under one deadline, its body read under a
+1 MiB cap (decoded or not), without requests.Session's per-call work."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import os
-import secrets
 import zlib
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus, urlencode, urlsplit
@@ -31,17 +14,11 @@ import requests
 from django.views.decorators.debug import sensitive_variables
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-# Re-exported: callers know these as provider.TokenResponse and so on.
-from .answers import MAX_EXPIRES_IN as MAX_EXPIRES_IN
-from .answers import TokenResponse as TokenResponse
-from .answers import UserInfo as UserInfo
-from .answers import content_type, is_refusal, json_or_none, raise_for_error, secrets_of
-from .answers import parse_token_payload as parse_token_payload
-from .conf import conf
-from .deadlines import Deadline, DeadlineAdapter
-from .exceptions import ProviderError, ProviderUnavailable
+from ..conf import conf
+from ..exceptions import ProviderError, ProviderUnavailable
+from ._deadline import Deadline, DeadlineAdapter
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("frameio_oauth.provider")
 
 MAX_BODY_BYTES = 1024 * 1024
 # The adapter alone, without a requests.Session: the session's per-call work (cookie jar,
@@ -61,141 +38,8 @@ _READ_SIZE = 64 * 1024
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
-@dataclass(frozen=True)
-class AuthorizationRequest:
-    url: str
-    state: str = field(repr=False)
-    redirect_uri: str
-    code_verifier: str | None = field(default=None, repr=False)
-
-
-def make_code_verifier() -> str:
-    # 64 random bytes → 86 urlsafe characters, inside RFC 7636's 43-128.
-    return secrets.token_urlsafe(64)
-
-
-def code_challenge(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def build_authorization_request(redirect_uri: str) -> AuthorizationRequest:
-    state = secrets.token_urlsafe(32)
-    params = {
-        "response_type": "code",
-        "client_id": conf.client_id,
-        "redirect_uri": redirect_uri,
-        "scope": conf.scope_string,
-        "state": state,
-    }
-    verifier = None
-    if conf.pkce:
-        verifier = make_code_verifier()
-        params["code_challenge"] = code_challenge(verifier)
-        params["code_challenge_method"] = "S256"
-    separator = "&" if "?" in conf.authorize_url else "?"
-    url = f"{conf.authorize_url}{separator}{urlencode(params)}"
-    return AuthorizationRequest(
-        url=url, state=state, redirect_uri=redirect_uri, code_verifier=verifier
-    )
-
-
 @sensitive_variables()
-def exchange_code(code: str, *, redirect_uri: str, code_verifier: str | None) -> TokenResponse:
-    """Trade an authorization code for tokens (RFC 6749 §4.1.3, RFC 7636 §4.5)."""
-    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
-    if code_verifier:
-        form["code_verifier"] = code_verifier
-    return _token_request(form)
-
-
-@sensitive_variables()
-def refresh_grant(refresh_token: str, *, scope: str | None = None) -> TokenResponse:
-    """Use a refresh token (RFC 6749 §6); ``scope=None`` asks for the scope as granted. The
-    caller must hold the row lock.
-
-    A provider that answers ``invalid_scope`` is asked once more without ``scope``: a refused
-    request spends no refresh token, and omitting it cannot ask for more than was granted.
-    Both calls share one ``HTTP_TIMEOUT``, so the lock is held no longer than for one.
-    """
-    deadline = Deadline(conf.http_timeout)
-    form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-    if scope is None:
-        return _token_request(form, deadline=deadline)
-    try:
-        return _token_request({**form, "scope": scope}, deadline=deadline)
-    except ProviderError as exc:
-        if exc.code != "invalid_scope":
-            raise
-        logger.warning("token endpoint refused the scope %r; refreshing as granted", scope)
-    return _token_request(form, deadline=deadline)
-
-
-@sensitive_variables()
-def revoke(token: str, *, token_type_hint: str = "refresh_token") -> None:
-    """Revoke a token at the provider (RFC 7009). 200 means revoked or already unknown."""
-    form = {"token": token, "token_type_hint": token_type_hint}
-    response, body = _post(conf.revoke_url, form)
-    if response.status_code == 200:
-        return
-    payload = json_or_none(body)
-    raise_for_error(response, payload, what="revocation endpoint", secrets=secrets_of(form))
-
-
-@sensitive_variables()
-def revoke_grant(*, refresh_token: str | None, access_token: str) -> None:
-    """Revoke a whole grant: by its refresh token when there is one (which ends the chain and
-    its access tokens), else by the access token."""
-    if refresh_token:
-        revoke(refresh_token, token_type_hint="refresh_token")
-    else:
-        revoke(access_token, token_type_hint="access_token")
-
-
-@sensitive_variables()
-def fetch_userinfo(access_token: str) -> UserInfo:
-    response, body = _send(
-        "GET",
-        conf.userinfo_url,
-        headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
-    )
-    payload = json_or_none(body)
-    if response.status_code != 200 or not isinstance(payload, dict):
-        raise_for_error(
-            response, payload, what="user-info endpoint", secrets=secrets_of({}, access_token)
-        )
-        raise ProviderError("user-info endpoint returned a non-JSON body")
-    envelope = conf.preset.userinfo_envelope
-    if envelope is not None and isinstance(payload.get(envelope), dict):
-        payload = payload[envelope]
-    user_id = payload.get("id") or payload.get("sub")
-    if not isinstance(user_id, str | int) or isinstance(user_id, bool) or user_id == "":
-        raise ProviderError("user-info answer has no user id")
-    email = payload.get("email")
-    name = payload.get("name")
-    return UserInfo(
-        id=str(user_id),
-        email=email if isinstance(email, str) else "",
-        name=name if isinstance(name, str) else "",
-    )
-
-
-@sensitive_variables()
-def _token_request(form: dict[str, str], *, deadline: Deadline | None = None) -> TokenResponse:
-    response, body = _post(conf.token_url, form, deadline=deadline)
-    payload = json_or_none(body)
-    if response.status_code != 200 or not isinstance(payload, dict) or is_refusal(payload):
-        secrets = secrets_of(form)
-        raise_for_error(response, payload, what="token endpoint", secrets=secrets)
-        shape = "a non-JSON body" if payload is None else "JSON that is not an object"
-        raise ProviderError(
-            f"token endpoint answered HTTP 200 with {shape} ({content_type(response, secrets)})"
-        )
-    return parse_token_payload(payload)
-
-
-@sensitive_variables()
-def _post(
+def post(
     url: str, form: dict[str, str], *, deadline: Deadline | None = None
 ) -> tuple[requests.Response, bytes]:
     auth = None
@@ -208,13 +52,13 @@ def _post(
         )
     else:
         form = {**form, "client_id": conf.client_id}
-    return _send(
+    return send(
         "POST", url, data=form, auth=auth, headers={"Accept": "application/json"}, deadline=deadline
     )
 
 
 @sensitive_variables()
-def _send(
+def send(
     method: str, url: str, *, deadline: Deadline | None = None, **kwargs: Any
 ) -> tuple[requests.Response, bytes]:
     """One request under a hard deadline, body capped. Returns the response and its body.
@@ -292,6 +136,12 @@ def _environment_for_origin(origin: str) -> tuple[dict[str, str], bool | str]:
     proxies = requests.utils.get_environ_proxies(origin)
     verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     return proxies, verify
+
+
+def reread_environment() -> None:
+    """Read proxies and the CA bundle from the environment again on the next call (they are
+    read once per origin per process): for a process whose environment changed."""
+    _environment_for_origin.cache_clear()
 
 
 def _environment_for(url: str) -> tuple[dict[str, str], bool | str]:

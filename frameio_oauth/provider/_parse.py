@@ -21,8 +21,8 @@ from urllib.parse import quote, quote_plus, unquote, unquote_plus
 import requests
 from django.views.decorators.debug import sensitive_variables
 
-from .conf import conf
-from .exceptions import ProviderError, ProviderUnavailable, ReauthorizationRequired
+from ..conf import conf
+from ..exceptions import ProviderError, ProviderUnavailable, ReauthorizationRequired
 
 # The provider module's logger: these warnings are about what the provider answered.
 logger = logging.getLogger("frameio_oauth.provider")

@@ -1,0 +1,139 @@
+"""The sweep: refresh every due token, one claimed row at a time, and find due tokens for
+a fanned-out sweep by keyset pages over the (status, next_refresh_at, id) index."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import BooleanField, Func, TextField
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+
+from ..models import OAuthToken
+from . import _db
+from ._refresh import Outcome, RefreshResult, finish, refresh_locked
+from ._revocation import retry_due_revocations
+
+logger = logging.getLogger("frameio_oauth.services")
+
+
+@dataclass
+class RefreshSummary:
+    refreshed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    reauth: int = 0
+    # Disconnected grants whose deferred revocation went through in this sweep.
+    revoked: int = 0
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome is Outcome.REFRESHED:
+            self.refreshed += 1
+        elif outcome is Outcome.FAILED:
+            self.failed += 1
+        elif outcome is Outcome.REAUTH:
+            self.reauth += 1
+        else:
+            self.skipped += 1
+
+    @property
+    def attempted(self) -> int:
+        """Rows that cost a provider call (or a decryption) in this sweep."""
+        return self.refreshed + self.failed + self.reauth
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "refreshed": self.refreshed,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "reauth": self.reauth,
+            "revoked": self.revoked,
+        }
+
+
+def refresh_due(
+    limit: int | None = None, *, progress: Callable[[int, Outcome], None] | None = None
+) -> RefreshSummary:
+    """The sweep: refresh every token due now, one claimed row at a time.
+
+    Rows another worker holds are skipped without a wait, and rows that come due after the
+    sweep started are left for the next one, so the loop always ends. Then the revocations
+    whose retry time has come.
+    """
+    summary = RefreshSummary()
+    now = timezone.now()
+    while limit is None or summary.attempted < limit:
+        claimed = _refresh_next_due(now)
+        if claimed is None:
+            break
+        token_id, outcome = claimed
+        summary.add(outcome)
+        if progress is not None:
+            progress(token_id, outcome)
+    summary.revoked = retry_due_revocations(now)
+    logger.info("refresh sweep done: %s", summary.as_dict())
+    return summary
+
+
+def _refresh_next_due(now: datetime) -> tuple[int, Outcome] | None:
+    """Claim the first row due at ``now`` that no other worker holds, and refresh it; None
+    when none is left."""
+    result: RefreshResult | None = None
+    tx = _db.RefreshTransaction()
+    with tx:
+        token = _db.claim_due(now)
+        if token is None:
+            return None
+        token_id = token.pk
+        result = refresh_locked(token, tx)
+    return token_id, finish(tx, result).outcome
+
+
+def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterator[int]:
+    """Due token ids in (next_refresh_at, id) order, by keyset pages of one index scan each."""
+    now = timezone.now()
+    cursor: tuple[str, int] | None = None
+    yielded = 0
+    while limit is None or yielded < limit:
+        page = OAuthToken.objects.due(now).order_by("next_refresh_at", "pk")
+        if cursor is not None:
+            # A row comparison, so the index (status, next_refresh_at, id) seeks straight to
+            # the cursor even when many rows share one next_refresh_at. The time goes back
+            # as text the database reads back exactly (see _ExactText).
+            page = page.filter(
+                RawSQL('("next_refresh_at", "id") > (%s, %s)', cursor, output_field=BooleanField())
+            )
+        size = batch_size if limit is None else min(batch_size, limit - yielded)
+        # The times as text: only the last one is used, and turning 1,000 timestamps into
+        # datetimes was three quarters of a page's time. next_refresh_at is never NULL here.
+        rows: list[tuple[str, int]] = list(
+            page.annotate(_at=_ExactText("next_refresh_at")).values_list("_at", "pk")[:size]
+        )
+        if not rows:
+            return
+        for _, token_id in rows:
+            yield token_id
+        yielded += len(rows)
+        cursor = rows[-1]
+
+
+class _ExactText(Func):
+    """A timestamp as text that the database reads back as exactly that instant."""
+
+    template = "CAST(%(expressions)s AS text)"  # SQLite stores it as this very text
+    output_field = TextField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # ISO 8601 in UTC, microseconds included: a plain ::text follows the session's
+        # DateStyle and time zone, and "05/17/2024 ... IST" does not read back as it was.
+        return self.as_sql(
+            compiler,
+            connection,
+            template="to_char(%(expressions)s AT TIME ZONE 'UTC', "
+            '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')',
+            **extra,
+        )
