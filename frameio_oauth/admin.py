@@ -1,12 +1,5 @@
-"""Token admin: every secret read-only and replaced by a short fingerprint.
-
-The admin never writes a token row itself. A row's page is view-only: a full save from an
-unlocked read could write back a refresh token that a concurrent refresh has just spent, and
-presenting it again can make the provider revoke the whole grant. Every way the admin offers to
-remove rows (the Delete button, the bulk delete action) goes through ``services.disconnect``,
-so the grant is revoked at Frame.io (RFC 7009) first, as the disconnect view does, and the
-history is written after the outcome is known.
-"""
+"""Token admin: view-only pages, secrets shown as fingerprints; every removal goes through
+``services.disconnect`` so the grant is revoked at Frame.io first (docs/security.md, "Admin")."""
 
 from __future__ import annotations
 
@@ -35,9 +28,8 @@ from .decorators import non_atomic_requests_everywhere
 from .exceptions import FrameioOAuthError, NotConnected
 from .models import OAuthToken
 
-# An action stops starting provider calls after this long, so a provider that does not answer
-# (HTTP_TIMEOUT per row) cannot hold the request past a proxy's timeout; the rest are reported
-# as not attempted.
+# An action starts no provider call after this long, so a silent provider (HTTP_TIMEOUT a row)
+# cannot hold the request past a proxy's timeout; the rest are reported as not attempted.
 ACTION_BUDGET = 20.0
 
 

@@ -1,19 +1,8 @@
 """The Frame.io API session: a ``requests`` session that sends the user's current token to
-the Frame.io API.
+the Frame.io API, and nowhere else, refreshing once if the API answers 401 (docs/api.md)::
 
     from frameio_oauth.api import session_for
-    response = session_for(request.user).get("https://api.frame.io/v2/me", timeout=10)
-
-Only requests to the Frame.io API are authenticated: those whose origin (scheme, host and port)
-is ``https://api.frame.io`` or the origin of the configured user-info URL (``USERINFO_URL``, e.g.
-a local stand-in). Requests anywhere else, such as a PUT to a pre-signed upload URL, go out
-untouched: no ``Authorization`` header, and their 401 answers are left alone.
-
-Every API request asks :func:`services.get_access_token` for the token (one SQL query when it
-is fresh). If the API still answers 401, the token is refreshed once, under the row lock and only
-if the token that was sent is still the stored one, and the request is retried once, unless its
-body was a stream or generator that has been spent: then the 401 is returned as it is, and the
-next request gets the new token.
+    response = session_for(request.user).get("https://api.frame.io/v4/me", timeout=10)
 """
 
 from __future__ import annotations

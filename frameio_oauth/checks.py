@@ -1,23 +1,5 @@
-"""System checks for ``FRAMEIO_OAUTH``. The ids are stable; the README lists each one.
-
-E000 FRAMEIO_OAUTH is not a dict      W001 no offline scope: no refresh token will come back
-E001 no CLIENT_ID                     W002 unknown keys in FRAMEIO_OAUTH (a typo?)
-E002 no ENCRYPTION_KEYS               W003 ATOMIC_REQUESTS: no on-demand refresh inside views
-E003 a malformed encryption key       W004 REFRESH_MARGIN at least half the token lifetime
-E004 public client with PKCE off      W005 HTTP_TIMEOUT too long for the refresh tasks'
-E005 non-https provider or redirect        Celery time limits
-     URL outside DEBUG
-E006 unknown PROVIDER preset
-E007 SCOPES not a list of strings
-E008 REFRESH_MARGIN not a positive number
-E009 HTTP_TIMEOUT not a positive number W006 CLIENT_SECRET present but empty
-                                         W007 tokens on SQLite without
-                                              transaction_mode IMMEDIATE
-                                         W008 the callback URL cannot be reversed
-                                              from ROOT_URLCONF (URLs not included?)
-                                         W009 AUTHORIZE_URL points elsewhere without
-                                              ISSUER: the callback's iss goes unchecked
-"""
+"""System checks for ``FRAMEIO_OAUTH``, with stable ids (E000-E009, W001-W009); each one is
+described, with its hint, in docs/checks.md."""
 
 from __future__ import annotations
 
@@ -100,7 +82,7 @@ def check_settings(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> li
         messages.append(
             Warning(
                 f"{SETTING_NAME} has unknown keys: {', '.join(unknown)}.",
-                hint="Check the spelling against the README's settings table.",
+                hint="Check the spelling against the settings in docs/settings.md.",
                 id="frameio_oauth.W002",
             )
         )
@@ -259,9 +241,8 @@ def _positive_seconds(key: str, read: Callable[[], float]) -> float | None:
 
 
 def _check_task_limits(timeout: float) -> list[CheckMessage]:
-    # Imported here: the tasks module pulls in Celery, which a check run should not need
-    # until it gets this far. The limits are read from the tasks themselves, so this stays
-    # true when they (or a project's CELERY_TASK_ANNOTATIONS) change them.
+    # Imported late: tasks pulls in Celery. The limits are read from the tasks themselves, so
+    # a project's CELERY_TASK_ANNOTATIONS count.
     from . import services, tasks
 
     worst_cases = [

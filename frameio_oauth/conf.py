@@ -64,9 +64,7 @@ PRESETS: dict[str, ProviderPreset] = {
         offline_scope="offline_access",
         access_token_lifetime=24 * 3600,
         userinfo_envelope="data",
-        # "issuer" in https://ims-na1.adobelogin.com/ims/.well-known/openid-configuration, as
-        # documented at https://developer.adobe.com/developer-console/docs/guides/
-        # authentication/UserAuthentication/ims
+        # Published at /ims/.well-known/openid-configuration (source: docs/security.md).
         issuer="https://ims-na1.adobelogin.com",
     ),
 }

@@ -1,11 +1,5 @@
-"""Every error this app raises derives from :class:`FrameioOAuthError`.
-
-Messages never contain a token, an authorization code, a PKCE verifier or the client secret,
-so they are safe to log, to store in ``OAuthToken.last_error`` and to show to an operator. Where
-a message quotes the provider (its ``error`` and ``error_description``), that text is cut to
-printable characters, every secret the request carried is replaced by ``[redacted]`` (also in
-percent-encoded form; text that still decodes to a secret is dropped whole), and it is cut short.
-"""
+"""Every error this app raises derives from :class:`FrameioOAuthError`. No message carries a
+token, code, verifier or secret; provider text in one is printable, redacted and cut short."""
 
 from __future__ import annotations
 

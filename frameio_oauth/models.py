@@ -106,18 +106,15 @@ class OAuthToken(models.Model):
             models.Index(fields=["status", "next_refresh_at", "id"], name="frameio_oauth_due_idx"),
         ]
         constraints = [
-            # One Frame.io account, one local user. A constraint rather than unique=True on the
-            # field: for that, Django also builds a varchar_pattern_ops index on PostgreSQL for
-            # LIKE queries that nothing here makes, and every refresh (it moves
-            # next_refresh_at, so never a HOT update) would write to it too.
+            # One Frame.io account, one local user; a constraint, not unique=True, which would
+            # add a LIKE index every refresh writes to (docs/design.md, "Indexes").
             models.UniqueConstraint(
                 fields=["provider_user_id"], name="frameio_oauth_unique_provider_user_id"
             ),
         ]
 
     def __str__(self) -> str:
-        # What the admin shows in headings, confirmations and its history: the user's login
-        # name, which admins know, when the user is loaded with the token (the admin does);
+        # The user's login name when the user is loaded with the token (the admin does so);
         # never a query of its own, so str() cannot fail or cost a round trip in a receiver.
         field = self._meta.get_field("user")
         if field.is_cached(self):  # type: ignore[union-attr]

@@ -198,9 +198,8 @@ def callback(request: HttpRequest) -> HttpResponse:
     except _Refused as exc:
         logger.info("Frame.io callback refused: %s", exc.code)
         if exc.code == "unknown_state" and flows.was_spent(state) and _is_connected(request):
-            # The Back button to the consent page, or a second click on it, after the first
-            # one connected: nothing went wrong for this user. (A state never used, such as
-            # one evicted by newer flows, still gets the error: that attempt did fail.)
+            # The Back button to the consent page after it connected: nothing went wrong. A
+            # state never used (evicted by newer flows) still gets the error.
             messages.info(request, _("Frame.io is already connected."))
             response = HttpResponseRedirect(reverse("frameio_oauth:connected"))
         else:
@@ -319,9 +318,8 @@ def _complete(request: HttpRequest, flow: PendingFlow, code: str) -> HttpRespons
         raise _unusable(exc) from exc
     except FrameioOAuthError as exc:
         logger.warning("code exchange refused: %s", exc)
-        # invalid_grant is a stale or reused code: the request's problem (400), which must not
-        # page anyone. Anything else (invalid_client after a secret rotation, a redirect_uri
-        # mismatch, an unusable answer) fails every sign-in and stays a 502.
+        # invalid_grant (a stale or reused code) is the request's problem, a 400 that pages
+        # nobody; anything else (invalid_client, a redirect_uri mismatch) breaks every sign-in.
         raise _Refused(
             "exchange_failed",
             _("Frame.io did not accept the sign-in; please try again."),
@@ -388,9 +386,8 @@ def disconnect(request: HttpRequest) -> HttpResponse:
 
 
 def _warn_if_other_host(request: HttpRequest, redirect_uri: str) -> None:
-    # The state lives in this host's session; a callback on another host (localhost versus
-    # 127.0.0.1, a www. prefix) arrives without that cookie, and every sign-in then ends as
-    # "unknown, used or expired" with nothing to say why.
+    # A callback on another host (localhost vs 127.0.0.1, www.) arrives without this host's
+    # session cookie, and every sign-in ends as "unknown state" with nothing to say why.
     callback_host = urlsplit(redirect_uri).netloc.lower()
     if callback_host and callback_host != request.get_host().lower():
         logger.warning(

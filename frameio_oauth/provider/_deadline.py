@@ -1,16 +1,10 @@
 """Wall-clock deadlines for HTTP calls, held at the socket.
 
-``with Deadline(seconds):`` gives the HTTP calls made in the block through a
-:class:`DeadlineAdapter` one deadline for the whole call: connecting, the TLS handshake, sending,
-waiting for the headers and reading the body. Their connections hand a duplicate of their socket
-to one watchdog thread per process; when the time is up, the watchdog shuts that socket down,
-which wakes whatever recv(), send() or handshake is blocked on it, and the call fails. Socket
-timeouts cannot do this: they bound each read, and a server that sends a byte now and then
-restarts them forever.
-
-Connecting is bounded by the time left, all addresses of the host together (there is no socket
-to shut down before it is connected). Name resolution (DNS) comes before that and cannot be
-interrupted: a resolver that hangs holds the call for as long as the system resolver waits.
+``with Deadline(seconds):`` gives the calls made through a :class:`DeadlineAdapter` in the block
+one deadline for connecting, the TLS handshake, sending and reading. One watchdog thread per
+process shuts a late call's socket down, which wakes whatever is blocked on it; socket timeouts
+bound each read, which a server sending a byte now and then restarts forever. DNS comes before
+any socket and cannot be interrupted (docs/operations.md, "HTTP_TIMEOUT").
 """
 
 from __future__ import annotations

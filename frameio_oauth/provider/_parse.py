@@ -212,9 +212,8 @@ def _provider_text(text: str, secrets: tuple[str, ...], limit: int) -> str:
     """Provider text made fit for a message: printable only, every secret of the request
     replaced by [redacted] (also percent-encoded, as a provider might echo it), then cut."""
     cleaned = "".join(ch for ch in text if ch.isprintable())
-    # Printable-only first, so a control character inside an echoed secret cannot hide it;
-    # cut last, so no prefix of a secret survives the cut. Longest first, so a secret that
-    # contains another is replaced whole.
+    # Printable first (a control character cannot hide a secret), longest secret first (one
+    # inside another goes whole), cut last (no prefix of a secret survives).
     forms = {form for secret in secrets for form in _spellings(secret)}
     for form in sorted(forms, key=len, reverse=True):
         cleaned = cleaned.replace(form, REDACTED)

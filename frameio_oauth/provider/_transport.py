@@ -21,11 +21,8 @@ from ._deadline import Deadline, DeadlineAdapter
 logger = logging.getLogger("frameio_oauth.provider")
 
 MAX_BODY_BYTES = 1024 * 1024
-# The adapter alone, without a requests.Session: the session's per-call work (cookie jar,
-# hooks, netrc and environment lookups, redirect handling) cost about 1.5 ms of wall time per
-# call on our benchmark machine, and we want none of it: no cookies shared between users, no
-# redirects that would re-send a code or refresh token elsewhere. The adapter keeps the
-# connection pool, and holds each call's deadline at its sockets.
+# The adapter alone, no requests.Session: no cookies shared between users, no redirect that
+# would re-send a secret, and none of the session's per-call cost (docs/design.md).
 _adapter = DeadlineAdapter()
 _DEFAULT_HEADERS = {
     **requests.utils.default_headers(),
@@ -44,9 +41,8 @@ def post(
 ) -> tuple[requests.Response, bytes]:
     auth = None
     if conf.client_secret is not None:
-        # RFC 6749 §2.3.1: form-urlencode both before Basic encodes them. Hydra (Frame.io) and
-        # django-oauth-toolkit (the stand-in) decode so; for ids and secrets made only of
-        # letters, digits and "-._~" (the ones providers issue) this changes nothing.
+        # RFC 6749 §2.3.1: both form-urlencoded before Basic encodes them (a no-op for the
+        # letters, digits and "-._~" providers issue).
         auth = requests.auth.HTTPBasicAuth(
             quote_plus(conf.client_id, safe=""), quote_plus(conf.client_secret, safe="")
         )

@@ -122,10 +122,8 @@ def _lock_not_available(exc: DatabaseError) -> bool:
     return isinstance(exc, OperationalError)
 
 
-# An idle_in_transaction_session_timeout shorter than the provider call would end the session
-# mid-refresh and free the row while the provider answers. The locking SELECT raises it for
-# this transaction only when it is shorter than the hold (params: the hold in ms, as a number
-# and as text): no round trip, and a limit changed under an open session is seen.
+# A shorter idle_in_transaction_session_timeout would free the row mid-call: the locking SELECT
+# raises it for this transaction (params: the hold in ms, as number and text; docs/design.md).
 _IDLE_GUARD = (
     "CASE WHEN current_setting('idle_in_transaction_session_timeout') <> '0' AND "
     "extract(epoch FROM current_setting('idle_in_transaction_session_timeout')::interval) "

@@ -32,12 +32,8 @@ def exchange_code(
     try:
         info = provider.fetch_userinfo(tokens.access_token)
     except FrameioOAuthError:
-        # Nothing will hold this grant: give it back rather than leave it live at Frame.io,
-        # but only when that cannot cut a connection here. Whose grant it is stays unknown,
-        # and a provider that revokes every grant of a user and client at once would end,
-        # with it, the live grant of that Frame.io account stored here (as connect_or_sign_in
-        # avoids for linked_elsewhere and inactive). So: only while no live grant is stored
-        # at all. Otherwise it is left to expire at Frame.io.
+        # Whose grant it is stays unknown: give it back only while no live grant is stored at
+        # all, or a per-user revocation could end one (docs/security.md, "Giving grants back").
         if _no_live_grant_stored():
             _give_back(tokens)
         else:
@@ -101,9 +97,7 @@ def connect_or_sign_in(
             store_grant(user, tokens, info)
     except GrantRefused as exc:
         if exc.reason is GrantRefused.Reason.NO_ACCOUNT:
-            # Nobody here holds a grant for this identity, so giving back the one we were
-            # just handed cannot hurt another user's connection. Elsewhere (linked_elsewhere,
-            # inactive) a provider that revokes per user and client could cut a live grant.
+            # Nobody here holds this identity's grant, so giving this one back cuts nothing.
             _give_back(tokens)
         raise
     except UnusableProviderValue:
@@ -141,9 +135,8 @@ def store_grant(
     check_grant_values(tokens, info)
     tokens_db = OAuthToken.objects.using(_db.alias())
     with transaction.atomic(using=tokens_db.db):
-        # Every row this grant could collide with, locked in one statement (in id order, so
-        # two callbacks cannot deadlock), and looked at only once the locks are held: a
-        # concurrent disconnect may just have turned one of them into a pending revocation.
+        # Every row this grant could collide with, locked in one statement in id order (no
+        # deadlock between two callbacks) and read only once locked.
         rows = list(
             tokens_db.select_for_update()
             .filter(Q(user_id=user.pk) | Q(provider_user_id=info.id))
@@ -167,10 +160,8 @@ def store_grant(
         if token is None:
             token = OAuthToken(user_id=user.pk)
         elif token.provider_user_id != info.id:
-            # The user connects another Frame.io account: the old grant would be overwritten
-            # and live on at the provider with nothing here able to end it, so it is revoked
-            # once this one is committed. Not so for the same account: a provider that
-            # revokes every grant of a user and client at once would cut the new one too.
+            # Another Frame.io account: its old grant is revoked once this one is committed.
+            # (Not for the same account: a per-user revocation would cut the new grant too.)
             replaced = _revocation.snapshot(token)
         token.provider = conf.provider_name
         token.provider_user_id = info.id
@@ -185,23 +176,19 @@ def store_grant(
         try:
             token.save()
         except IntegrityError as exc:
-            # Two first connects raced (select_for_update cannot lock a row that does not
-            # exist yet); the other one won.
+            # Two first connects raced (no row existed to lock); the other one won.
             raise GrantRefused(
                 GrantRefused.Reason.BUSY, "a concurrent sign-in of this account stored it first"
             ) from exc
     logger.info("stored a Frame.io grant for user %s", user.pk)
-    # After the outermost commit: a receiver must find the row, and must not be able to roll
-    # back a grant the provider has already issued.
+    # After the outermost commit: a receiver finds the row and cannot roll back the grant.
     transaction.on_commit(
         lambda: signals.announce(signals.token_obtained, token=token, user=user, created=created),
         using=tokens_db.db,
     )
     if replaced is not None:
-        # After token_obtained, and robust: the new grant is committed by then, and nothing
-        # going wrong with the old one may turn the callback into an error page or keep
-        # token_obtained from going out.
-        # (A lambda, not a partial: Django logs a robust callback's failure by __qualname__.)
+        # Robust, after token_obtained: the old grant may not break the new one's callback.
+        # A lambda: Django logs a robust callback's failure by its __qualname__.
         transaction.on_commit(
             lambda: _revocation.end_replaced_grant(replaced, user),
             using=tokens_db.db,

@@ -1,18 +1,6 @@
-"""Ending a grant: revoke it at the provider (RFC 7009), then delete the row.
-
-If the revocation does not go through when a user disconnects (the provider cannot be
-reached, or an operator error such as a missing key or a wrong client secret), the row is not
-deleted: a deleted row would leave a live grant at Frame.io (refresh tokens live for weeks)
-that nothing here could end any more. It stays with status ``revoked`` instead, which every
-part of the app treats as disconnected, and the sweep tries the revocation again with
-backoff, deleting the row once it goes through. The row goes at once when retrying cannot
-help: the token is already dead there (invalid_grant) or the server cannot revoke such tokens
-at all (unsupported_token_type); and after MAX_REVOCATION_ATTEMPTS.
-
-A live grant that a user replaces by connecting another Frame.io account gets one revocation
-attempt once the new grant is committed (see :func:`end_replaced_grant`), like a pending one that a
-new grant replaces: the user has one row, and it now holds the new grant.
-"""
+"""Ending a grant: revoke it at the provider (RFC 7009), then delete the row. A revocation that
+does not go through keeps the row as ``revoked`` (disconnected) for the sweep to retry, since a
+deleted row would leave a live grant nothing could end (docs/security.md, "Disconnecting")."""
 
 from __future__ import annotations
 
@@ -63,9 +51,8 @@ def end_grant(token: OAuthToken) -> DisconnectResult:
         logger.warning("revocation for user %s refused: %s", token.user_id, error)
         result = DisconnectResult(revoked_at_provider=False, error=str(error))
     else:
-        # An outage, or something an operator can fix (a key taken out of ENCRYPTION_KEYS, a
-        # wrong client secret): keep the grant's tokens and retry later. Refresh failures
-        # from before the disconnect do not count against the revocation.
+        # An outage, or an operator's mistake to fix (a missing key, a wrong secret): retry
+        # later; refresh failures from before the disconnect do not count.
         pending = token.status == OAuthToken.Status.REVOKED
         attempts = token.failure_count + 1 if pending else 1
         if attempts < MAX_REVOCATION_ATTEMPTS:

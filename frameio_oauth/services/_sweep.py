@@ -101,9 +101,8 @@ def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterato
     while limit is None or yielded < limit:
         page = OAuthToken.objects.due(now).order_by("next_refresh_at", "pk")
         if cursor is not None:
-            # A row comparison, so the index (status, next_refresh_at, id) seeks straight to
-            # the cursor even when many rows share one next_refresh_at. The time goes back
-            # as text the database reads back exactly (see _ExactText).
+            # A row comparison: the index seeks straight to the cursor even when many rows
+            # share one next_refresh_at, given back as text read exactly (_ExactText).
             page = page.filter(
                 RawSQL('("next_refresh_at", "id") > (%s, %s)', cursor, output_field=BooleanField())
             )
