@@ -234,5 +234,14 @@ class OAuthToken(models.Model):
         except ValidationError as exc:
             raise UnusableProviderValue(name, " ".join(exc.messages), label=label) from None
 
+    @classmethod
+    def fits(cls, name: str, value: str) -> bool:
+        """Whether the provider's ``value`` fits column ``name`` (see check_provider_value)."""
+        try:
+            cls.check_provider_value(name, value)
+        except UnusableProviderValue:
+            return False
+        return True
+
     def is_expired(self, now: datetime | None = None) -> bool:
         return self.expires_at <= (now or timezone.now())

@@ -347,6 +347,9 @@ def connected(request: HttpRequest) -> HttpResponse:
 
 
 @never_cache
+# Explicit, as for login: a cross-site POST must not end a connection, with or without the
+# project's CsrfViewMiddleware.
+@csrf_protect
 @require_http_methods(["GET", "POST"])
 @login_required
 # The revocation is an HTTP call: under ATOMIC_REQUESTS the row's removal would otherwise wait

@@ -183,3 +183,23 @@ def test_a_sign_up_whose_email_does_not_fit_the_user_model_is_refused_and_given_
     # Nothing here holds the grant: it goes back to Frame.io.
     revoked = [call for call in provider_http.calls if call.request.url == REVOKE_URL]
     assert parse_qs(revoked[0].request.body)["token"] == ["RT-1"]
+
+
+@pytest.mark.parametrize(
+    ("info", "username"),
+    [
+        (UserInfo(id="fio-1", email="a+b/c=d@frame.example"), "a+bcd"),
+        (UserInfo(id="fio 1/x"), "frameio-fio1x"),
+        (UserInfo(id="\u00e9l\u00e8ve"), "frameio-\u00e9l\u00e8ve"),
+        (UserInfo(id="fio-3", email="&&&@frame.example"), "frameio-fio-3"),
+    ],
+    ids=["slash-in-local-part", "space-and-slash-in-id", "accented-id", "nothing-usable"],
+)
+def test_a_signed_up_users_name_passes_djangos_own_username_validators(
+    django_user_model: Any, info: UserInfo, username: str
+) -> None:
+    with override_settings(FRAMEIO_OAUTH=SIGNUP):
+        created = accounts.user_for_identity(info)
+    assert created.get_username() == username
+    field = django_user_model._meta.get_field(django_user_model.USERNAME_FIELD)
+    field.run_validators(created.get_username())  # raises ValidationError if not

@@ -12,8 +12,8 @@ import pytest
 import responses
 from django.utils import timezone
 
-from frameio_oauth import services
-from frameio_oauth.exceptions import UnusableProviderValue
+from frameio_oauth import provider, services
+from frameio_oauth.exceptions import ProviderError, UnusableProviderValue
 from frameio_oauth.models import OAuthToken
 from tests.conftest import REVOKE_URL, TOKEN_URL, USERINFO_URL
 
@@ -39,12 +39,11 @@ def revoked(mock: responses.RequestsMock) -> list[str]:
     [
         (None, {"id": "x" * 256}, "provider_user_id"),
         (None, {"id": "fio\x0042"}, "provider_user_id"),
-        (None, {"email": "a" * 250 + "@frame.example"}, "provider_email"),
-        (None, {"email": "not an address"}, "provider_email"),
         ({"scope": "account.read " * 100}, None, "scope"),
         ({"token_type": "Bearer" * 10}, None, "token_type"),
+        ({"refresh_token": "RT-\u00e9"}, None, "refresh_token"),
     ],
-    ids=["id-too-long", "id-with-nul", "email-too-long", "not-an-email", "scope-too-long", "type"],
+    ids=["id-too-long", "id-with-nul", "scope-too-long", "type", "refresh-token-not-ascii"],
 )
 def test_a_new_grant_with_a_value_its_column_cannot_hold_is_refused_and_given_back(
     provider_http: responses.RequestsMock, tokens: Any, me: Any, field: str
@@ -52,7 +51,41 @@ def test_a_new_grant_with_a_value_its_column_cannot_hold_is_refused_and_given_ba
     with pytest.raises(UnusableProviderValue) as refused:
         exchange(provider_http, tokens=tokens, me=me)
     assert refused.value.field == field
-    assert revoked(provider_http) == ["RT-1"]
+    # Given back by the refresh token, or by the access token when that one is unusable.
+    assert revoked(provider_http) in (["RT-1"], ["AT-1"])
+    assert not OAuthToken.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["a" * 250 + "@frame.example", "not an address", "j\u00f6rg@example.com", "a\x00@x.io"],
+    ids=["too-long", "not-an-address", "non-ascii-local-part", "nul"],
+)
+def test_an_email_address_the_column_cannot_hold_is_dropped_and_the_grant_kept(
+    provider_http: responses.RequestsMock, user: Any, email: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Optional and only shown: it must not block a connect or a sign-in.
+    tokens, info = exchange(provider_http, me={"email": email})
+    services.store_grant(user, tokens, info)
+    row = OAuthToken.objects.get(user=user)
+    assert (row.provider_user_id, row.provider_email) == ("fio-42", "")
+    assert revoked(provider_http) == []
+    assert "e-mail address Frame.io sent cannot be stored" in caplog.text
+    assert email not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "access_token",
+    ["AT-\u20ac", "AT-\ud800", "AT\nX", ""],
+    ids=["euro", "surrogate", "nl", "empty"],
+)
+def test_an_access_token_that_is_not_printable_ascii_is_a_provider_error(
+    provider_http: responses.RequestsMock, access_token: str
+) -> None:
+    # RFC 6749 appendix A: it could not go into an Authorization header.
+    provider_http.post(TOKEN_URL, json={**TOKENS, "access_token": access_token})
+    with pytest.raises(ProviderError, match="no usable access_token"):
+        services.exchange_code("C", redirect_uri="https://site.example/cb", code_verifier=None)
     assert not OAuthToken.objects.exists()
 
 
@@ -72,7 +105,7 @@ def test_a_grant_of_an_account_connected_here_is_not_given_back_over_an_unusable
     # connection too.
     make_token(user, provider_user_id="fio-42")
     with pytest.raises(UnusableProviderValue):
-        exchange(provider_http, me={"email": "not an address"})
+        exchange(provider_http, tokens={"token_type": "Bearer" * 10})
     assert revoked(provider_http) == []
     assert OAuthToken.objects.get(user=user).access_token == f"access-{user.pk}-secret"
 
@@ -82,7 +115,7 @@ def test_store_grant_refuses_an_unusable_value_before_writing_anything(user: Any
 
     tokens = TokenResponse("AT", "Bearer", 3600, "RT", "account.read offline")
     with pytest.raises(UnusableProviderValue):
-        services.store_grant(user, tokens, UserInfo(id="fio-1", email="x" * 300))
+        services.store_grant(user, tokens, UserInfo(id="x" * 300, email="a@frame.example"))
     assert not OAuthToken.objects.exists()
 
 
@@ -127,8 +160,8 @@ def sign_in_with(client: Any, mock: responses.RequestsMock, me: dict[str, Any]) 
 
 @pytest.mark.parametrize(
     "me",
-    [{"id": "x" * 300}, {"email": "a" * 250 + "@frame.example"}, {"id": "fio\x00"}],
-    ids=["id-too-long", "email-too-long", "nul-in-id"],
+    [{"id": "x" * 300}, {"id": "fio\x00"}],
+    ids=["id-too-long", "nul-in-id"],
 )
 def test_a_callback_with_unusable_account_details_gets_a_friendly_502_and_stores_nothing(
     client: Any, user: Any, provider_http: responses.RequestsMock, me: dict[str, Any]
@@ -150,7 +183,7 @@ def test_a_sign_up_with_unusable_account_details_creates_no_user(
     from tests.settings import FRAMEIO_OAUTH
 
     with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ALLOW_SIGNUP": True}):
-        response, _ = sign_in_with(client, provider_http, {"email": "no address"})
+        response, _ = sign_in_with(client, provider_http, {"id": "x" * 300})
     assert response.status_code == 502
     assert not django_user_model.objects.exists()
     assert "_auth_user_id" not in client.session
@@ -167,3 +200,44 @@ def test_with_debug_on_an_unusable_answer_shows_no_code_or_verifier(
     assert "CODE-7" not in page
     assert verifier not in page
     assert "RT-1" not in page and "AT-1" not in page
+
+
+def test_a_refresh_answer_whose_refresh_token_is_not_printable_ascii_ends_the_schedule(
+    due: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    # The one presented may be spent already, and its successor cannot be used: the new access
+    # token is kept until it expires, then the user connects again. Never the spent one.
+    provider_http.post(TOKEN_URL, json={**TOKENS, "refresh_token": "RT-\ud800"})
+    services.refresh(due.pk)
+    row = OAuthToken.objects.get(pk=due.pk)
+    assert (row.access_token, row.refresh_token, row.next_refresh_at) == ("AT-1", None, None)
+
+
+def test_a_refresh_answer_with_an_unusable_access_token_is_a_failure_recorded_on_the_row(
+    due: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, json={**TOKENS, "access_token": "AT-\u20ac"})
+    with pytest.raises(ProviderError):
+        services.refresh(due.pk)
+    row = OAuthToken.objects.get(pk=due.pk)
+    assert (row.failure_count, row.refresh_token) == (1, due.refresh_token)
+
+
+def test_a_bearer_that_cannot_be_encoded_is_a_provider_error_on_a_real_socket() -> None:
+    # responses skips http.client's header encoding; a real connection does not.
+    import socket
+    import threading
+
+    from django.test import override_settings
+
+    from tests.loopback import loopback_server, read_request
+    from tests.settings import FRAMEIO_OAUTH
+
+    def answer(conn: socket.socket, stop: threading.Event) -> None:
+        read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+
+    with loopback_server(answer) as url:
+        with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "USERINFO_URL": f"{url}/me"}):
+            with pytest.raises(ProviderError, match="could not be encoded"):
+                provider.fetch_userinfo("AT-\u20ac")

@@ -8,10 +8,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import responses
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.test import Client, override_settings
 
+from frameio_oauth.models import OAuthToken
 from frameio_oauth.views import SESSION_KEY
 from tests.settings import FRAMEIO_OAUTH
 from tests.standin import form_fields
@@ -159,3 +161,16 @@ def test_try_again_on_the_error_page_leads_to_the_start_page_keeping_next(
     assert b'href="/frameio/login/?next=%2Fafter%2F%3Ftab%3D1"' in response.content
     page = signed_in.get("/frameio/login/?next=%2Fafter%2F%3Ftab%3D1")
     assert start_form(page)["next"] == "/after/?tab=1"
+
+
+@override_settings(MIDDLEWARE=WITHOUT_CSRF_MIDDLEWARE)
+def test_a_cross_site_disconnect_is_refused_even_without_the_csrf_middleware(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    make_token(user)
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(user)
+    response = strict.post("/frameio/disconnect/")
+    assert response.status_code == 403
+    assert OAuthToken.objects.filter(user=user).exists()
+    assert len(provider_http.calls) == 0

@@ -37,6 +37,8 @@ class TokenResponse:
     expires_in: int
     refresh_token: str | None = field(default=None, repr=False)
     scope: str | None = None
+    # The answer carried a refresh token that cannot be used (see parse_token_payload).
+    refresh_token_unusable: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,13 @@ def is_refusal(payload: dict[str, Any]) -> bool:
     return isinstance(error, str) and bool(error) and not _usable(payload.get("access_token"))
 
 
-def _usable(access_token: Any) -> TypeGuard[str]:
-    return isinstance(access_token, str) and bool(access_token)
+# RFC 6749 appendix A: an access or refresh token is 1*VSCHAR, printable ASCII; anything else
+# cannot go into an Authorization header or a form and would break every later call.
+_VSCHAR = re.compile(r"[\x20-\x7e]+")
+
+
+def _usable(token: Any) -> TypeGuard[str]:
+    return isinstance(token, str) and _VSCHAR.fullmatch(token) is not None
 
 
 @sensitive_variables()
@@ -72,16 +79,24 @@ def parse_token_payload(payload: dict[str, Any]) -> TokenResponse:
     """
     access_token = payload.get("access_token")
     if not _usable(access_token):
-        raise ProviderError("token endpoint answer has no access_token")
+        raise ProviderError("token endpoint answer has no usable access_token")
     error = payload.get("error")
     if isinstance(error, str) and error:
         # Not the error's text: it is the provider's, and may echo what the request carried.
         logger.warning("token endpoint answer has an error as well as tokens: keeping the tokens")
     refresh_token = payload.get("refresh_token")
+    refresh_token_unusable = False
     if refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token):
         # As if none was sent: a refresh keeps the refresh token it already has.
         _doubtful("refresh_token", refresh_token, "treated as absent")
         refresh_token = None
+    elif refresh_token is not None and not _usable(refresh_token):
+        # Sent, so the one presented may be spent already; and this one cannot be used.
+        logger.error(
+            "token endpoint answer has a refresh_token that is not printable ASCII: the grant "
+            "cannot be refreshed and will need re-authorization when its access token expires"
+        )
+        refresh_token, refresh_token_unusable = None, True
     token_type = payload.get("token_type")
     if token_type is None:
         token_type = "Bearer"
@@ -100,6 +115,7 @@ def parse_token_payload(payload: dict[str, Any]) -> TokenResponse:
         expires_in=_expires_in(payload.get("expires_in")),
         refresh_token=refresh_token,
         scope=scope,
+        refresh_token_unusable=refresh_token_unusable,
     )
 
 

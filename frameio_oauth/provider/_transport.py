@@ -83,6 +83,10 @@ def send(
             raise ProviderUnavailable(
                 f"{method} {_origin(url)} failed: {type(exc).__name__}"
             ) from exc
+        except UnicodeError:
+            # A value that cannot go into a request line, header or form (its text unquoted:
+            # it may be a secret); the same request would fail the same way again.
+            raise ProviderError(f"{method} {_origin(url)} could not be encoded") from None
         try:
             body = _read_body(response, deadline, method, url)
         finally:

@@ -4,6 +4,8 @@ e-mail alone: an e-mail address at Frame.io proves nothing about an account here
 from __future__ import annotations
 
 import logging
+import re
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -106,14 +108,34 @@ def _username_taken(name: str) -> bool:
 
 
 def _free_username(info: UserInfo) -> str:
-    """The e-mail's local part (or frameio-<id>), suffixed until no user has it."""
+    """The e-mail's local part (or frameio-<id>), in the characters Django's own username
+    validator allows, suffixed until no user has it."""
     user_model = get_user_model()
-    limit = getattr(user_model._meta.get_field(user_model.USERNAME_FIELD), "max_length", None)
-    base = (info.email.split("@")[0] if info.email else "") or f"frameio-{info.id}"
+    field = user_model._meta.get_field(user_model.USERNAME_FIELD)
+    limit = getattr(field, "max_length", None) or 150
+    local_part = info.email.split("@")[0] if info.email else ""
+    base = _USERNAME_JUNK.sub("", local_part) or _USERNAME_JUNK.sub("", f"frameio-{info.id}")
     # Room for a "-<n>" suffix within the username column.
-    base = base[: max((limit or 150) - 10, 1)]
-    candidate, suffix = base, 1
-    while _username_taken(candidate):
-        suffix += 1
-        candidate = f"{base}-{suffix}"
-    return candidate
+    base = base[: max(limit - 10, 1)]
+    if not _valid_username(field, base):
+        base = "frameio-user"
+    for suffix in range(1, _MAX_SUFFIX):
+        candidate = base if suffix == 1 else f"{base}-{suffix}"
+        if _valid_username(field, candidate) and not _username_taken(candidate):
+            return candidate
+    raise GrantRefused(Reason.SIGNUP_CONFLICT, "no valid free username could be made")
+
+
+_MAX_SUFFIX = 1000
+
+
+# What UnicodeUsernameValidator, Django's default, allows: letters, digits and @.+-_
+_USERNAME_JUNK = re.compile(r"[^\w.@+-]")
+
+
+def _valid_username(field: Any, name: str) -> bool:
+    try:
+        field.run_validators(name)
+    except ValidationError:
+        return False
+    return True

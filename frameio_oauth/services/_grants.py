@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,15 +48,23 @@ def exchange_code(
     except UnusableProviderValue:
         _give_back_unless_held(tokens, info.id)
         raise
-    return tokens, info
+    return tokens, _without_unusable_email(info)
+
+
+def _without_unusable_email(info: provider.UserInfo) -> provider.UserInfo:
+    # The e-mail is optional and only shown: one that does not fit is dropped, not fatal.
+    if not info.email or OAuthToken.fits("provider_email", info.email):
+        return info
+    logger.warning("the e-mail address Frame.io sent cannot be stored; keeping none")
+    return dataclasses.replace(info, email="")
 
 
 def check_grant_values(tokens: provider.TokenResponse, info: provider.UserInfo) -> None:
     """Raise :class:`UnusableProviderValue` unless everything a new grant stores about the
     provider's answer fits its column as sent: nothing is cut short, nothing fails to save."""
     OAuthToken.check_provider_value("provider_user_id", info.id)
-    if info.email:
-        OAuthToken.check_provider_value("provider_email", info.email)
+    if tokens.refresh_token_unusable:
+        raise UnusableProviderValue("refresh_token", "it is not printable ASCII (RFC 6749)")
     OAuthToken.check_provider_value("token_type", tokens.token_type)
     if tokens.scope is not None:
         OAuthToken.check_provider_value("scope", tokens.scope)
@@ -69,11 +78,7 @@ def _give_back_unless_held(tokens: provider.TokenResponse, identity: str) -> Non
 
 
 def _usable_id(identity: str) -> bool:
-    try:
-        OAuthToken.check_provider_value("provider_user_id", identity)
-    except UnusableProviderValue:
-        return False
-    return True
+    return OAuthToken.fits("provider_user_id", identity)
 
 
 def _no_live_grant_stored(identity: str | None = None) -> bool:
@@ -165,7 +170,7 @@ def store_grant(
             replaced = _revocation.snapshot(token)
         token.provider = conf.provider_name
         token.provider_user_id = info.id
-        token.provider_email = info.email
+        token.provider_email = _without_unusable_email(info).email
         token.status = OAuthToken.Status.ACTIVE
         token.failure_count = 0
         token.last_error = ""

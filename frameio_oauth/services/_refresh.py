@@ -224,8 +224,12 @@ def refresh_locked(token: OAuthToken, tx: RefreshTransaction) -> RefreshResult:
         return _reauth(
             token, ReauthorizationRequired("no refresh token; the offline scope was not granted")
         )
+    replaced = token.ciphertexts()
     try:
         response = provider.refresh_grant(refresh_token, scope=refresh_scope(token))
+        # The answer's own time, not the sweep's start: expiry and schedule count from it.
+        issued_at = timezone.now()
+        apply_tokens(token, response, keep_refresh_token=True, issued_at=issued_at)
     except ReauthorizationRequired as exc:
         return _reauth(token, exc)
     except (ProviderUnavailable, ProviderError) as exc:
@@ -236,13 +240,10 @@ def refresh_locked(token: OAuthToken, tx: RefreshTransaction) -> RefreshResult:
         tx.interrupted = exc
         return _failed(token, ProviderUnavailable("the task's time limit ran out mid-call"))
     except Exception as exc:
-        # Whatever else breaks must not stop the sweep on this row forever.
+        # Whatever else breaks must not stop the sweep, nor this row for good. (Only the
+        # failure's columns are saved, whatever apply_tokens had set.)
         logger.exception("refresh of token %s failed unexpectedly", token.pk)
         return _failed(token, ProviderError(f"unexpected {type(exc).__name__} in the refresh"))
-    replaced = token.ciphertexts()
-    # The answer's own time, not the sweep's start: expiry and schedule count from it.
-    issued_at = timezone.now()
-    apply_tokens(token, response, keep_refresh_token=True, issued_at=issued_at)
     token.last_refreshed_at = issued_at
     token.failure_count = 0
     token.last_error = ""

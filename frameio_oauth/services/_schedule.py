@@ -48,7 +48,9 @@ def apply_tokens(
     issued_at: datetime,
 ) -> None:
     token.access_token = response.access_token
-    if response.refresh_token is not None or not keep_refresh_token:
+    if response.refresh_token_unusable:
+        token.refresh_token = None  # the one presented may be spent; its successor is unusable
+    elif response.refresh_token is not None or not keep_refresh_token:
         token.refresh_token = response.refresh_token
     # A refresh answer cannot be refused (its refresh token may be rotated already), so a value
     # that does not fit its column gives way to a safe one; a new grant was checked before.
