@@ -285,7 +285,7 @@ def main() -> None:
         f"{stubbed * ms:.3f} ms"
     )
     print("breakdown references (CPU, median):")
-    # The library locks and saves with SQL built once (services/_rows.py) on PostgreSQL; these
+    # The library locks and saves with SQL built once (services/_db.py) on PostgreSQL; these
     # are what the same steps cost through querysets, for comparison.
     print(f"  for comparison, ORM lock + full-row save + commit: {floor * ms:.3f} ms")
     # This VM's speed moves by up to 2x within an hour; a ratio to work done in the same

@@ -1,6 +1,6 @@
 """Settings of the example site. Runs offline by default: SQLite, the local Frame.io stand-in
 on :8001, and Celery on a broker that is just a folder. Environment variables switch each part
-to the real thing (see README.md, "The example project and the local stand-in")."""
+to the real thing (docs/example.md)."""
 
 from __future__ import annotations
 

@@ -81,8 +81,8 @@ class DecryptionError(FrameioOAuthError):
 
 
 class GrantRefused(FrameioOAuthError):
-    """A new grant that is not stored, and why (``reason``); the grant was given back where
-    that cannot cut a live connection here."""
+    """A new grant that is not stored, and why (``reason``). Only a grant nobody here is linked
+    to (NO_ACCOUNT) is given back; the others are left to expire (docs/security.md)."""
 
     class Reason(enum.Enum):
         NO_ACCOUNT = "no_account"  # nobody here is linked to it, and sign-up is off

@@ -28,8 +28,8 @@ from tests.settings import FRAMEIO_OAUTH
 
 pytestmark = pytest.mark.django_db
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-# The smallest first backoff the README documents: 30 s, jittered into its upper half.
+RULE_DOC = Path(__file__).resolve().parent.parent / "docs" / "design.md"
+# The smallest first backoff docs/operations.md documents: 30 s, jittered into its upper half.
 MIN_FIRST_BACKOFF = timedelta(seconds=15)
 # Between recording a failure and the row's write (updated_at) there is only Python code.
 RECORDING = timedelta(milliseconds=50)
@@ -163,23 +163,23 @@ def test_a_token_is_due_once_expired_even_while_its_refresh_backs_off(
     assert services.needs_refresh(token)
 
 
-# The README's table of lifetimes and the window their tokens are refreshed in.
+# docs/design.md's table of lifetimes and the window their tokens are refreshed in.
 _ROW = re.compile(r"^\s*\|\s*([\d,]+)[^|]*\|\s*([\d,]+) and ([\d,]+)\s*\|\s*$")
 
 
-def _readme_windows() -> list[tuple[int, int, int]]:
+def _documented_windows() -> list[tuple[int, int, int]]:
     def number(text: str) -> int:
         return int(text.replace(",", ""))
 
-    rows = [_ROW.match(line) for line in README.read_text().splitlines()]
+    rows = [_ROW.match(line) for line in RULE_DOC.read_text().splitlines()]
     return [(number(m[1]), number(m[2]), number(m[3])) for m in rows if m]
 
 
-def test_the_readme_states_the_refresh_window_the_code_computes(
+def test_the_docs_state_the_refresh_window_the_code_computes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    windows = _readme_windows()
-    assert len(windows) >= 4, "the README's table of refresh windows was not found"
+    windows = _documented_windows()
+    assert len(windows) >= 4, "docs/design.md's table of refresh windows was not found"
     issued = timezone.now()
     with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "REFRESH_MARGIN": 300}):
         for lifetime, earliest, latest in windows:

@@ -208,7 +208,7 @@ def disconnect(user: AbstractBaseUser) -> DisconnectResult:
     If the revocation does not go through (an outage, or an error an operator can fix), the
     row stays with status ``revoked`` (disconnected for every purpose here) until a later
     sweep gets it through: deleting it would leave a live grant at Frame.io that nothing
-    could end. The result says which (see ``_revocations``).
+    could end. The result says which (see ``_revocation``).
     """
     tokens_db = OAuthToken.objects.using(_db.alias())
     with transaction.atomic(using=tokens_db.db):

@@ -75,13 +75,15 @@ def get_access_token(user: AbstractBaseUser) -> str:
     if not is_due(token, now):
         return str(token.access_token)
     try:
-        return str(_on_demand(token.pk).access_token)
+        refreshed = _attempt_on_demand(token.pk).token
     except (RefreshInsideTransaction, ProviderUnavailable, ProviderError):
         # The old access token may still have minutes to live (and the sweep will refresh it
         # outside the caller's transaction): use it rather than fail.
         if not token.is_expired(now):
             return str(token.access_token)
         raise
+    assert refreshed is not None
+    return str(refreshed.access_token)
 
 
 def refresh(token_id: int, *, force: bool = False) -> OAuthToken:
