@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from frameio_oauth.models import OAuthToken
-from tests.services_probe import (
+from tests.support.services_probe import (
     IN_CI,
     PG_HOST,
     PG_PORT,
@@ -24,10 +24,6 @@ from tests.services_probe import (
 )
 
 SERVICE_SKIP_PREFIX = "needs a real service:"
-
-TOKEN_URL = "https://applications.frame.io/oauth2/token"
-REVOKE_URL = "https://applications.frame.io/oauth2/revoke"
-USERINFO_URL = "https://api.frame.io/v2/me"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -176,7 +172,7 @@ def db_vendor(db: None) -> str:
 @pytest.fixture(scope="session")
 def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The local Frame.io stand-in: django-oauth-toolkit with rotation and reuse protection."""
-    from tests.standin import start_standin
+    from tests.support.standin import start_standin
 
     server = start_standin(
         tmp_path_factory.mktemp("standin") / "standin.sqlite3",

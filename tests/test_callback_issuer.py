@@ -11,7 +11,7 @@ from django.test import Client, override_settings
 
 from frameio_oauth.models import OAuthToken
 from frameio_oauth.views import SESSION_KEY
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.settings import FRAMEIO_OAUTH
 from tests.test_views import ME, TOKENS, assert_refused, callback, provider_answers, start
 
 pytestmark = pytest.mark.django_db

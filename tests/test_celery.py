@@ -27,9 +27,9 @@ from frameio_oauth.tasks import (
     refresh_token_if_due,
     retry_countdown,
 )
-from tests.celery_app import app
-from tests.conftest import TOKEN_URL
-from tests.services_probe import REDIS_URL, redis_available
+from tests.support.celery_app import app
+from tests.support.frameio import TOKEN_URL
+from tests.support.services_probe import REDIS_URL, redis_available
 
 ROOT = Path(__file__).resolve().parent.parent
 NEW = {"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3600}
@@ -43,7 +43,7 @@ SCHEDULE = {
 
 @pytest.fixture(scope="module", autouse=True)
 def this_runs_queue_removed_from_redis_afterwards() -> Iterator[None]:
-    """Each run has a queue of its own (tests/settings.py); without this, Redis would keep
+    """Each run has a queue of its own (tests/support/settings.py); without this, Redis would keep
     its binding keys after every run."""
     yield
     if not redis_available():
@@ -258,7 +258,7 @@ def test_django_celery_beats_database_scheduler_takes_the_schedule() -> None:
 def test_a_real_worker_on_redis_runs_the_sweep_and_the_token_changes(
     due_token: OAuthToken, fanout: bool
 ) -> None:
-    from tests.fake_provider import rotating_provider
+    from tests.support.fake_provider import rotating_provider
 
     with rotating_provider() as (url, provider):
         token = OAuthToken.objects.get(pk=due_token.pk)
@@ -308,7 +308,7 @@ def test_a_real_worker_on_redis_runs_the_sweep_and_the_token_changes(
 def test_a_real_worker_drops_a_fanned_out_task_that_waited_past_its_expiry(
     due_token: OAuthToken,
 ) -> None:
-    from tests.fake_provider import rotating_provider
+    from tests.support.fake_provider import rotating_provider
 
     with rotating_provider() as (url, provider):
         app.conf.update(task_always_eager=False, broker_url=REDIS_URL, result_backend=REDIS_URL)

@@ -11,8 +11,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from frameio_oauth.models import OAuthToken
-from tests.conftest import TOKEN_URL
-from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
+from tests.support.frameio import TOKEN_URL
+from tests.support.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
 
 NEW_FIRST = {**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": [OLD_TEST_KEY, TEST_KEY]}
 

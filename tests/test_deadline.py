@@ -29,15 +29,15 @@ from django.test import override_settings
 from frameio_oauth import provider, services
 from frameio_oauth.exceptions import ProviderError, ProviderUnavailable
 from frameio_oauth.models import OAuthToken
-from tests.loopback import (
+from tests.support.loopback import (
     Handler,
     loopback_server,
     read_request,
     self_signed_tls,
     stalled_listener,
 )
-from tests.pg_sessions import other_session, token_row_lock
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.pg_sessions import other_session, token_row_lock
+from tests.support.settings import FRAMEIO_OAUTH
 
 BUDGET = 1.0
 # The four calls share one transport: the matrix of them is run on a shorter budget.

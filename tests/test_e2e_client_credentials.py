@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from frameio_oauth import provider
 from frameio_oauth.exceptions import ReauthorizationRequired
-from tests.standin import CONFIDENTIAL, Standin, start_standin
+from tests.support.standin import CONFIDENTIAL, Standin, start_standin
 
 AWKWARD_SECRET = "s3cr+t %/&=é:x"
 

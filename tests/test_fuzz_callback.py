@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from frameio_oauth.models import OAuthToken
 from frameio_oauth.views import SESSION_KEY
-from tests.conftest import REVOKE_URL, TOKEN_URL, USERINFO_URL
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.frameio import REVOKE_URL, TOKEN_URL, USERINFO_URL
+from tests.support.settings import FRAMEIO_OAUTH
 
 pytestmark = pytest.mark.django_db
 

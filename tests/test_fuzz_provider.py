@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from frameio_oauth import provider
 from frameio_oauth.exceptions import FrameioOAuthError
-from tests.conftest import TOKEN_URL
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.frameio import TOKEN_URL
+from tests.support.settings import FRAMEIO_OAUTH
 
 REFRESH = "RT-fuzz-3f9a1c"
 CLIENT_SECRET = str(FRAMEIO_OAUTH["CLIENT_SECRET"])

@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from frameio_oauth.exceptions import NotConnected, ReauthorizationRequired
 from frameio_oauth.http import api_origins, origin_of, session_for
 from frameio_oauth.models import OAuthToken
-from tests.conftest import TOKEN_URL
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.frameio import TOKEN_URL
+from tests.support.settings import FRAMEIO_OAUTH
 
 API = "https://api.frame.io/v2/me"
 NEW = {"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3600}

@@ -21,7 +21,7 @@ from frameio_oauth import services
 from frameio_oauth.exceptions import ReauthorizationRequired
 from frameio_oauth.http import session_for
 from frameio_oauth.models import OAuthToken
-from tests.interop_server import (
+from tests.support.interop_server import (
     CONFIDENTIAL,
     PUBLIC,
     RESERVED_CHARACTERS,

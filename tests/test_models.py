@@ -15,7 +15,7 @@ from frameio_oauth import services
 from frameio_oauth.crypto import TokenCipher, get_cipher
 from frameio_oauth.exceptions import DecryptionError
 from frameio_oauth.models import OAuthToken, OwnerChangeRefused
-from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
+from tests.support.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
 
 pytestmark = pytest.mark.django_db
 

@@ -21,9 +21,9 @@ from django.utils import timezone
 from frameio_oauth import provider, services
 from frameio_oauth.exceptions import ProviderError, ProviderUnavailable, ReauthorizationRequired
 from frameio_oauth.models import OAuthToken
-from tests.conftest import REVOKE_URL, TOKEN_URL, USERINFO_URL
-from tests.loopback import loopback_server
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.frameio import REVOKE_URL, TOKEN_URL, USERINFO_URL
+from tests.support.loopback import loopback_server
+from tests.support.settings import FRAMEIO_OAUTH
 
 PUBLIC = {key: value for key, value in FRAMEIO_OAUTH.items() if key != "CLIENT_SECRET"}
 GOOD = {

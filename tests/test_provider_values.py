@@ -15,7 +15,7 @@ from django.utils import timezone
 from frameio_oauth import services
 from frameio_oauth.exceptions import UnusableProviderValue
 from frameio_oauth.models import OAuthToken
-from tests.conftest import REVOKE_URL, TOKEN_URL, USERINFO_URL
+from tests.support.frameio import REVOKE_URL, TOKEN_URL, USERINFO_URL
 
 pytestmark = pytest.mark.django_db
 
@@ -147,7 +147,7 @@ def test_a_sign_up_with_unusable_account_details_creates_no_user(
 ) -> None:
     from django.test import override_settings
 
-    from tests.settings import FRAMEIO_OAUTH
+    from tests.support.settings import FRAMEIO_OAUTH
 
     with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ALLOW_SIGNUP": True}):
         response, _ = sign_in_with(client, provider_http, {"email": "no address"})

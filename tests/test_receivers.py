@@ -17,7 +17,7 @@ from django.test import Client
 
 from frameio_oauth import signals
 from frameio_oauth.models import OAuthToken
-from tests.conftest import REVOKE_URL
+from tests.support.frameio import REVOKE_URL
 
 pytestmark = pytest.mark.django_db
 

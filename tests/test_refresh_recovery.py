@@ -25,8 +25,8 @@ from django.utils import timezone
 from frameio_oauth import services, signals
 from frameio_oauth.models import OAuthToken
 from frameio_oauth.services import _db
-from tests.conftest import TOKEN_URL
-from tests.pg_sessions import end_session, own_pid, token_row_lock
+from tests.support.frameio import TOKEN_URL
+from tests.support.pg_sessions import end_session, own_pid, token_row_lock
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

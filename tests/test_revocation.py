@@ -22,9 +22,9 @@ from django.utils import timezone
 from frameio_oauth import provider, services, signals
 from frameio_oauth.exceptions import GrantRefused, NotConnected
 from frameio_oauth.models import OAuthToken
-from tests.conftest import REVOKE_URL, TOKEN_URL
-from tests.pg_sessions import other_session
-from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY
+from tests.support.frameio import REVOKE_URL, TOKEN_URL
+from tests.support.pg_sessions import other_session
+from tests.support.settings import FRAMEIO_OAUTH, OLD_TEST_KEY
 
 pytestmark = pytest.mark.django_db
 

@@ -18,8 +18,8 @@ from django.utils import timezone
 from frameio_oauth import provider, services, signals
 from frameio_oauth.exceptions import GrantRefused, RefreshInsideTransaction
 from frameio_oauth.models import OAuthToken
-from tests.conftest import REVOKE_URL, TOKEN_URL
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.frameio import REVOKE_URL, TOKEN_URL
+from tests.support.settings import FRAMEIO_OAUTH
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "tokens"])
 
@@ -32,7 +32,7 @@ NEW = {"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3600}
 
 @pytest.fixture(autouse=True)
 def tokens_routed_to_their_own_alias() -> Iterator[None]:
-    with override_settings(DATABASE_ROUTERS=["tests.routers.TokensOnTheirOwnAlias"]):
+    with override_settings(DATABASE_ROUTERS=["tests.support.routers.TokensOnTheirOwnAlias"]):
         yield
 
 

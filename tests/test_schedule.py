@@ -22,9 +22,9 @@ from django.utils import timezone
 
 from frameio_oauth import services
 from frameio_oauth.models import OAuthToken
-from tests.conftest import TOKEN_URL
-from tests.loopback import loopback_server
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.frameio import TOKEN_URL
+from tests.support.loopback import loopback_server
+from tests.support.settings import FRAMEIO_OAUTH
 
 pytestmark = pytest.mark.django_db
 

@@ -26,8 +26,8 @@ from frameio_oauth.exceptions import (
     RefreshInsideTransaction,
 )
 from frameio_oauth.models import OAuthToken
-from tests.conftest import TOKEN_URL
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.frameio import TOKEN_URL
+from tests.support.settings import FRAMEIO_OAUTH
 
 pytestmark = pytest.mark.django_db
 

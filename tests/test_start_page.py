@@ -13,8 +13,8 @@ from django.contrib.sessions.models import Session
 from django.test import Client, override_settings
 
 from frameio_oauth.views import SESSION_KEY
-from tests.settings import FRAMEIO_OAUTH
-from tests.standin import form_fields
+from tests.support.settings import FRAMEIO_OAUTH
+from tests.support.standin import form_fields
 from tests.test_views import callback, start
 
 pytestmark = pytest.mark.django_db

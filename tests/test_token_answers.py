@@ -14,8 +14,8 @@ from django.utils import timezone
 from frameio_oauth import services
 from frameio_oauth.exceptions import ProviderError
 from frameio_oauth.models import OAuthToken
-from tests.conftest import TOKEN_URL
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.frameio import TOKEN_URL
+from tests.support.settings import FRAMEIO_OAUTH
 
 pytestmark = pytest.mark.django_db
 

@@ -18,8 +18,8 @@ from frameio_oauth.exceptions import NotConnected
 from frameio_oauth.models import OAuthToken
 from frameio_oauth.services import _accounts as accounts
 from frameio_oauth.views import SESSION_KEY
-from tests.conftest import REVOKE_URL, TOKEN_URL, USERINFO_URL
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.frameio import REVOKE_URL, TOKEN_URL, USERINFO_URL
+from tests.support.settings import FRAMEIO_OAUTH
 
 pytestmark = pytest.mark.django_db
 
