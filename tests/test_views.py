@@ -14,12 +14,12 @@ from django.test import Client, RequestFactory, override_settings
 from django.urls import resolve
 
 from frameio_oauth import services, signals, views
-from frameio_oauth.exceptions import NotConnected
+from frameio_oauth.exceptions import GrantRefused, NotConnected
 from frameio_oauth.models import OAuthToken
-from frameio_oauth.services import _accounts as accounts
 from frameio_oauth.views import SESSION_KEY
 from tests.support.frameio import REVOKE_URL, TOKEN_URL, USERINFO_URL
 from tests.support.settings import FRAMEIO_OAUTH
+from tests.support.signups import taken_once_looked_up
 
 pytestmark = pytest.mark.django_db
 
@@ -209,18 +209,17 @@ def test_signup_never_links_by_email_to_an_existing_account(
 
 
 def test_two_sign_ups_that_pick_the_same_free_name_both_get_an_account(
-    client: Client,
-    provider_http: responses.RequestsMock,
-    django_user_model: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    client: Client, provider_http: responses.RequestsMock
 ) -> None:
-    # Another sign-up took "alice" between the free-name lookup and this save.
-    django_user_model.objects.create(username="alice")
-    names = iter(["alice", "alice-2"])
-    monkeypatch.setattr(accounts, "_free_username", lambda info: next(names))
     provider_answers(provider_http)
-    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ALLOW_SIGNUP": True}):
-        response = callback(client, state=start(client), code="C")
+    state = start(client)
+    # Another sign-up takes "alice" between this one's lookup of it and its save.
+    with (
+        override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ALLOW_SIGNUP": True}),
+        taken_once_looked_up(["alice"]) as taken,
+    ):
+        response = callback(client, state=state, code="C")
+    assert taken == ["alice"]
     assert response.status_code == 302
     assert OAuthToken.objects.get().user.username == "alice-2"
 
@@ -317,6 +316,35 @@ def assert_refused(response: Any, code: str, status: int = 400) -> None:
     assert f'data-error-code="{code}"'.encode() in response.content
     assert response["Referrer-Policy"] == "no-referrer"
     assert not OAuthToken.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("reason", "status"),
+    [
+        (GrantRefused.Reason.NO_ACCOUNT, 403),
+        (GrantRefused.Reason.LINKED_ELSEWHERE, 409),
+        (GrantRefused.Reason.INACTIVE, 403),
+        (GrantRefused.Reason.NO_EMAIL, 403),
+        (GrantRefused.Reason.EMAIL_TAKEN, 409),
+        (GrantRefused.Reason.SIGNUP_CONFLICT, 409),
+        (GrantRefused.Reason.BUSY, 409),
+    ],
+    ids=lambda value: value.value if isinstance(value, GrantRefused.Reason) else str(value),
+)
+def test_a_refused_grant_ends_on_the_error_page_with_its_reason_and_status(
+    client: Client,
+    provider_http: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch,
+    reason: GrantRefused.Reason,
+    status: int,
+) -> None:
+    # 403: this visitor may not have it; 409: it collides with what is stored here.
+    def refused(*args: Any) -> Any:
+        raise GrantRefused(reason, "refused by the services")
+
+    monkeypatch.setattr(services, "connect_or_sign_in", refused)
+    provider_answers(provider_http)
+    assert_refused(callback(client, state=start(client), code="C"), reason.value, status)
 
 
 def test_callback_with_missing_state_is_rejected(
