@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import responses
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from frameio_oauth.models import OAuthToken
@@ -140,6 +141,13 @@ def make_token() -> Callable[..., OAuthToken]:
 
 
 @pytest.fixture
+def due_token(user: Any, make_token: Callable[..., OAuthToken]) -> OAuthToken:
+    """The user's token inside its refresh margin: it expires in 2 minutes and has been due
+    since the margin (5 minutes) began."""
+    return make_token(user, expires_at=timezone.now() + timedelta(minutes=2))
+
+
+@pytest.fixture
 def make_due_tokens(
     django_user_model: Any, make_token: Callable[..., OAuthToken]
 ) -> Callable[[int], list[OAuthToken]]:
@@ -155,6 +163,13 @@ def make_due_tokens(
         return due
 
     return make
+
+
+@pytest.fixture
+def signed_in(client: Client, user: Any) -> Client:
+    """The test client, signed in as ``user``."""
+    client.force_login(user)
+    return client
 
 
 @pytest.fixture

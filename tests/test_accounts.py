@@ -12,8 +12,8 @@ from django.test import Client, override_settings
 from frameio_oauth import services
 from frameio_oauth.exceptions import GrantRefused
 from frameio_oauth.models import OAuthToken
-from frameio_oauth.provider import TokenResponse, UserInfo
-from tests.support.frameio import REVOKE_URL, TOKEN_URL, USERINFO_URL
+from frameio_oauth.provider import UserInfo
+from tests.support.frameio import GRANT, REVOKE_URL, TOKEN_URL, USERINFO_URL
 from tests.support.settings import FRAMEIO_OAUTH
 from tests.support.signups import taken_once_looked_up
 
@@ -21,9 +21,6 @@ pytestmark = pytest.mark.django_db
 
 SIGNUP = {**FRAMEIO_OAUTH, "ALLOW_SIGNUP": True}
 INFO = UserInfo(id="fio-42", email="alice@frame.example", name="Alice")
-GRANT = TokenResponse(
-    access_token="AT-1", token_type="bearer", expires_in=3600, refresh_token="RT-1"
-)
 
 
 def sign_in(info: UserInfo = INFO) -> Any:

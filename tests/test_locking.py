@@ -29,6 +29,7 @@ from frameio_oauth.models import OAuthToken
 from tests.support.fake_provider import rotating_provider
 from tests.support.pg_sessions import end_session, own_pid
 from tests.support.standin import CONFIDENTIAL, Standin, sign_in_with_frameio
+from tests.support.tokens import make_due
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -43,13 +44,6 @@ def subprocess_env(oauth: dict[str, Any]) -> dict[str, str]:
         "FRAMEIO_TEST_PGDATABASE": connection.settings_dict["NAME"],
         "FRAMEIO_TEST_OAUTH_JSON": json.dumps(oauth),
     }
-
-
-def make_due(token: OAuthToken) -> None:
-    now = timezone.now()
-    OAuthToken.objects.filter(pk=token.pk).update(
-        expires_at=now + timedelta(seconds=60), next_refresh_at=now - timedelta(seconds=1)
-    )
 
 
 def sha(text: str) -> str:

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Any
 from unittest import mock
 
@@ -21,24 +20,15 @@ import responses
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import OperationalError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from frameio_oauth import services, signals
 from frameio_oauth.models import OAuthToken
-from tests.support.frameio import TOKEN_URL
+from tests.support.frameio import NEW, TOKEN_URL
 from tests.support.pg_sessions import end_session, other_session, own_pid, token_row_lock
+from tests.support.signals import Received
+from tests.support.tokens import stored
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-NEW = {"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3600}
-
-
-@pytest.fixture
-def due_token(user: Any, make_token: Any) -> OAuthToken:
-    now = timezone.now()
-    return make_token(
-        user, expires_at=now + timedelta(minutes=2), next_refresh_at=now - timedelta(minutes=1)
-    )
 
 
 @pytest.fixture
@@ -49,16 +39,9 @@ def rotating(provider_http: responses.RequestsMock) -> responses.RequestsMock:
 
 @pytest.fixture
 def refreshed() -> Iterator[list[dict[str, Any]]]:
-    calls: list[dict[str, Any]] = []
-    signals.token_refreshed.connect(
-        lambda **kwargs: calls.append(kwargs), weak=False, dispatch_uid="recovery-refreshed"
-    )
-    yield calls
-    signals.token_refreshed.disconnect(dispatch_uid="recovery-refreshed")
-
-
-def stored(token: OAuthToken) -> OAuthToken:
-    return OAuthToken.objects.get(pk=token.pk)
+    """Every token_refreshed sent during the test."""
+    with Received(signals.token_refreshed) as got:
+        yield got.calls
 
 
 TABLE = OAuthToken._meta.db_table
@@ -244,7 +227,7 @@ def test_when_no_try_can_save_it_the_lost_rotation_is_logged_and_the_error_raise
     assert (row.refresh_token, row.status) == (due_token.refresh_token, OAuthToken.Status.ACTIVE)
 
 
-# --- idle_in_transaction_session_timeout --------------------------------------------------------
+# --- idle_in_transaction_session_timeout ------------------------------------------------------
 
 
 @pytest.fixture

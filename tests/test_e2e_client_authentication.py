@@ -1,4 +1,4 @@
-"""HTTP Basic client credentials against django-oauth-toolkit (the stand-in), with a client
+"""HTTP Basic client authentication against django-oauth-toolkit (the stand-in), with a client
 secret that is not all letters and digits: RFC 6749 §2.3.1 form-urlencodes both parts first,
 and the server decodes them so."""
 
