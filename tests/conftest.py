@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import responses
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -177,11 +176,6 @@ def provider_http() -> Iterator[responses.RequestsMock]:
     """Every HTTP call is mocked; an unexpected one fails the test."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
-
-
-@pytest.fixture
-def db_vendor(db: None) -> str:
-    return connection.vendor
 
 
 @pytest.fixture(scope="session")

@@ -441,52 +441,35 @@ def test_a_refresh_answer_with_an_unusable_token_type_is_stored_as_bearer(
 
 
 def test_a_rotated_refresh_token_in_a_doubtful_answer_is_stored(
-    user: Any, make_token: Any, provider_http: responses.RequestsMock
+    due_token: OAuthToken, provider_http: responses.RequestsMock
 ) -> None:
-    now = timezone.now()
-    token = make_token(
-        user, expires_at=now + timedelta(minutes=2), next_refresh_at=now - timedelta(minutes=3)
-    )
-    provider_http.post(
-        TOKEN_URL,
-        json={"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3599.5},
-    )
-    services.refresh(token.pk)
-    stored = OAuthToken.objects.get(pk=token.pk)
-    assert (stored.access_token, stored.refresh_token, stored.failure_count) == (
-        "AT-new",
-        "RT-new",
-        0,
-    )
+    provider_http.post(TOKEN_URL, json={**NEW, "expires_in": 3599.5})
+    services.refresh(due_token.pk)
+    row = stored(due_token)
+    assert (row.access_token, row.refresh_token, row.failure_count) == ("AT-new", "RT-new", 0)
 
 
 def test_an_empty_refresh_token_in_a_refresh_answer_keeps_the_stored_one(
-    user: Any, make_token: Any, provider_http: responses.RequestsMock
+    due_token: OAuthToken, provider_http: responses.RequestsMock
 ) -> None:
-    token = make_token(user, expires_at=timezone.now() + timedelta(minutes=2))
     provider_http.post(TOKEN_URL, json={"access_token": "AT-new", "refresh_token": ""})
-    services.refresh(token.pk)
-    stored = OAuthToken.objects.get(pk=token.pk)
-    assert (stored.access_token, stored.refresh_token) == ("AT-new", token.refresh_token)
+    services.refresh(due_token.pk)
+    row = stored(due_token)
+    assert (row.access_token, row.refresh_token) == ("AT-new", due_token.refresh_token)
 
 
 def test_an_echoed_refresh_token_never_reaches_last_error(
-    user: Any, make_token: Any, provider_http: responses.RequestsMock
+    due_token: OAuthToken, provider_http: responses.RequestsMock
 ) -> None:
-    token = make_token(user, expires_at=timezone.now() + timedelta(minutes=2))
+    echo = f"{due_token.refresh_token} is malformed"
     provider_http.post(
-        TOKEN_URL,
-        status=400,
-        json={
-            "error": "invalid_request",
-            "error_description": f"{token.refresh_token} is malformed",
-        },
+        TOKEN_URL, status=400, json={"error": "invalid_request", "error_description": echo}
     )
     with pytest.raises(ProviderError):
-        services.refresh(token.pk)
-    stored = OAuthToken.objects.get(pk=token.pk)
-    assert token.refresh_token not in stored.last_error
-    assert "[redacted] is malformed" in stored.last_error
+        services.refresh(due_token.pk)
+    row = stored(due_token)
+    assert due_token.refresh_token not in row.last_error
+    assert "[redacted] is malformed" in row.last_error
 
 
 def test_a_public_clients_refused_refresh_quotes_frameio_without_the_refresh_token(

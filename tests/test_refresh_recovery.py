@@ -81,7 +81,8 @@ def failing_saves(
 def meanwhile(statement: str, params: list[Any]) -> Iterator[None]:
     """Once a save of the refresh's answer has been tried, another session runs and commits
     ``statement`` just before the next locking SELECT: as a disconnect or a deletion that came
-    between the failure and the second try would."""
+    between the failure and the second try would. Enter it before failing_saves, so that its
+    wrapper sees the save that failing_saves' wrapper then fails."""
     tried = [False]
 
     def wrapper(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
@@ -93,7 +94,6 @@ def meanwhile(statement: str, params: list[Any]) -> Iterator[None]:
                 other.execute(statement, params)
         return execute(sql, *args)
 
-    # Outside failing_saves' wrapper, so it sees the save that wrapper makes fail.
     with connection.execute_wrapper(wrapper):
         yield
 
