@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
-from tests.settings import *  # noqa: F403
-from tests.settings import FRAMEIO_OAUTH as _TEST_FRAMEIO_OAUTH
-from tests.settings import PG_HOST, PG_PORT
+from tests.support.settings import *  # noqa: F403
+from tests.support.settings import FRAMEIO_OAUTH as _TEST_FRAMEIO_OAUTH
+from tests.support.settings import PG_HOST, PG_PORT
 
 BENCH_DB_NAME = os.environ.get("FRAMEIO_BENCH_PGDATABASE", "frameio_bench")
 

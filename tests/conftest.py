@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import responses
-from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from frameio_oauth.models import OAuthToken
-from tests.services_probe import (
+from tests.support.services_probe import (
     IN_CI,
     PG_HOST,
     PG_PORT,
@@ -24,10 +24,6 @@ from tests.services_probe import (
 )
 
 SERVICE_SKIP_PREFIX = "needs a real service:"
-
-TOKEN_URL = "https://applications.frame.io/oauth2/token"
-REVOKE_URL = "https://applications.frame.io/oauth2/revoke"
-USERINFO_URL = "https://api.frame.io/v2/me"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -144,6 +140,13 @@ def make_token() -> Callable[..., OAuthToken]:
 
 
 @pytest.fixture
+def due_token(user: Any, make_token: Callable[..., OAuthToken]) -> OAuthToken:
+    """The user's token inside its refresh margin: it expires in 2 minutes and has been due
+    since the margin (5 minutes) began."""
+    return make_token(user, expires_at=timezone.now() + timedelta(minutes=2))
+
+
+@pytest.fixture
 def make_due_tokens(
     django_user_model: Any, make_token: Callable[..., OAuthToken]
 ) -> Callable[[int], list[OAuthToken]]:
@@ -162,21 +165,23 @@ def make_due_tokens(
 
 
 @pytest.fixture
+def signed_in(client: Client, user: Any) -> Client:
+    """The test client, signed in as ``user``."""
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
 def provider_http() -> Iterator[responses.RequestsMock]:
     """Every HTTP call is mocked; an unexpected one fails the test."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
 
 
-@pytest.fixture
-def db_vendor(db: None) -> str:
-    return connection.vendor
-
-
 @pytest.fixture(scope="session")
 def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The local Frame.io stand-in: django-oauth-toolkit with rotation and reuse protection."""
-    from tests.standin import start_standin
+    from tests.support.standin import start_standin
 
     server = start_standin(
         tmp_path_factory.mktemp("standin") / "standin.sqlite3",

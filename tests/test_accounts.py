@@ -5,21 +5,27 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, models
+from django.core.validators import MaxLengthValidator
+from django.db import IntegrityError
 from django.test import Client, override_settings
 
+from frameio_oauth import services
 from frameio_oauth.exceptions import GrantRefused
 from frameio_oauth.models import OAuthToken
 from frameio_oauth.provider import UserInfo
-from frameio_oauth.services import _accounts as accounts
-from tests.conftest import REVOKE_URL, TOKEN_URL, USERINFO_URL
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.frameio import GRANT, REVOKE_URL, TOKEN_URL, USERINFO_URL
+from tests.support.settings import FRAMEIO_OAUTH
+from tests.support.signups import taken_once_looked_up
 
 pytestmark = pytest.mark.django_db
 
 SIGNUP = {**FRAMEIO_OAUTH, "ALLOW_SIGNUP": True}
 INFO = UserInfo(id="fio-42", email="alice@frame.example", name="Alice")
+
+
+def sign_in(info: UserInfo = INFO) -> Any:
+    """What the callback asks of the services for a visitor who is not signed in."""
+    return services.connect_or_sign_in(None, GRANT, info)
 
 
 @pytest.fixture
@@ -39,7 +45,7 @@ def test_a_sign_up_refused_by_another_unique_constraint_is_a_clear_conflict(
     another_unique_constraint: list[str],
 ) -> None:
     with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(GrantRefused) as caught:
-        accounts.user_for_identity(INFO)
+        sign_in()
     assert caught.value.reason.value == "signup_conflict"
 
 
@@ -47,7 +53,7 @@ def test_a_sign_up_refused_by_another_unique_constraint_is_not_retried(
     another_unique_constraint: list[str],
 ) -> None:
     with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(GrantRefused):
-        accounts.user_for_identity(INFO)
+        sign_in()
     assert another_unique_constraint == ["alice"]
 
 
@@ -58,7 +64,7 @@ def test_an_email_username_sign_up_refused_by_another_constraint_is_a_clear_conf
 ) -> None:
     monkeypatch.setattr(django_user_model, "USERNAME_FIELD", "email")
     with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(GrantRefused) as caught:
-        accounts.user_for_identity(INFO)
+        sign_in()
     assert caught.value.reason.value == "signup_conflict"
 
 
@@ -68,7 +74,7 @@ def test_an_email_username_sign_up_refuses_an_address_taken_in_another_case(
     monkeypatch.setattr(django_user_model, "USERNAME_FIELD", "email")
     django_user_model.objects.create(username="alice", email="Alice@Frame.Example")
     with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(GrantRefused) as caught:
-        accounts.user_for_identity(INFO)
+        sign_in()
     assert caught.value.reason.value == "email_taken"
 
 
@@ -79,7 +85,7 @@ def test_a_disabled_user_linked_to_the_identity_is_not_signed_in(
     user.is_active = False
     user.save()
     with pytest.raises(GrantRefused) as caught:
-        accounts.user_for_identity(INFO)
+        sign_in()
     assert caught.value.reason.value == "inactive"
 
 
@@ -89,31 +95,24 @@ def test_a_sign_up_for_a_user_model_without_an_email_field_still_creates_the_use
     # A custom user model may name no e-mail field at all: the address is then not stored.
     monkeypatch.setattr(django_user_model, "EMAIL_FIELD", "mail")
     with override_settings(FRAMEIO_OAUTH=SIGNUP):
-        created = accounts.user_for_identity(INFO)
+        created = sign_in()
     stored = django_user_model.objects.get(pk=created.pk)
     assert (stored.username, stored.email) == ("alice", "")
     assert not stored.has_usable_password()
 
 
 def test_a_sign_up_whose_every_free_name_is_taken_meanwhile_asks_to_try_again(
-    django_user_model: Any, monkeypatch: pytest.MonkeyPatch
+    django_user_model: Any,
 ) -> None:
-    free_username = accounts._free_username
-    tried: list[str] = []
-
-    def taken_at_once(info: UserInfo) -> str:
-        # Another sign-up takes each name between its lookup and this one's save.
-        name = free_username(info)
-        django_user_model.objects.create(username=name)
-        tried.append(name)
-        return name
-
-    monkeypatch.setattr(accounts, "_free_username", taken_at_once)
-    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(GrantRefused) as caught:
-        accounts.user_for_identity(INFO)
+    # Another sign-up takes each name between its lookup and this one's save.
+    with (
+        override_settings(FRAMEIO_OAUTH=SIGNUP),
+        taken_once_looked_up() as tried,
+        pytest.raises(GrantRefused) as caught,
+    ):
+        sign_in()
     assert caught.value.reason.value == "busy"
     assert tried == ["alice", "alice-2", "alice-3", "alice-4", "alice-5"]
-    assert django_user_model.objects.count() == accounts.SIGNUP_ATTEMPTS
 
 
 def test_an_email_username_sign_up_without_an_email_address_is_refused(
@@ -121,7 +120,7 @@ def test_an_email_username_sign_up_without_an_email_address_is_refused(
 ) -> None:
     monkeypatch.setattr(django_user_model, "USERNAME_FIELD", "email")
     with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(GrantRefused) as caught:
-        accounts.user_for_identity(UserInfo(id="fio-42"))
+        sign_in(UserInfo(id="fio-42"))
     assert caught.value.reason.value == "no_email"
     assert not django_user_model.objects.exists()
 
@@ -133,33 +132,13 @@ def test_an_email_username_sign_up_that_loses_a_race_for_the_address_says_it_is_
 ) -> None:
     # The address was free when looked up; another sign-up with it committed before the save.
     monkeypatch.setattr(django_user_model, "USERNAME_FIELD", "email")
-    username_taken = accounts._username_taken
-    lookups: list[str] = []
-
-    def then_taken(name: str) -> bool:
-        free = username_taken(name)
-        if not lookups:
-            django_user_model.objects.bulk_create([django_user_model(username="x", email=name)])
-        lookups.append(name)
-        return free
-
-    monkeypatch.setattr(accounts, "_username_taken", then_taken)
-    with override_settings(FRAMEIO_OAUTH=SIGNUP), pytest.raises(GrantRefused) as caught:
-        accounts.user_for_identity(INFO)
+    with (
+        override_settings(FRAMEIO_OAUTH=SIGNUP),
+        taken_once_looked_up([INFO.email]),
+        pytest.raises(GrantRefused) as caught,
+    ):
+        sign_in()
     assert caught.value.reason.value == "email_taken"
-
-
-class ShortEmailUser(AbstractBaseUser):
-    """A project's custom user model whose e-mail column is shorter than Frame.io's."""
-
-    username = models.CharField(max_length=150, unique=True)
-    email = models.EmailField(max_length=20)
-    USERNAME_FIELD = "username"
-    EMAIL_FIELD = "email"
-
-    class Meta:
-        app_label = "tests"
-        managed = False
 
 
 def test_a_sign_up_whose_email_does_not_fit_the_user_model_is_refused_and_given_back(
@@ -168,7 +147,10 @@ def test_a_sign_up_whose_email_does_not_fit_the_user_model_is_refused_and_given_
     django_user_model: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(accounts, "get_user_model", lambda: ShortEmailUser)
+    # As a project's custom user model may have it: shorter than Frame.io's addresses.
+    email = django_user_model._meta.get_field("email")
+    monkeypatch.setattr(email, "max_length", 20)
+    monkeypatch.setattr(email, "validators", [*email.validators, MaxLengthValidator(20)])
     provider_http.post(TOKEN_URL, json={"access_token": "AT-1", "refresh_token": "RT-1"})
     provider_http.get(USERINFO_URL, json={"id": "fio-42", "email": "a.long.address@frame.example"})
     provider_http.post(REVOKE_URL, body="")
@@ -199,7 +181,7 @@ def test_a_signed_up_users_name_passes_djangos_own_username_validators(
     django_user_model: Any, info: UserInfo, username: str
 ) -> None:
     with override_settings(FRAMEIO_OAUTH=SIGNUP):
-        created = accounts.user_for_identity(info)
+        created = sign_in(info)
     assert created.get_username() == username
     field = django_user_model._meta.get_field(django_user_model.USERNAME_FIELD)
     field.run_validators(created.get_username())  # raises ValidationError if not

@@ -23,7 +23,7 @@ from django.utils import timezone
 from frameio_oauth import admin as admin_module
 from frameio_oauth.admin import OAuthTokenAdmin
 from frameio_oauth.models import OAuthToken
-from tests.conftest import REVOKE_URL, TOKEN_URL
+from tests.support.frameio import REVOKE_URL, TOKEN_URL
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,8 @@ import pytest
 from django.test import override_settings
 
 from frameio_oauth.models import OAuthToken
-from tests.services_probe import browser_paths
-from tests.standin import PUBLIC, Standin
+from tests.support.services_probe import browser_paths
+from tests.support.standin import PUBLIC, Standin
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

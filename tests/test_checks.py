@@ -9,7 +9,7 @@ from django.test import override_settings
 from frameio_oauth import tasks
 from frameio_oauth.checks import check_callback_url, check_settings, check_token_database
 from frameio_oauth.services import LOCK_WAIT_SLACK, RECOVERY_BUDGET
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.settings import FRAMEIO_OAUTH
 
 
 def ids_for(**changes: Any) -> set[str]:
@@ -194,7 +194,7 @@ def test_tokens_on_postgresql_need_no_transaction_mode(monkeypatch: pytest.Monke
 
 
 def test_a_urlconf_without_the_apps_urls_is_only_a_warning_w008() -> None:
-    with override_settings(ROOT_URLCONF="tests.urls_without_frameio"):
+    with override_settings(ROOT_URLCONF="tests.support.urls_without_frameio"):
         assert [(message.id, message.level) for message in check_callback_url(None)] == [
             ("frameio_oauth.W008", checks.WARNING)
         ]
@@ -202,7 +202,7 @@ def test_a_urlconf_without_the_apps_urls_is_only_a_warning_w008() -> None:
 
 def test_a_fixed_redirect_uri_needs_no_reversible_callback() -> None:
     fixed = {**FRAMEIO_OAUTH, "REDIRECT_URI": "https://site.example/cb/"}
-    with override_settings(ROOT_URLCONF="tests.urls_without_frameio", FRAMEIO_OAUTH=fixed):
+    with override_settings(ROOT_URLCONF="tests.support.urls_without_frameio", FRAMEIO_OAUTH=fixed):
         assert check_callback_url(None) == []
 
 

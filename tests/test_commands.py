@@ -1,3 +1,5 @@
+"""The management commands: their output and their exit codes."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -10,15 +12,16 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 from django.utils import timezone
 
+from frameio_oauth import services
+from frameio_oauth.crypto import get_cipher
+from frameio_oauth.exceptions import DecryptionError
 from frameio_oauth.models import OAuthToken
-from tests.conftest import TOKEN_URL
-from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
+from tests.support.frameio import NEW, TOKEN_URL
+from tests.support.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
 
 NEW_FIRST = {**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": [OLD_TEST_KEY, TEST_KEY]}
 
 pytestmark = pytest.mark.django_db
-
-NEW = {"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3600}
 
 
 def test_the_sweep_prints_its_summary(
@@ -225,3 +228,37 @@ def test_the_sweep_with_a_limit_refreshes_no_more_than_that(
     call_command("frameio_refresh_tokens", "--limit", "2")
     assert "refreshed 2, skipped 0, failed 0, reauth 0, revoked 0" in capsys.readouterr().out
     assert len(provider_http.calls) == 2
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+def test_rotate_keys_moves_every_row_to_the_new_key(
+    user: Any, other_user: Any, make_token: Any, capsys: Any
+) -> None:
+    make_token(user, access_token="a1", refresh_token="r1")
+    make_token(other_user, access_token="a2", refresh_token=None)
+    old_kid = get_cipher().primary_kid
+    with override_settings(FRAMEIO_OAUTH=NEW_FIRST):
+        new_kid = get_cipher().primary_kid
+        call_command("frameio_rotate_keys", "--batch-size", "1")
+        output = capsys.readouterr().out
+        assert f"before: {old_kid}=3" in output
+        assert f"after:  {new_kid}=3" in output
+        assert "2 rows re-encrypted" in output
+        assert services.count_key_ids() == {new_kid: 3}
+        tokens = {t.user_id: t for t in OAuthToken.objects.all()}
+        assert tokens[user.pk].access_token == "a1"
+        assert tokens[user.pk].refresh_token == "r1"
+        assert tokens[other_user.pk].refresh_token is None
+    # The old key alone can no longer read the rows: they really moved.
+    with pytest.raises(DecryptionError):
+        OAuthToken.objects.get(user=user).access_token  # noqa: B018
+
+
+def test_generate_key_prints_a_usable_key(capsys: Any) -> None:
+    call_command("frameio_generate_key")
+    key = capsys.readouterr().out.strip()
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": [key]}):
+        cipher = get_cipher()
+        assert cipher.decrypt(cipher.encrypt("x", b"aad"), b"aad") == "x"

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.test import override_settings
 
 from frameio_oauth.conf import conf
-from tests.settings import FRAMEIO_OAUTH, TEST_KEY
+from tests.support.settings import FRAMEIO_OAUTH, TEST_KEY
 
 
 def test_the_frameio_preset_uses_legacy_endpoints_and_space_separated_scopes() -> None:

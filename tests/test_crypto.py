@@ -7,7 +7,7 @@ from django.test import override_settings
 
 from frameio_oauth import crypto
 from frameio_oauth.exceptions import DecryptionError, SettingsError
-from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
+from tests.support.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
 
 AAD = b"frameio_oauth.oauthtoken:access_token:1"
 

@@ -14,7 +14,7 @@ from django.test import Client, override_settings
 
 from frameio_oauth import services
 from frameio_oauth.models import OAuthToken
-from tests.standin import CONFIDENTIAL, PUBLIC, Standin, sign_in_with_frameio
+from tests.support.standin import CONFIDENTIAL, PUBLIC, Standin, sign_in_with_frameio
 
 pytestmark = pytest.mark.django_db
 

@@ -29,10 +29,10 @@ from frameio_oauth import provider, services
 from frameio_oauth.crypto import get_cipher
 from frameio_oauth.http import session_for
 from frameio_oauth.models import OAuthToken
-from tests.conftest import TOKEN_URL, USERINFO_URL
-from tests.loopback import loopback_server
-from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
-from tests.test_views import start
+from tests.support.callback import start
+from tests.support.frameio import TOKEN_URL, USERINFO_URL
+from tests.support.loopback import loopback_server
+from tests.support.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
 
 API = "https://api.frame.io/v2/me"
 # Made at import, so no test's source lines (which a report shows around each frame) contain

@@ -5,10 +5,7 @@ header, page or log record."""
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,8 +20,9 @@ from hypothesis import strategies as st
 
 from frameio_oauth.models import OAuthToken
 from frameio_oauth.views import SESSION_KEY
-from tests.conftest import REVOKE_URL, TOKEN_URL, USERINFO_URL
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.frameio import REVOKE_URL, TOKEN_URL, USERINFO_URL
+from tests.support.logs import logged
+from tests.support.settings import FRAMEIO_OAUTH
 
 pytestmark = pytest.mark.django_db
 
@@ -92,25 +90,6 @@ params = st.one_of(
     extra.map(lambda more: [("state", STATE), ("code", CODE), *more]),
     extra,
 )
-
-
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.texts: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.texts.append(f"{record.getMessage()} {record.args!r}")
-
-
-@contextmanager
-def logged() -> Iterator[Records]:
-    handler, root = Records(), logging.getLogger()
-    root.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        root.removeHandler(handler)
 
 
 def materialise(value: Any, user: Any) -> Any:

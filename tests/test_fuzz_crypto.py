@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from frameio_oauth import crypto
 from frameio_oauth.exceptions import DecryptionError
-from tests.settings import OLD_TEST_KEY, TEST_KEY
+from tests.support.settings import OLD_TEST_KEY, TEST_KEY
 
 AAD = b"frameio_oauth.oauthtoken:access_token:1"
 CIPHER = crypto.TokenCipher((TEST_KEY, OLD_TEST_KEY))

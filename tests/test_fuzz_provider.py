@@ -5,9 +5,6 @@ request carried shows up in the error or in any log record."""
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import responses
@@ -16,8 +13,9 @@ from hypothesis import strategies as st
 
 from frameio_oauth import provider
 from frameio_oauth.exceptions import FrameioOAuthError
-from tests.conftest import TOKEN_URL
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.frameio import TOKEN_URL
+from tests.support.logs import logged
+from tests.support.settings import FRAMEIO_OAUTH
 
 REFRESH = "RT-fuzz-3f9a1c"
 CLIENT_SECRET = str(FRAMEIO_OAUTH["CLIENT_SECRET"])
@@ -59,32 +57,12 @@ headers = st.dictionaries(
 )
 
 
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextmanager
-def logged() -> Iterator[Records]:
-    """Every record the app logs inside the block (caplog is one fixture for all examples)."""
-    handler, logger = Records(), logging.getLogger("frameio_oauth")
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(status=st.integers(min_value=200, max_value=599), headers=headers, body=bodies)
 def test_any_answer_parses_or_raises_a_typed_error_that_quotes_no_secret(
     status: int, headers: dict[str, str], body: bytes
 ) -> None:
-    with responses.RequestsMock() as mock, logged() as log:
+    with responses.RequestsMock() as mock, logged("frameio_oauth") as log:
         mock.post(TOKEN_URL, status=status, headers=headers, body=body)
         try:
             answer: Any = provider.refresh_grant(REFRESH, scope="account.read offline")

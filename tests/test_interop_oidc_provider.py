@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from frameio_oauth import services
 from frameio_oauth.exceptions import ReauthorizationRequired
 from frameio_oauth.http import session_for
 from frameio_oauth.models import OAuthToken
-from tests.interop_server import (
+from tests.support.interop_server import (
     CONFIDENTIAL,
     PUBLIC,
     RESERVED_CHARACTERS,
@@ -30,6 +29,7 @@ from tests.interop_server import (
     sign_in,
     start_server,
 )
+from tests.support.tokens import make_due
 
 pytestmark = [pytest.mark.django_db, pytest.mark.oidc_provider]
 
@@ -72,14 +72,7 @@ def connect(
     return OAuthToken.objects.get(user=user)
 
 
-def make_due(token: OAuthToken) -> None:
-    now = timezone.now()
-    OAuthToken.objects.filter(pk=token.pk).update(
-        expires_at=now + timedelta(seconds=60), next_refresh_at=now - timedelta(seconds=1)
-    )
-
-
-# --- connect and sign in --------------------------------------------------------------------
+# --- connect and sign in ----------------------------------------------------------------------
 
 
 @CLIENTS
@@ -152,7 +145,7 @@ def test_a_client_id_and_secret_with_reserved_characters_authenticate_at_every_e
     }
 
 
-# --- refresh and rotation -------------------------------------------------------------------
+# --- refresh and rotation ---------------------------------------------------------------------
 
 
 @CLIENTS
@@ -235,7 +228,7 @@ def test_an_access_token_the_server_does_not_know_is_replaced_by_session_for_on_
     assert stored.access_token == me.request.headers["Authorization"].removeprefix("Bearer ")
 
 
-# --- reuse of a rotated refresh token -------------------------------------------------------
+# --- reuse of a rotated refresh token ---------------------------------------------------------
 
 
 def test_a_replayed_refresh_token_revokes_the_grant_and_the_next_refresh_marks_reauth_required(
@@ -283,7 +276,7 @@ def test_a_refresh_token_restored_from_before_a_rotation_revokes_the_grant_and_t
     assert oidc.userinfo(current.access_token).status_code == 401
 
 
-# --- iss (RFC 9207) -------------------------------------------------------------------------
+# --- iss (RFC 9207) ---------------------------------------------------------------------------
 
 
 def test_the_callback_carries_the_servers_iss_and_is_accepted(
@@ -312,7 +305,7 @@ def test_a_wrong_issuer_setting_refuses_the_callback_before_any_token_request(
     assert not OAuthToken.objects.exists()
 
 
-# --- scope ----------------------------------------------------------------------------------
+# --- scope ------------------------------------------------------------------------------------
 
 
 def test_a_scope_added_to_settings_after_sign_in_is_not_asked_for_on_refresh(
@@ -355,7 +348,7 @@ def test_a_refresh_scope_the_server_refuses_is_asked_again_as_granted(
     assert oidc.userinfo(refreshed.access_token).status_code == 200
 
 
-# --- disconnect -----------------------------------------------------------------------------
+# --- disconnect -------------------------------------------------------------------------------
 
 
 @CLIENTS
@@ -375,7 +368,7 @@ def test_disconnect_revokes_the_grant_at_the_server(
     assert refused.json()["error"] == "invalid_grant"
 
 
-# --- where this server and the app's defaults disagree --------------------------------------
+# --- where this server and the app's defaults disagree ----------------------------------------
 
 
 def test_without_prompt_consent_the_server_ignores_offline_access_and_no_refresh_token_is_stored(

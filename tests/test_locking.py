@@ -26,9 +26,10 @@ from django.utils import timezone
 from frameio_oauth import services
 from frameio_oauth.exceptions import ProviderUnavailable
 from frameio_oauth.models import OAuthToken
-from tests.fake_provider import rotating_provider
-from tests.pg_sessions import end_session, own_pid
-from tests.standin import CONFIDENTIAL, Standin, sign_in_with_frameio
+from tests.support.fake_provider import rotating_provider
+from tests.support.pg_sessions import end_session, own_pid
+from tests.support.standin import CONFIDENTIAL, Standin, sign_in_with_frameio
+from tests.support.tokens import make_due
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -39,17 +40,10 @@ def subprocess_env(oauth: dict[str, Any]) -> dict[str, str]:
     """Environment for a child process using this test's database and provider."""
     return {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DJANGO_SETTINGS_MODULE": "tests.support.settings",
         "FRAMEIO_TEST_PGDATABASE": connection.settings_dict["NAME"],
         "FRAMEIO_TEST_OAUTH_JSON": json.dumps(oauth),
     }
-
-
-def make_due(token: OAuthToken) -> None:
-    now = timezone.now()
-    OAuthToken.objects.filter(pk=token.pk).update(
-        expires_at=now + timedelta(seconds=60), next_refresh_at=now - timedelta(seconds=1)
-    )
 
 
 def sha(text: str) -> str:
@@ -71,7 +65,14 @@ def test_32_threads_and_4_processes_cause_exactly_one_refresh(
     start_at = time.time() + 4  # room for the processes to import Django
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.worker", "get-token", str(user.pk), str(start_at)],
+            [
+                sys.executable,
+                "-m",
+                "tests.support.worker",
+                "get-token",
+                str(user.pk),
+                str(start_at),
+            ],
             cwd=ROOT,
             env=subprocess_env(config),
             stdout=subprocess.PIPE,

@@ -1,103 +1,21 @@
+"""OAuthToken's rules about one row: a token belongs to the user who granted it, its querysets
+(due, active), its str(), and its table's constraints and indexes. The encrypted columns are
+in test_fields.py."""
+
 from __future__ import annotations
 
-import pickle
 from datetime import timedelta
 from typing import Any
-from unittest import mock
 
 import pytest
-from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
-from django.test import override_settings
 from django.utils import timezone
 
-from frameio_oauth import services
-from frameio_oauth.crypto import TokenCipher, get_cipher
 from frameio_oauth.exceptions import DecryptionError
 from frameio_oauth.models import OAuthToken, OwnerChangeRefused
-from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
+from tests.support.tokens import raw_ciphertexts
 
 pytestmark = pytest.mark.django_db
-
-NEW_FIRST = {**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": [OLD_TEST_KEY, TEST_KEY]}
-
-
-def raw_columns(token_id: int) -> tuple[str, str]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT access_token_ciphertext, refresh_token_ciphertext "
-            "FROM frameio_oauth_oauthtoken WHERE id = %s",
-            [token_id],
-        )
-        return cursor.fetchone()
-
-
-def test_the_database_holds_ciphertext_only(user: Any, make_token: Any) -> None:
-    token = make_token(user, access_token="plain-access-XYZ", refresh_token="plain-refresh-XYZ")
-    access, refresh = raw_columns(token.pk)
-    assert access.startswith(f"v1:{get_cipher().primary_kid}:")
-    assert refresh.startswith("v1:")
-    assert "XYZ" not in access + refresh
-
-
-def test_secrets_read_back_as_plaintext_from_a_fresh_query(user: Any, make_token: Any) -> None:
-    make_token(user, access_token="plain-access", refresh_token="plain-refresh")
-    token = OAuthToken.objects.get(user=user)
-    assert token.access_token == "plain-access"
-    assert token.refresh_token == "plain-refresh"
-
-
-def test_a_missing_refresh_token_is_stored_as_null(user: Any, make_token: Any) -> None:
-    token = make_token(user, refresh_token=None)
-    assert raw_columns(token.pk)[1] is None
-    assert OAuthToken.objects.get(pk=token.pk).refresh_token is None
-
-
-def test_a_secret_set_before_the_user_is_sealed_on_save(user: Any) -> None:
-    token = OAuthToken(provider_user_id="p1", expires_at=timezone.now())
-    token.access_token = "set-early"
-    token.user = user
-    token.save()
-    assert raw_columns(token.pk)[0].startswith("v1:")
-    assert OAuthToken.objects.get(pk=token.pk).access_token == "set-early"
-
-
-def test_a_secret_set_before_the_user_reads_back_before_the_save(user: Any) -> None:
-    token = OAuthToken(provider_user_id="p1", expires_at=timezone.now())
-    token.access_token = "set-early"
-    assert token.access_token == "set-early"
-    assert token.access_token_ciphertext is None  # not sealed until the user is known
-
-
-def test_a_secret_that_is_not_text_is_refused_and_the_one_before_kept(user: Any) -> None:
-    token = OAuthToken(user=user, provider_user_id="p1", expires_at=timezone.now())
-    token.access_token = "kept"
-    with pytest.raises(TypeError, match="access_token must be a str or None"):
-        token.access_token = b"bytes"  # type: ignore[assignment]
-    assert token.access_token == "kept"
-
-
-def test_a_token_whose_access_token_was_never_set_reads_as_none(user: Any) -> None:
-    token = OAuthToken(user=user, provider_user_id="p1", expires_at=timezone.now())
-    assert token.access_token is None
-
-
-def test_reading_with_a_wrong_key_raises(user: Any, make_token: Any) -> None:
-    make_token(user)
-    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": [OLD_TEST_KEY]}):
-        token = OAuthToken.objects.get(user=user)
-        with pytest.raises(DecryptionError):
-            token.access_token  # noqa: B018
-
-
-def test_a_ciphertext_copied_to_another_users_row_fails_to_decrypt(
-    user: Any, other_user: Any, make_token: Any
-) -> None:
-    mine = make_token(user)
-    theirs = make_token(other_user)
-    OAuthToken.objects.filter(pk=theirs.pk).update(access_token_ciphertext=raw_columns(mine.pk)[0])
-    with pytest.raises(DecryptionError, match="another row"):
-        OAuthToken.objects.get(pk=theirs.pk).access_token  # noqa: B018
 
 
 def assert_still_owned_by(user: Any, token_id: int, access: str) -> None:
@@ -230,29 +148,6 @@ def test_save_takes_update_fields_as_any_iterable(user: Any, make_token: Any) ->
     assert OAuthToken.objects.get(pk=token.pk).status == OAuthToken.Status.REAUTH_REQUIRED
 
 
-def test_a_token_refreshed_from_the_database_reads_what_another_process_wrote(
-    user: Any, make_token: Any
-) -> None:
-    token = make_token(user)
-    elsewhere = OAuthToken.objects.get(pk=token.pk)
-    elsewhere.access_token = "written-elsewhere"
-    elsewhere.save()
-    token.refresh_from_db()
-    assert token.access_token == "written-elsewhere"
-
-
-def test_a_token_refreshed_from_the_database_field_by_field_reads_the_new_secret(
-    user: Any, make_token: Any
-) -> None:
-    token = make_token(user)
-    elsewhere = OAuthToken.objects.get(pk=token.pk)
-    elsewhere.access_token = "written-elsewhere"
-    elsewhere.save()
-    token.refresh_from_db(fields=["access_token"])
-    assert token.access_token == "written-elsewhere"
-    assert token.refresh_token == f"refresh-{user.pk}-secret"
-
-
 def test_active_lists_only_tokens_that_can_be_refreshed(
     user: Any, other_user: Any, django_user_model: Any, make_token: Any
 ) -> None:
@@ -262,68 +157,20 @@ def test_active_lists_only_tokens_that_can_be_refreshed(
     assert list(OAuthToken.objects.active()) == [active]
 
 
-def test_a_ciphertext_written_raw_into_another_users_row_still_fails_to_decrypt(
-    user: Any, other_user: Any, make_token: Any
-) -> None:
-    mine = make_token(user)
-    theirs = OAuthToken.objects.get(pk=make_token(other_user).pk)
-    theirs.access_token_ciphertext = raw_columns(mine.pk)[0]
-    theirs.save()
-    with pytest.raises(DecryptionError, match="another row"):
-        OAuthToken.objects.get(pk=theirs.pk).access_token  # noqa: B018
-
-
 def test_a_copied_ciphertext_cannot_be_laundered_by_changing_the_rows_owner(
     user: Any, other_user: Any, django_user_model: Any, make_token: Any
 ) -> None:
     mine = make_token(user)
     theirs = make_token(other_user)
-    OAuthToken.objects.filter(pk=theirs.pk).update(access_token_ciphertext=raw_columns(mine.pk)[0])
+    OAuthToken.objects.filter(pk=theirs.pk).update(
+        access_token_ciphertext=raw_ciphertexts(mine.pk)[0]
+    )
     copied = OAuthToken.objects.get(pk=theirs.pk)
     copied.user = django_user_model.objects.create_user("carol")
     with pytest.raises(OwnerChangeRefused):
         copied.save()
     with pytest.raises(DecryptionError, match="another row"):
         OAuthToken.objects.get(pk=theirs.pk).access_token  # noqa: B018
-
-
-def test_a_pickled_token_carries_no_plaintext(user: Any, make_token: Any) -> None:
-    make_token(user, access_token="pickle-access-XYZ", refresh_token="pickle-refresh-XYZ")
-    token = OAuthToken.objects.get(user=user)
-    assert token.access_token == "pickle-access-XYZ"  # both plaintexts now cached
-    assert token.refresh_token == "pickle-refresh-XYZ"
-    assert b"XYZ" not in pickle.dumps(token)
-
-
-def test_an_unpickled_token_decrypts_normally(user: Any, make_token: Any) -> None:
-    make_token(user, access_token="pickle-access", refresh_token="pickle-refresh")
-    token = OAuthToken.objects.get(user=user)
-    token.access_token  # noqa: B018
-    copy = pickle.loads(pickle.dumps(token))
-    assert (copy.access_token, copy.refresh_token) == ("pickle-access", "pickle-refresh")
-
-
-def test_pickling_a_token_keeps_its_own_plaintext_cache(user: Any, make_token: Any) -> None:
-    token = make_token(user)
-    pickle.dumps(token)
-    with mock.patch.object(TokenCipher, "decrypt", side_effect=AssertionError("decrypted")):
-        assert token.access_token == f"access-{user.pk}-secret"
-
-
-def test_a_token_whose_secrets_have_no_owner_yet_refuses_to_pickle() -> None:
-    token = OAuthToken(provider_user_id="p1", expires_at=timezone.now())
-    token.access_token = "no-owner-yet"
-    with pytest.raises(TypeError, match="access_token is not encrypted yet"):
-        pickle.dumps(token)
-
-
-def test_a_token_given_its_owner_after_its_secrets_pickles_them_sealed(user: Any) -> None:
-    token = OAuthToken(provider_user_id="p1", expires_at=timezone.now())
-    token.access_token = "sealed-at-pickle-XYZ"
-    token.user = user
-    blob = pickle.dumps(token)
-    assert b"XYZ" not in blob
-    assert pickle.loads(blob).access_token == "sealed-at-pickle-XYZ"
 
 
 def test_str_names_the_user_by_login_name_and_the_status_by_its_label(
@@ -401,47 +248,3 @@ def test_due_finds_only_active_tokens_whose_time_has_come(
     carol = django_user_model.objects.create_user("carol")
     make_token(carol, next_refresh_at=past, status=OAuthToken.Status.REAUTH_REQUIRED)
     assert list(OAuthToken.objects.due()) == [due]
-
-
-def test_old_rows_still_read_after_a_new_first_key_is_added(user: Any, make_token: Any) -> None:
-    make_token(user, access_token="before-rotation")
-    with override_settings(FRAMEIO_OAUTH=NEW_FIRST):
-        assert OAuthToken.objects.get(user=user).access_token == "before-rotation"
-
-
-def test_rotate_keys_moves_every_row_to_the_new_key(
-    user: Any, other_user: Any, make_token: Any, capsys: Any
-) -> None:
-    make_token(user, access_token="a1", refresh_token="r1")
-    make_token(other_user, access_token="a2", refresh_token=None)
-    old_kid = get_cipher().primary_kid
-    with override_settings(FRAMEIO_OAUTH=NEW_FIRST):
-        new_kid = get_cipher().primary_kid
-        call_command("frameio_rotate_keys", "--batch-size", "1")
-        output = capsys.readouterr().out
-        assert f"before: {old_kid}=3" in output
-        assert f"after:  {new_kid}=3" in output
-        assert "2 rows re-encrypted" in output
-        assert services.count_key_ids() == {new_kid: 3}
-        tokens = {t.user_id: t for t in OAuthToken.objects.all()}
-        assert tokens[user.pk].access_token == "a1"
-        assert tokens[user.pk].refresh_token == "r1"
-        assert tokens[other_user.pk].refresh_token is None
-    # The old key alone can no longer read the rows: they really moved.
-    with pytest.raises(DecryptionError):
-        OAuthToken.objects.get(user=user).access_token  # noqa: B018
-
-
-def test_rotate_keys_twice_rewrites_nothing_the_second_time(user: Any, make_token: Any) -> None:
-    make_token(user)
-    with override_settings(FRAMEIO_OAUTH=NEW_FIRST):
-        assert services.rotate_encryption_keys().rewritten == 1
-        assert services.rotate_encryption_keys().rewritten == 0
-
-
-def test_generate_key_prints_a_usable_key(capsys: Any) -> None:
-    call_command("frameio_generate_key")
-    key = capsys.readouterr().out.strip()
-    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": [key]}):
-        cipher = get_cipher()
-        assert cipher.decrypt(cipher.encrypt("x", b"aad"), b"aad") == "x"

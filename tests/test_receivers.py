@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
 import responses
@@ -17,7 +16,7 @@ from django.test import Client
 
 from frameio_oauth import signals
 from frameio_oauth.models import OAuthToken
-from tests.conftest import REVOKE_URL
+from tests.support.frameio import REVOKE_URL, revoked_tokens
 
 pytestmark = pytest.mark.django_db
 
@@ -28,10 +27,6 @@ class ProxyUser(User):
     class Meta:
         proxy = True
         app_label = "auth"
-
-
-def revoked_tokens(provider_http: responses.RequestsMock) -> list[str]:
-    return [parse_qs(str(call.request.body))["token"][0] for call in provider_http.calls]
 
 
 def test_deleting_a_user_with_a_token_revokes_their_grant_at_frameio(

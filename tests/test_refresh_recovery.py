@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 
@@ -20,25 +20,15 @@ import responses
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import OperationalError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from frameio_oauth import services, signals
 from frameio_oauth.models import OAuthToken
-from frameio_oauth.services import _db
-from tests.conftest import TOKEN_URL
-from tests.pg_sessions import end_session, own_pid, token_row_lock
+from tests.support.frameio import NEW, TOKEN_URL
+from tests.support.pg_sessions import end_session, other_session, own_pid, token_row_lock
+from tests.support.signals import Received
+from tests.support.tokens import stored
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-NEW = {"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3600}
-
-
-@pytest.fixture
-def due_token(user: Any, make_token: Any) -> OAuthToken:
-    now = timezone.now()
-    return make_token(
-        user, expires_at=now + timedelta(minutes=2), next_refresh_at=now - timedelta(minutes=1)
-    )
 
 
 @pytest.fixture
@@ -49,32 +39,88 @@ def rotating(provider_http: responses.RequestsMock) -> responses.RequestsMock:
 
 @pytest.fixture
 def refreshed() -> Iterator[list[dict[str, Any]]]:
-    calls: list[dict[str, Any]] = []
-    signals.token_refreshed.connect(
-        lambda **kwargs: calls.append(kwargs), weak=False, dispatch_uid="recovery-refreshed"
-    )
-    yield calls
-    signals.token_refreshed.disconnect(dispatch_uid="recovery-refreshed")
+    """Every token_refreshed sent during the test."""
+    with Received(signals.token_refreshed) as got:
+        yield got.calls
 
 
-def stored(token: OAuthToken) -> OAuthToken:
-    return OAuthToken.objects.get(pk=token.pk)
+TABLE = OAuthToken._meta.db_table
+REFRESH_TOKEN_COLUMN = OAuthToken.ciphertext_column("refresh_token")
 
 
-def failing_saves(times: int | None) -> Any:
-    """Patch the refresh's UPDATE to fail ``times`` times (None: always), as a dropped
-    connection would."""
-    real = _db.save_fields
+def stores_a_refresh_token(sql: str) -> bool:
+    """Whether ``sql`` is the UPDATE that writes a refresh's answer (the refresh's own, or a
+    second try at it)."""
+    return sql.startswith("UPDATE") and REFRESH_TOKEN_COLUMN in sql
+
+
+def dropped_connection() -> BaseException:
+    return OperationalError("server closed the connection unexpectedly")
+
+
+@contextmanager
+def failing_saves(
+    times: int | None, *, failure: Callable[[], BaseException] = dropped_connection
+) -> Iterator[None]:
+    """The UPDATE that stores a refresh's answer fails ``times`` times (None: always) before it
+    reaches the server, with a dropped connection's error unless ``failure`` says otherwise."""
     left = [times]
 
-    def save(token: OAuthToken, names: Any) -> None:
-        if "refresh_token" in names and (left[0] is None or left[0] > 0):
+    def wrapper(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
+        if stores_a_refresh_token(sql) and (left[0] is None or left[0] > 0):
             if left[0] is not None:
                 left[0] -= 1
-            raise OperationalError("server closed the connection unexpectedly")
-        real(token, names)
+            raise failure()
+        return execute(sql, *args)
 
-    return mock.patch.object(_db, "save_fields", save)
+    with connection.execute_wrapper(wrapper):
+        yield
+
+
+@contextmanager
+def meanwhile(statement: str, params: list[Any]) -> Iterator[None]:
+    """Once a save of the refresh's answer has been tried, another session runs and commits
+    ``statement`` just before the next locking SELECT: as a disconnect or a deletion that came
+    between the failure and the second try would. Enter it before failing_saves, so that its
+    wrapper sees the save that failing_saves' wrapper then fails."""
+    tried = [False]
+
+    def wrapper(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
+        if stores_a_refresh_token(sql):
+            tried[0] = True
+        elif tried[0] and sql.startswith("SELECT") and " FOR UPDATE" in sql:
+            tried[0] = False
+            with other_session(autocommit=True) as other:
+                other.execute(statement, params)
+        return execute(sql, *args)
+
+    with connection.execute_wrapper(wrapper):
+        yield
+
+
+class OffsetClock:
+    """``time.monotonic`` and ``time.sleep`` for one test: a sleep returns at once and moves the
+    clock on by its length, so the second save's pauses and budget pass without the wait."""
+
+    def __init__(self, real: Callable[[], float]) -> None:
+        self.real = real
+        self.offset = 0.0
+        self.pauses: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.real() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.offset += seconds
+
+
+@pytest.fixture
+def offset_clock(monkeypatch: pytest.MonkeyPatch) -> OffsetClock:
+    clock = OffsetClock(time.monotonic)
+    monkeypatch.setattr(time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(time, "sleep", clock.sleep)
+    return clock
 
 
 def failing_commit(*, after_committing: bool, before: Callable[[], None] | None = None) -> Any:
@@ -149,12 +195,10 @@ def test_the_sweep_saves_a_rotated_token_whose_first_save_failed(
 def test_a_row_changed_since_the_failure_is_left_alone_and_the_error_raised(
     due_token: OAuthToken, rotating: responses.RequestsMock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def disconnected_meanwhile() -> None:
-        OAuthToken.objects.filter(pk=due_token.pk).update(status=OAuthToken.Status.REVOKED)
-
+    disconnected = f"UPDATE {TABLE} SET status = %s WHERE id = %s"
     with (
+        meanwhile(disconnected, [OAuthToken.Status.REVOKED.value, due_token.pk]),
         failing_saves(1),
-        mock.patch.object(_db, "_drop_if_broken", disconnected_meanwhile),
         pytest.raises(OperationalError),
     ):
         services.refresh(due_token.pk)
@@ -167,13 +211,15 @@ def test_when_no_try_can_save_it_the_lost_rotation_is_logged_and_the_error_raise
     due_token: OAuthToken,
     rotating: responses.RequestsMock,
     caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    offset_clock: OffsetClock,
 ) -> None:
-    monkeypatch.setattr(_db, "RECOVERY_BUDGET", 1.0)
-    started = time.monotonic()
+    started, started_on_the_wall = time.monotonic(), time.perf_counter()
     with failing_saves(None), pytest.raises(OperationalError):
         services.refresh(due_token.pk)
-    assert time.monotonic() - started < 3
+    # It tried again, with pauses, and gave up within its budget.
+    assert len(offset_clock.pauses) > 1
+    assert time.monotonic() - started < services.RECOVERY_BUDGET
+    assert time.perf_counter() - started_on_the_wall < 3
     [error] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert "rotated refresh token" in error.getMessage()
     assert "RT-new" not in caplog.text
@@ -181,7 +227,7 @@ def test_when_no_try_can_save_it_the_lost_rotation_is_logged_and_the_error_raise
     assert (row.refresh_token, row.status) == (due_token.refresh_token, OAuthToken.Status.ACTIVE)
 
 
-# --- idle_in_transaction_session_timeout --------------------------------------------------------
+# --- idle_in_transaction_session_timeout ------------------------------------------------------
 
 
 @pytest.fixture
@@ -278,29 +324,14 @@ def test_a_waiting_caller_bounds_its_lock_wait_in_one_statement(
         release.set()
         thread.join(10)
     limits = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SET")]
-    # The idle limit is raised by the locking SELECT itself (see _rows._IDLE_GUARD).
+    # The idle limit is raised by the locking SELECT itself, not by a SET of its own.
     assert limits == ["SET LOCAL lock_timeout = 7000"]
-
-
-def soft_limit_in_the_save(*, also_in_the_retry: bool = False) -> Any:
-    """Patch the refresh's UPDATE so that Celery's soft time limit fires in it (and, if
-    asked, once more in the first try to save the answer again)."""
-    real = _db.save_fields
-    left = [2 if also_in_the_retry else 1]
-
-    def save(token: OAuthToken, names: Any) -> None:
-        if "refresh_token" in names and left[0] > 0:
-            left[0] -= 1
-            raise SoftTimeLimitExceeded()
-        real(token, names)
-
-    return mock.patch.object(_db, "save_fields", save)
 
 
 def test_a_soft_time_limit_in_the_save_still_stores_the_rotated_refresh_token(
     due_token: OAuthToken, rotating: responses.RequestsMock
 ) -> None:
-    with soft_limit_in_the_save(), pytest.raises(SoftTimeLimitExceeded):
+    with failing_saves(1, failure=SoftTimeLimitExceeded), pytest.raises(SoftTimeLimitExceeded):
         services.refresh(due_token.pk)
     assert stored(due_token).refresh_token == "RT-new"
 
@@ -308,17 +339,17 @@ def test_a_soft_time_limit_in_the_save_still_stores_the_rotated_refresh_token(
 def test_a_soft_time_limit_in_the_sweeps_save_still_stores_the_rotated_refresh_token(
     due_token: OAuthToken, rotating: responses.RequestsMock
 ) -> None:
-    with soft_limit_in_the_save(), pytest.raises(SoftTimeLimitExceeded):
+    with failing_saves(1, failure=SoftTimeLimitExceeded), pytest.raises(SoftTimeLimitExceeded):
         services.refresh_due()
     assert stored(due_token).refresh_token == "RT-new"
 
 
 def test_a_second_soft_time_limit_while_saving_again_does_not_lose_the_answer(
-    due_token: OAuthToken, rotating: responses.RequestsMock
+    due_token: OAuthToken, rotating: responses.RequestsMock, offset_clock: OffsetClock
 ) -> None:
+    # Celery's soft time limit fires in the refresh's save and again in the first try after.
     with (
-        soft_limit_in_the_save(also_in_the_retry=True),
-        mock.patch.object(_db, "FIRST_RECOVERY_PAUSE", 0.01),
+        failing_saves(2, failure=SoftTimeLimitExceeded),
         pytest.raises(SoftTimeLimitExceeded),
     ):
         services.refresh(due_token.pk)
@@ -354,12 +385,10 @@ def test_an_idle_limit_lowered_after_the_sessions_first_refresh_still_keeps_the_
 def test_a_row_removed_since_the_failure_stays_removed_and_the_error_is_raised(
     due_token: OAuthToken, rotating: responses.RequestsMock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def removed_meanwhile() -> None:
-        OAuthToken.objects.filter(pk=due_token.pk).delete()
-
+    removed = f"DELETE FROM {TABLE} WHERE id = %s"
     with (
+        meanwhile(removed, [due_token.pk]),
         failing_saves(1),
-        mock.patch.object(_db, "_drop_if_broken", removed_meanwhile),
         pytest.raises(OperationalError),
     ):
         services.refresh(due_token.pk)
@@ -372,12 +401,10 @@ def test_an_unsaved_refresh_that_did_not_rotate_is_logged_as_such_and_the_error_
     due_token: OAuthToken,
     provider_http: responses.RequestsMock,
     caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    offset_clock: OffsetClock,
 ) -> None:
     # The row's refresh token is still the current one: only the new access token is lost.
     provider_http.post(TOKEN_URL, json={"access_token": "AT-new", "expires_in": 3600})
-    monkeypatch.setattr(_db, "RECOVERY_BUDGET", 0.3)
-    monkeypatch.setattr(_db, "FIRST_RECOVERY_PAUSE", 0.05)
     with failing_saves(None), pytest.raises(OperationalError):
         services.refresh(due_token.pk)
     [error] = [r for r in caplog.records if r.levelname == "ERROR"]
@@ -389,13 +416,10 @@ def test_an_unsaved_refresh_that_did_not_rotate_is_logged_as_such_and_the_error_
 def test_a_soft_time_limit_in_the_pause_between_tries_still_stores_the_rotated_refresh_token(
     due_token: OAuthToken, rotating: responses.RequestsMock
 ) -> None:
-    def interrupted(seconds: float) -> None:
-        raise SoftTimeLimitExceeded()
-
-    clock = mock.Mock(monotonic=time.monotonic, sleep=interrupted)
     with (
         failing_saves(2),  # the refresh's own save and the first try to save it again
-        mock.patch.object(_db, "time", clock),
+        # Celery's soft time limit fires in the pause before the next try.
+        mock.patch("time.sleep", side_effect=SoftTimeLimitExceeded),
         pytest.raises(SoftTimeLimitExceeded),
     ):
         services.refresh(due_token.pk)

@@ -16,15 +16,16 @@ import pytest
 import responses
 import time_machine
 from django.db import connections, transaction
-from django.test import Client, override_settings
+from django.test import override_settings
 from django.utils import timezone
 
 from frameio_oauth import provider, services, signals
 from frameio_oauth.exceptions import GrantRefused, NotConnected
 from frameio_oauth.models import OAuthToken
-from tests.conftest import REVOKE_URL, TOKEN_URL
-from tests.pg_sessions import other_session
-from tests.settings import FRAMEIO_OAUTH, OLD_TEST_KEY
+from tests.support.frameio import REVOKE_URL, TOKEN_URL, revoked_tokens
+from tests.support.pg_sessions import other_session
+from tests.support.settings import FRAMEIO_OAUTH, OLD_TEST_KEY
+from tests.support.signals import Received
 
 pytestmark = pytest.mark.django_db
 
@@ -32,12 +33,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def announced() -> Iterator[list[dict[str, Any]]]:
     """Every token_revoked sent during the test."""
-    calls: list[dict[str, Any]] = []
-    signals.token_revoked.connect(
-        lambda **kwargs: calls.append(kwargs), weak=False, dispatch_uid="test-revoked"
-    )
-    yield calls
-    signals.token_revoked.disconnect(dispatch_uid="test-revoked")
+    with Received(signals.token_revoked) as got:
+        yield got.calls
 
 
 @pytest.fixture
@@ -49,14 +46,6 @@ def pending(user: Any, make_token: Any, provider_http: responses.RequestsMock) -
     assert result.pending and not result.revoked_at_provider
     provider_http.reset()
     return OAuthToken.objects.get(pk=token.pk)
-
-
-def revoked_tokens(mock: responses.RequestsMock) -> list[str]:
-    return [
-        call.request.body.split("token=")[1].split("&")[0]
-        for call in mock.calls
-        if call.request.url == REVOKE_URL
-    ]
 
 
 def test_an_outage_leaves_the_grant_stored_but_disconnected(
@@ -322,7 +311,7 @@ def test_a_raising_receiver_does_not_stop_the_deferred_revocations(
     assert not OAuthToken.objects.exists()
 
 
-# --- connecting another Frame.io account -------------------------------------------------------
+# --- connecting another Frame.io account ------------------------------------------------------
 
 
 def connect(user: Any, account: str, capture: Any) -> OAuthToken:
@@ -499,15 +488,6 @@ def test_connecting_another_account_while_frameio_is_still_down_drops_the_pendin
     assert [row.provider_user_id for row in OAuthToken.objects.all()] == ["fio-another-account"]
     assert [call["revoked_at_provider"] for call in announced] == [False]
     assert "replaced before its revocation went through" in caplog.text
-
-
-def test_disconnecting_when_not_connected_says_so_and_calls_nobody(
-    client: Client, user: Any, provider_http: responses.RequestsMock
-) -> None:
-    client.force_login(user)
-    response = client.post("/frameio/disconnect/", follow=True)
-    assert b"Frame.io was not connected." in response.content
-    assert len(provider_http.calls) == 0
 
 
 def test_disconnecting_a_grant_without_a_refresh_token_revokes_its_access_token(

@@ -5,7 +5,6 @@ two connections, so each test can see which connection did the work."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,35 +12,22 @@ import responses
 from django.db import IntegrityError, connections, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from frameio_oauth import provider, services, signals
 from frameio_oauth.exceptions import GrantRefused, RefreshInsideTransaction
 from frameio_oauth.models import OAuthToken
-from tests.conftest import REVOKE_URL, TOKEN_URL
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.frameio import GRANT, NEW, REVOKE_URL, TOKEN_URL
+from tests.support.settings import FRAMEIO_OAUTH
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "tokens"])
 
 TABLE = OAuthToken._meta.db_table
-GRANT = provider.TokenResponse(
-    access_token="AT-1", token_type="bearer", expires_in=3600, refresh_token="RT-1"
-)
-NEW = {"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3600}
 
 
 @pytest.fixture(autouse=True)
 def tokens_routed_to_their_own_alias() -> Iterator[None]:
-    with override_settings(DATABASE_ROUTERS=["tests.routers.TokensOnTheirOwnAlias"]):
+    with override_settings(DATABASE_ROUTERS=["tests.support.routers.TokensOnTheirOwnAlias"]):
         yield
-
-
-@pytest.fixture
-def due(user: Any, make_token: Any) -> OAuthToken:
-    now = timezone.now()
-    return make_token(
-        user, expires_at=now + timedelta(minutes=2), next_refresh_at=now - timedelta(minutes=1)
-    )
 
 
 class Watch:
@@ -64,11 +50,11 @@ class Watch:
 
 
 def test_a_refresh_locks_writes_and_commits_on_the_routed_database(
-    due: OAuthToken, provider_http: responses.RequestsMock
+    due_token: OAuthToken, provider_http: responses.RequestsMock
 ) -> None:
     provider_http.post(TOKEN_URL, json=NEW)
     with Watch() as watch:
-        services.refresh(due.pk)
+        services.refresh(due_token.pk)
     assert watch.sql("default") == []
     sent = watch.sql("tokens")
     assert any(sql.startswith("SELECT") and TABLE in sql for sql in sent)
@@ -76,11 +62,11 @@ def test_a_refresh_locks_writes_and_commits_on_the_routed_database(
     assert "COMMIT" in sent
     if connections["tokens"].features.has_select_for_update:
         assert any("FOR UPDATE" in sql for sql in sent)
-    assert OAuthToken.objects.get(pk=due.pk).access_token == "AT-new"
+    assert OAuthToken.objects.get(pk=due_token.pk).access_token == "AT-new"
 
 
 def test_the_sweep_claims_and_saves_on_the_routed_database(
-    due: OAuthToken, provider_http: responses.RequestsMock
+    due_token: OAuthToken, provider_http: responses.RequestsMock
 ) -> None:
     provider_http.post(TOKEN_URL, json=NEW)
     with Watch() as watch:
@@ -93,32 +79,32 @@ def test_the_sweep_claims_and_saves_on_the_routed_database(
 
 
 def test_a_refresh_refuses_to_nest_in_a_transaction_on_the_token_database(
-    due: OAuthToken, provider_http: responses.RequestsMock
+    due_token: OAuthToken, provider_http: responses.RequestsMock
 ) -> None:
     with transaction.atomic(using="tokens"), pytest.raises(RefreshInsideTransaction):
-        services.refresh(due.pk)
+        services.refresh(due_token.pk)
     assert len(provider_http.calls) == 0
 
 
 # Needs row locks: on SQLite the two aliases' connections share one database-wide write lock.
 @pytest.mark.postgres
 def test_a_transaction_on_another_database_does_not_stop_a_refresh(
-    due: OAuthToken, provider_http: responses.RequestsMock
+    due_token: OAuthToken, provider_http: responses.RequestsMock
 ) -> None:
     # It cannot roll back the stored rotation, so nothing is at risk.
     provider_http.post(TOKEN_URL, json=NEW)
     with transaction.atomic(using="default"):
-        assert services.refresh(due.pk).access_token == "AT-new"
+        assert services.refresh(due_token.pk).access_token == "AT-new"
 
 
 def test_disconnect_removes_the_row_on_the_routed_database(
-    user: Any, due: OAuthToken, provider_http: responses.RequestsMock
+    user: Any, due_token: OAuthToken, provider_http: responses.RequestsMock
 ) -> None:
     provider_http.post(REVOKE_URL, status=200)
     with Watch() as watch:
         services.disconnect(user)
     assert not any("frameio_oauth" in sql for sql in watch.sql("default"))
-    assert not OAuthToken.objects.filter(pk=due.pk).exists()
+    assert not OAuthToken.objects.filter(pk=due_token.pk).exists()
 
 
 def test_token_obtained_is_sent_after_the_grant_is_committed_on_its_database(

@@ -21,10 +21,12 @@ from django.test import override_settings
 from django.utils import timezone
 
 from frameio_oauth import services
+from frameio_oauth.exceptions import ProviderUnavailable
 from frameio_oauth.models import OAuthToken
-from tests.conftest import TOKEN_URL
-from tests.loopback import loopback_server
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.frameio import TOKEN_URL
+from tests.support.loopback import loopback_server, read_request
+from tests.support.settings import FRAMEIO_OAUTH
+from tests.support.tokens import stored
 
 pytestmark = pytest.mark.django_db
 
@@ -35,24 +37,11 @@ MIN_FIRST_BACKOFF = timedelta(seconds=15)
 RECORDING = timedelta(milliseconds=50)
 
 
-def _read_request(conn: socket.socket) -> bool:
-    """Read one HTTP request (headers and a Content-Length body); False if the client left."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return False
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = re.search(rb"content-length:\s*(\d+)", head, re.IGNORECASE)
-    while length and len(body) < int(length.group(1)):
-        body += conn.recv(65536)
-    return True
-
-
 def _answering(status: str, body: bytes, delay: float, headers: str = "") -> Callable[..., None]:
     def handle(conn: socket.socket, stop: threading.Event) -> None:
-        if not _read_request(conn):
+        try:
+            read_request(conn)
+        except ConnectionResetError:
             return
         time.sleep(delay)
         conn.sendall(
@@ -124,7 +113,7 @@ def test_a_rows_refresh_time_is_when_that_row_was_refreshed(
         assert row.expires_at - row.last_refreshed_at == timedelta(seconds=3600)
 
 
-# --- one rule for on-demand calls and the sweep ------------------------------------------
+# --- one rule for on-demand calls and the sweep -----------------------------------------------
 
 
 def test_a_token_living_shorter_than_the_margin_is_refreshed_once_not_on_every_call(
@@ -188,3 +177,32 @@ def test_the_docs_state_the_refresh_window_the_code_computes(
                 monkeypatch.setattr(random, "uniform", pick)
                 seen.append((services.next_refresh_time(issued, lifetime) - issued).total_seconds())
             assert sorted(seen) == [earliest, latest], f"lifetime {lifetime}"
+
+
+# --- backoff ----------------------------------------------------------------------------------
+
+
+def test_backoff_grows_with_each_failure(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=503)
+    delays = []
+    for _ in range(4):
+        with pytest.raises(ProviderUnavailable):
+            services.refresh(due_token.pk, force=True)
+        delays.append((stored(due_token).next_refresh_at - timezone.now()).total_seconds())
+    # Full jitter in [d/2, d] with d = 30, 60, 120, 240 s.
+    assert 14 <= delays[0] <= 30
+    assert 119 <= delays[3] <= 240
+    assert stored(due_token).failure_count == 4
+
+
+def test_a_huge_retry_after_does_not_park_the_token_for_years(
+    due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, status=429, headers={"Retry-After": "99999999999"}, body="")
+    with pytest.raises(ProviderUnavailable):
+        services.refresh(due_token.pk)
+    assert stored(due_token).next_refresh_at <= timezone.now() + timedelta(
+        seconds=services.BACKOFF_CAP + 5
+    )

@@ -1,4 +1,4 @@
-"""A separate process for the concurrency tests: ``python -m tests.worker get-token USER_ID
+"""A separate process for the concurrency tests: ``python -m tests.support.worker get-token USER_ID
 START_AT`` waits until the wall-clock time START_AT, asks for the user's access token and
 prints its SHA-256 (never the token). The database and provider come from the environment
 (FRAMEIO_TEST_PGDATABASE, FRAMEIO_TEST_OAUTH_JSON), as the parent test sets them."""
@@ -12,7 +12,7 @@ import time
 
 
 def main(argv: list[str]) -> int:
-    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.support.settings"
     import django
 
     django.setup()

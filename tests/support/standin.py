@@ -16,7 +16,7 @@ import requests
 
 from frameio_oauth.views import SESSION_KEY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIDENTIAL = {"CLIENT_ID": "example-confidential", "CLIENT_SECRET": "example-secret"}
 PUBLIC = {"CLIENT_ID": "example-public"}
 
@@ -29,7 +29,7 @@ class Standin:
 
     def settings(self, client: dict[str, str], **extra: Any) -> dict[str, Any]:
         """A FRAMEIO_OAUTH dict pointing every endpoint at this stand-in."""
-        from tests.settings import FRAMEIO_OAUTH
+        from tests.support.settings import FRAMEIO_OAUTH
 
         base = {k: v for k, v in FRAMEIO_OAUTH.items() if k not in ("CLIENT_ID", "CLIENT_SECRET")}
         return {

@@ -1,4 +1,4 @@
-"""HTTP Basic client credentials against django-oauth-toolkit (the stand-in), with a client
+"""HTTP Basic client authentication against django-oauth-toolkit (the stand-in), with a client
 secret that is not all letters and digits: RFC 6749 §2.3.1 form-urlencodes both parts first,
 and the server decodes them so."""
 
@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from frameio_oauth import provider
 from frameio_oauth.exceptions import ReauthorizationRequired
-from tests.standin import CONFIDENTIAL, Standin, start_standin
+from tests.support.standin import CONFIDENTIAL, Standin, start_standin
 
 AWKWARD_SECRET = "s3cr+t %/&=é:x"
 

@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from tests.services_probe import (
+from tests.support.services_probe import (
     PG_HOST,
     PG_PORT,
     REDIS_URL,
@@ -13,7 +13,7 @@ from tests.services_probe import (
     redis_available,
 )
 
-_CHECKOUT = hashlib.sha256(str(Path(__file__).resolve().parent).encode()).hexdigest()[:8]
+_CHECKOUT = hashlib.sha256(str(Path(__file__).resolve().parents[2]).encode()).hexdigest()[:8]
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -37,7 +37,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
-ROOT_URLCONF = "tests.urls"
+ROOT_URLCONF = "tests.support.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",

@@ -1,3 +1,6 @@
+"""The Frame.io API session (session_for): the bearer goes to the API's origin only, and a 401
+refreshes once and retries once."""
+
 from __future__ import annotations
 
 import io
@@ -13,11 +16,10 @@ from django.test.utils import CaptureQueriesContext
 from frameio_oauth.exceptions import NotConnected, ReauthorizationRequired
 from frameio_oauth.http import api_origins, origin_of, session_for
 from frameio_oauth.models import OAuthToken
-from tests.conftest import TOKEN_URL
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.frameio import NEW, TOKEN_URL
+from tests.support.settings import FRAMEIO_OAUTH
 
 API = "https://api.frame.io/v2/me"
-NEW = {"access_token": "AT-new", "refresh_token": "RT-new", "expires_in": 3600}
 
 
 def api_accepting(accepted: str, barrier: threading.Barrier | None = None) -> Any:

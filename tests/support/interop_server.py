@@ -1,8 +1,8 @@
 """Run oidc-provider (tests/interop/server.mjs) on loopback as a second, independent
 authorization server, and play the part of the user's browser on its login and consent pages.
 
-The stand-in (tests/standin.py) is django-oauth-toolkit; this one is panva's oidc-provider, a
-Node.js OpenID Connect server with no code in common with it or with this app.
+The stand-in (tests/support/standin.py) is django-oauth-toolkit; this one is panva's
+oidc-provider, a Node.js OpenID Connect server with no code in common with it or with this app.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from urllib.parse import parse_qs, quote_plus, urljoin, urlsplit
 import requests
 from django.test import Client
 
-from tests.standin import form_fields
+from tests.support.standin import form_fields
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INTEROP_DIR = ROOT / "tests" / "interop"
 CALLBACK_URL = "http://testserver/frameio/callback/"
 CONFIDENTIAL = {"CLIENT_ID": "interop-confidential", "CLIENT_SECRET": "interop-secret"}
@@ -64,7 +64,7 @@ class InteropServer:
         unknown scope. ``prompt=consent`` rides on AUTHORIZE_URL (the app keeps its query):
         oidc-provider ignores offline_access without it, as OpenID Connect Core §11 asks.
         """
-        from tests.settings import FRAMEIO_OAUTH
+        from tests.support.settings import FRAMEIO_OAUTH
 
         base = {k: v for k, v in FRAMEIO_OAUTH.items() if k not in ("CLIENT_ID", "CLIENT_SECRET")}
         query = "?prompt=consent" if prompt_consent else ""

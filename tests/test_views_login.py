@@ -1,6 +1,6 @@
-"""The start of a flow: a GET shows a page with one button, only its CSRF-checked POST goes
-to Frame.io. A GET that started the flow let any page connect a signed-in visitor's account
-to whatever Frame.io account their browser was signed in to."""
+"""The start of a flow (views.login): a GET shows a page with one button, only its
+CSRF-checked POST goes to Frame.io. A GET that started the flow let any page connect a
+signed-in visitor's account to whatever Frame.io account their browser was signed in to."""
 
 from __future__ import annotations
 
@@ -13,22 +13,15 @@ from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.test import Client, override_settings
 
-from frameio_oauth.models import OAuthToken
 from frameio_oauth.views import SESSION_KEY
-from tests.settings import FRAMEIO_OAUTH
-from tests.standin import form_fields
-from tests.test_views import callback, start
+from tests.support.callback import callback, provider_answers, start
+from tests.support.settings import FRAMEIO_OAUTH
+from tests.support.standin import form_fields
 
 pytestmark = pytest.mark.django_db
 
 START = "/frameio/login/"
 WITHOUT_CSRF_MIDDLEWARE = [m for m in settings.MIDDLEWARE if "CsrfViewMiddleware" not in m]
-
-
-@pytest.fixture
-def signed_in(client: Client, user: Any) -> Client:
-    client.force_login(user)
-    return client
 
 
 def start_form(response: Any) -> dict[str, str]:
@@ -82,6 +75,12 @@ def test_the_start_page_drops_an_offsite_next(signed_in: Client) -> None:
 def test_a_post_with_an_offsite_next_is_still_checked(signed_in: Client) -> None:
     response = signed_in.post(START, {"next": "https://evil.example/"})
     assert signed_in.session[SESSION_KEY][state_of(response)]["next"] == ""
+
+
+@pytest.mark.parametrize("evil", ["https://evil.example/", "//evil.example", "javascript:x"])
+def test_login_drops_an_offsite_next(signed_in: Client, evil: str) -> None:
+    state = start(signed_in, evil)
+    assert signed_in.session[SESSION_KEY][state]["next"] == ""
 
 
 def test_a_get_of_the_start_page_by_cookieless_visitors_writes_no_session() -> None:
@@ -146,13 +145,6 @@ def test_the_pages_with_connect_buttons_cannot_be_framed_without_the_middleware(
     assert signed_in.get(path)["X-Frame-Options"] == "DENY"
 
 
-def test_the_connected_pages_connect_button_posts_to_the_start_url(signed_in: Client) -> None:
-    content = signed_in.get("/frameio/connected/").content.decode()
-    assert '<form method="post" action="/frameio/login/">' in content
-    assert form_fields(content)["csrfmiddlewaretoken"]
-    assert 'href="/frameio/login/' not in content
-
-
 def test_try_again_on_the_error_page_leads_to_the_start_page_keeping_next(
     signed_in: Client,
 ) -> None:
@@ -163,14 +155,35 @@ def test_try_again_on_the_error_page_leads_to_the_start_page_keeping_next(
     assert start_form(page)["next"] == "/after/?tab=1"
 
 
-@override_settings(MIDDLEWARE=WITHOUT_CSRF_MIDDLEWARE)
-def test_a_cross_site_disconnect_is_refused_even_without_the_csrf_middleware(
-    user: Any, make_token: Any, provider_http: responses.RequestsMock
+# --- the redirect URI -------------------------------------------------------------------------
+
+
+def test_configured_redirect_uri_is_used_in_both_requests(
+    signed_in: Client, provider_http: responses.RequestsMock
 ) -> None:
-    make_token(user)
-    strict = Client(enforce_csrf_checks=True)
-    strict.force_login(user)
-    response = strict.post("/frameio/disconnect/")
-    assert response.status_code == 403
-    assert OAuthToken.objects.filter(user=user).exists()
-    assert len(provider_http.calls) == 0
+    fixed = "https://site.example/frameio/callback/"
+    provider_answers(provider_http)
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "REDIRECT_URI": fixed}):
+        state = start(signed_in)
+        callback(signed_in, state=state, code="C")
+    sent = parse_qs(provider_http.calls[0].request.body)
+    assert sent["redirect_uri"] == [fixed]
+
+
+def test_login_warns_when_the_redirect_uri_is_on_another_host(
+    signed_in: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The session cookie of 127.0.0.1 never reaches a callback on localhost.
+    elsewhere = "http://localhost:8000/frameio/callback/"
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "REDIRECT_URI": elsewhere}):
+        start(signed_in)
+    assert "REDIRECT_URI points at localhost:8000 but this sign-in started on testserver" in (
+        caplog.text
+    )
+
+
+def test_login_on_the_redirect_uri_host_does_not_warn(
+    signed_in: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    start(signed_in)
+    assert "REDIRECT_URI points at" not in caplog.text

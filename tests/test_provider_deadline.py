@@ -29,15 +29,15 @@ from django.test import override_settings
 from frameio_oauth import provider, services
 from frameio_oauth.exceptions import ProviderError, ProviderUnavailable
 from frameio_oauth.models import OAuthToken
-from tests.loopback import (
+from tests.support.loopback import (
     Handler,
     loopback_server,
     read_request,
     self_signed_tls,
     stalled_listener,
 )
-from tests.pg_sessions import other_session, token_row_lock
-from tests.settings import FRAMEIO_OAUTH
+from tests.support.pg_sessions import other_session, token_row_lock
+from tests.support.settings import FRAMEIO_OAUTH
 
 BUDGET = 1.0
 # The four calls share one transport: the matrix of them is run on a shorter budget.
@@ -56,7 +56,7 @@ GOOD = json.dumps(
 ).encode()
 
 
-# --- misbehaving servers ------------------------------------------------------------------
+# --- misbehaving servers ----------------------------------------------------------------------
 
 
 def answer(body: bytes, *, headers: str = "") -> bytes:
@@ -208,11 +208,11 @@ def assert_took(elapsed: float, case: Misbehaviour, budget: float = BUDGET) -> N
         assert elapsed < budget
 
 
-# --- a refresh, for every misbehaviour ------------------------------------------------------
+# --- a refresh, for every misbehaviour --------------------------------------------------------
 
 
-def stored(pk: int) -> tuple[Any, ...]:
-    """The row as stored: ciphertexts, expiry, status."""
+def raw_row(pk: int) -> tuple[Any, ...]:
+    """The row as the database holds it: ciphertexts, expiry, status."""
     fields = ("access_token", "refresh_token", "expires_at", "status")
     columns = ", ".join(
         connection.ops.quote_name(OAuthToken._meta.get_field(name).column) for name in fields
@@ -241,18 +241,18 @@ def test_a_refresh_ends_at_the_deadline_with_its_row_unchanged_and_unlocked(
     case: Misbehaviour, user: Any, make_token: Callable[..., OAuthToken]
 ) -> None:
     token = make_token(user)
-    before = stored(token.pk)
+    before = raw_row(token.pk)
     with case.serve() as base, override_settings(FRAMEIO_OAUTH=oauth_settings(base)):
         elapsed = timed(lambda: services.refresh(token.pk, force=True), case.error, case.message)
     assert_took(elapsed, case)
-    assert stored(token.pk) == before
+    assert raw_row(token.pk) == before
     assert OAuthToken.objects.get(pk=token.pk).failure_count == 1
     if connection.vendor == "postgresql":
         assert token_row_lock(token.pk) == "free"
         assert idle_in_transaction() == []
 
 
-# --- every provider call --------------------------------------------------------------------
+# --- every provider call ----------------------------------------------------------------------
 
 CALLS: dict[str, Callable[[], object]] = {
     "code exchange": lambda: provider.exchange_code(
@@ -307,7 +307,7 @@ def test_a_call_through_a_proxy_keeps_its_deadline(monkeypatch: pytest.MonkeyPat
     assert BUDGET <= elapsed <= BUDGET + 0.45
 
 
-# --- TLS ------------------------------------------------------------------------------------
+# --- TLS --------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -349,7 +349,7 @@ def test_a_tls_server_dripping_its_headers_is_cut_at_the_deadline(tls: ssl.SSLCo
     assert BUDGET <= elapsed <= BUDGET + 0.45
 
 
-# --- kept-alive connections and fork --------------------------------------------------------
+# --- kept-alive connections and fork ----------------------------------------------------------
 
 
 def counting(handle: Handler) -> tuple[Handler, list[int]]:
@@ -435,7 +435,7 @@ def test_a_forked_worker_cuts_its_calls_at_the_deadline_too() -> None:
     assert float(result) <= BUDGET + SLACK
 
 
-# --- the body's encoding --------------------------------------------------------------------
+# --- the body's encoding ----------------------------------------------------------------------
 
 
 def test_provider_calls_ask_for_an_unencoded_answer() -> None:

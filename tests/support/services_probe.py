@@ -54,7 +54,7 @@ def browser_available() -> bool:
     return browser_paths() is not None
 
 
-INTEROP_DIR = Path(__file__).resolve().parent / "interop"
+INTEROP_DIR = Path(__file__).resolve().parents[1] / "interop"
 
 
 @cache
