@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -259,7 +260,7 @@ def _check_issuer(received: list[str]) -> None:
         return
     logger.warning(
         "Frame.io callback refused: iss %r is not the configured issuer %r",
-        [value[:200] for value in received[:3]],
+        [_as_logged_issuer(value) for value in received[:3]],
         expected,
     )
     raise _Refused(
@@ -269,6 +270,16 @@ def _check_issuer(received: list[str]) -> None:
             "refused and nothing was connected."
         ),
     )
+
+
+def _as_logged_issuer(value: str) -> str:
+    # An issuer is a URL and no secret; anything else in a query parameter is not logged.
+    if _ISSUER_SHAPE.fullmatch(value):
+        return value
+    return "(not an https URL)"
+
+
+_ISSUER_SHAPE = re.compile(r"https?://[\w.:/-]{1,200}")
 
 
 def _unusable(exc: UnusableProviderValue) -> _Refused:

@@ -36,6 +36,8 @@ from ._transport import post, send
 
 logger = logging.getLogger("frameio_oauth.provider")
 
+_TOKEN_FIELDS = ("access_token", "refresh_token")
+
 
 @dataclass(frozen=True)
 class AuthorizationRequest:
@@ -161,7 +163,9 @@ def _token_request(form: dict[str, str], *, deadline: Deadline | None = None) ->
     response, body = post(conf.token_url, form, deadline=deadline)
     payload = json_or_none(body)
     if response.status_code != 200 or not isinstance(payload, dict) or is_refusal(payload):
-        secrets = secrets_of(form)
+        # A refusal may still carry (unusable) tokens, and echo them in its error text.
+        carried = [payload.get(name) for name in _TOKEN_FIELDS] if isinstance(payload, dict) else []
+        secrets = secrets_of(form, *(value for value in carried if isinstance(value, str)))
         raise_for_error(response, payload, what="token endpoint", secrets=secrets)
         shape = "a non-JSON body" if payload is None else "JSON that is not an object"
         raise ProviderError(
