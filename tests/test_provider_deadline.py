@@ -507,3 +507,106 @@ def test_a_refresh_asked_again_without_scope_shares_the_first_calls_deadline() -
             )
     # Two deadlines of their own would have taken 1.6 s.
     assert BUDGET <= elapsed <= BUDGET + 0.45
+
+
+# --- answers that end with their connection, and answers read late ---------------------------
+
+HEAD_AT = 0.3
+
+
+def head_then_stall(head: bytes) -> Handler:
+    """Send ``head`` (and a first bit of body) at once, then nothing until the client leaves."""
+
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        read_request(conn)
+        time.sleep(HEAD_AT)
+        conn.sendall(head)
+        until_hung_up(conn, stop)
+
+    return handle
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 500\r\n\r\n{",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 500\r\n\r\n{",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n",
+    ],
+    ids=["connection-close", "http-1.0", "unframed", "chunked-and-close"],
+)
+def test_an_answer_that_ends_with_its_connection_stays_under_the_deadline(head: bytes) -> None:
+    # http.client closes such a connection once the head is in and hands its socket on: the
+    # deadline went with it, and the body could stall for as long as the server liked.
+    with served(head_then_stall(head))() as base:
+        with override_settings(FRAMEIO_OAUTH=oauth_settings(base)):
+            elapsed = timed(lambda: provider.refresh_grant("RT"), ProviderUnavailable, "timed out")
+    assert BUDGET <= elapsed <= BUDGET + SLACK
+
+
+def test_an_answer_in_the_socket_before_the_deadline_is_kept_if_read_late(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As when the worker is descheduled (CPU quota, a busy GIL) between the answer's arrival
+    # and its read: the clock jumps past the deadline with the answer already buffered. It may
+    # carry the only copy of a rotated refresh token.
+    arrived = threading.Event()
+
+    def answer_at_once(conn: socket.socket, stop: threading.Event) -> None:
+        read_request(conn)
+        conn.sendall(answer(GOOD))
+        arrived.set()
+        until_hung_up(conn, stop)
+
+    real = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real() + (5.0 if arrived.is_set() else 0.0))
+    with served(answer_at_once)() as base, override_settings(FRAMEIO_OAUTH=oauth_settings(base)):
+        assert provider.refresh_grant("RT").refresh_token == "RT2"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_worker_never_uses_a_connection_its_parent_kept_alive() -> None:
+    # Parent and child would share one socket and read each other's answers: one user's
+    # tokens stored on another's row.
+    handle, connections = counting(keep_answering)
+
+    def each_in_a_thread(conn: socket.socket, stop: threading.Event) -> None:
+        # The parent's connection stays open: the child's must still be served.
+        own = conn.dup()
+        threading.Thread(target=lambda: (handle(own, stop), own.close()), daemon=True).start()
+
+    with served(each_in_a_thread)() as base, override_settings(FRAMEIO_OAUTH=oauth_settings(base)):
+        provider.refresh_grant("RT")  # leaves a kept-alive connection in the parent's pool
+        child = os.fork()
+        if child == 0:
+            code = 1
+            try:
+                provider.refresh_grant("RT")
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        provider.refresh_grant("RT")  # the parent's connection still works
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(connections) == 2
+
+
+# The SystemExit the test injects into the watchdog thread is reported as it ends: expected.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_call_in_flight_keeps_its_deadline_when_the_watchdog_thread_dies() -> None:
+    import ctypes
+
+    def kill_the_watchdog() -> None:
+        time.sleep(0.3)
+        for thread in threading.enumerate():
+            if thread.name == "frameio-oauth-deadlines" and thread.ident is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(thread.ident), ctypes.py_object(SystemExit)
+                )
+
+    with served(drip_headers)() as base, override_settings(FRAMEIO_OAUTH=oauth_settings(base)):
+        threading.Thread(target=kill_the_watchdog).start()
+        elapsed = timed(lambda: provider.refresh_grant("RT"), ProviderUnavailable, "timed out")
+    assert elapsed <= BUDGET + SLACK

@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -37,7 +38,7 @@ _current: ContextVar[Deadline | None] = ContextVar("frameio_oauth_deadline", def
 class Deadline:
     """One call's deadline; ``with`` makes it the deadline of the HTTP calls in the block."""
 
-    __slots__ = ("_alarm", "_token", "at", "seconds", "tripped")
+    __slots__ = ("_alarm", "_kept", "_token", "at", "seconds", "tripped")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -46,6 +47,8 @@ class Deadline:
         self.tripped = False
         self._alarm: _Alarm | None = None
         self._token: Token[Deadline | None] | None = None
+        # Wires whose connection closed while the call goes on (see _WatchedHTTPConnection).
+        self._kept: list[Tripwire] = []
 
     def __enter__(self) -> Deadline:
         self._token = _current.set(self)
@@ -57,6 +60,16 @@ class Deadline:
         alarm = self._alarm
         if alarm is not None and not alarm.done:
             _watchdog.cancel(alarm)
+        while self._kept:
+            self._kept.pop().close()
+
+    @property
+    def watched(self) -> bool:
+        """Whether a socket of this call is under the watchdog (not one of a SOCKS proxy)."""
+        return self._alarm is not None
+
+    def keep_until_exit(self, wire: Tripwire) -> None:
+        self._kept.append(wire)
 
     def remaining(self) -> float:
         return self.at - time.monotonic()
@@ -133,10 +146,7 @@ class _Watchdog:
         alarm = _Alarm(deadline, wire, self)
         with self._lock:
             if not self._running:
-                threading.Thread(
-                    target=self._run, name="frameio-oauth-deadlines", daemon=True
-                ).start()
-                self._running = True
+                self._start()
             if wire.alarm is not None:
                 self._cancel(wire.alarm)
             wire.alarm = alarm
@@ -168,13 +178,20 @@ class _Watchdog:
             # Nothing armed: drop the cancelled entries rather than wake up for each of them.
             self._heap.clear()
 
+    def _start(self) -> None:
+        threading.Thread(target=self._run, name="frameio-oauth-deadlines", daemon=True).start()
+        self._running = True
+
     def _run(self) -> None:
         try:
             self._watch()
         finally:
-            # Whatever ended the loop, the next call to arm starts a new thread.
+            # Whatever ended the loop, calls in flight keep their deadline: a new thread takes
+            # over their alarms (and the next call to arm starts one anyway).
             with self._lock:
                 self._running = False
+                if self._live and not sys.is_finalizing():
+                    self._start()
 
     def _watch(self) -> None:
         with self._lock:
@@ -198,6 +215,10 @@ _watchdog = _Watchdog()
 def _new_watchdog_after_fork() -> None:
     global _watchdog
     _watchdog = _Watchdog()
+    # A connection kept alive in the parent is shared with it and every sibling: a child that
+    # sent on one would read another process's answer. Close the child's copies (no shutdown).
+    for adapter in list(_ADAPTERS):
+        adapter.forget_connections()
 
 
 if hasattr(os, "register_at_fork"):
@@ -280,7 +301,14 @@ class _WatchedHTTPConnection(HTTPConnection):
             super().close()
         finally:
             wire, self.tripwire = self.tripwire, None
-            if wire is not None:
+            deadline = _current.get()
+            alarm = wire.alarm if wire is not None else None
+            if wire is not None and alarm is not None and alarm.deadline is deadline:
+                # http.client closes the connection of an answer that ends with it (Connection:
+                # close, HTTP/1.0, unframed) once its head is in, and hands the socket on to
+                # the answer: the wire stays armed until the call ends.
+                deadline.keep_until_exit(wire)
+            elif wire is not None:
                 wire.close()
 
 
@@ -306,6 +334,7 @@ class _HTTPSPool(_DisarmedInPool, HTTPSConnectionPool):
 
 
 _POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _HTTPPool, "https": _HTTPSPool}
+_ADAPTERS: weakref.WeakSet[DeadlineAdapter] = weakref.WeakSet()
 
 
 class DeadlineAdapter(requests.adapters.HTTPAdapter):
@@ -317,6 +346,13 @@ class DeadlineAdapter(requests.adapters.HTTPAdapter):
     ) -> None:
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
         self.poolmanager.pool_classes_by_scheme = _POOLS
+        _ADAPTERS.add(self)
+
+    def forget_connections(self) -> None:
+        """Drop every pooled connection, its proxies' included."""
+        self.poolmanager.clear()
+        for manager in self.proxy_manager.values():
+            manager.clear()
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)

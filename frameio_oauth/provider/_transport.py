@@ -165,7 +165,9 @@ def _read_body(response: requests.Response, deadline: Deadline, method: str, url
     received = size = 0
     try:
         while True:
-            if deadline.passed():
+            # A watched call reads until the watchdog cuts it, so an answer already in the
+            # socket is never thrown away for being read late; an unwatched one (SOCKS) stops.
+            if not deadline.watched and deadline.passed():
                 raise _timed_out(method, url, deadline.seconds)
             data = raw.read1(_READ_SIZE, decode_content=False)
             if not data:
