@@ -12,6 +12,10 @@ from django.test import Client
 from django.utils import timezone
 
 from frameio_oauth.models import OAuthToken
+
+# As a project's own package does: its Celery app (eager, from the Django settings) is the
+# default one, whichever test module runs alone.
+from tests.support import celery_app as _celery_app  # noqa: F401
 from tests.support.services_probe import (
     IN_CI,
     PG_HOST,

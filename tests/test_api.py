@@ -58,6 +58,20 @@ def test_a_401_refreshes_once_and_retries_once(
 
 
 @pytest.mark.django_db
+def test_an_api_that_refuses_every_token_does_not_rotate_the_grant_on_every_request(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    # A missing scope, say: the refreshed token is refused too. One rotation, not one a request.
+    make_token(user, access_token="AT-refused")
+    provider_http.add_callback(responses.GET, API, callback=api_accepting("nothing"))
+    provider_http.post(TOKEN_URL, json=NEW)
+    session = session_for(user)
+    statuses = [session.get(API).status_code for _ in range(5)]
+    assert statuses == [401] * 5
+    assert [c.request.url for c in provider_http.calls].count(TOKEN_URL) == 1
+
+
+@pytest.mark.django_db
 def test_a_second_401_is_returned_not_retried_again(
     user: Any, make_token: Any, provider_http: responses.RequestsMock
 ) -> None:

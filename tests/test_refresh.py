@@ -105,18 +105,42 @@ def test_an_on_demand_call_tries_again_once_the_backoff_time_has_come(
         assert services.get_access_token(user) == "AT-new"
 
 
-def test_an_expired_token_is_refreshed_on_demand_even_while_backing_off(
+def test_an_expired_token_waiting_out_its_backoff_calls_nobody_and_says_when(
     user: Any, make_token: Any, provider_http: responses.RequestsMock
 ) -> None:
+    # Each caller used to call the provider again, and pile up failures, during an outage.
     now = timezone.now()
+    retry_at = now + timedelta(seconds=8)
     make_token(
-        user,
-        expires_at=now - timedelta(seconds=1),
-        next_refresh_at=now + timedelta(minutes=10),
-        failure_count=3,
+        user, expires_at=now - timedelta(seconds=1), next_refresh_at=retry_at, failure_count=3
     )
-    provider_http.post(TOKEN_URL, json=NEW)
-    assert services.get_access_token(user) == "AT-new"
+    for _ in range(3):
+        with pytest.raises(ProviderUnavailable) as waiting:
+            services.get_access_token(user)
+        assert waiting.value.retry_at == retry_at
+    assert len(provider_http.calls) == 0
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "least", "most"), [(None, 0, 11), (600, 599.9, 601)], ids=["plain", "429"]
+)
+def test_an_expired_tokens_failed_refresh_is_tried_again_within_seconds_unless_told_to_wait(
+    user: Any,
+    make_token: Any,
+    provider_http: responses.RequestsMock,
+    retry_after: int | None,
+    least: float,
+    most: float,
+) -> None:
+    make_token(user, expires_at=timezone.now() - timedelta(seconds=1), failure_count=6)
+    headers = {"Retry-After": str(retry_after)} if retry_after else {}
+    provider_http.post(TOKEN_URL, status=429 if retry_after else 503, headers=headers)
+    with pytest.raises(ProviderUnavailable):
+        services.get_access_token(user)
+    row = OAuthToken.objects.get(user=user)
+    assert row.next_refresh_at is not None
+    wait = (row.next_refresh_at - row.updated_at).total_seconds()
+    assert least <= wait <= most
 
 
 def test_a_token_the_api_rejected_is_refreshed_even_while_backing_off(
@@ -203,6 +227,7 @@ def test_invalid_grant_marks_reauth_required_signals_and_never_retries(
         "failed": 0,
         "reauth": 0,
         "revoked": 0,
+        "revocations_failed": 0,
     }
     assert len(provider_http.calls) == 1
 

@@ -81,22 +81,34 @@ def lowest_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_sweeps_backoff_counts_from_each_rows_own_failure(
     make_due_tokens: Callable[[int], list[OAuthToken]], lowest_jitter: None
 ) -> None:
-    make_due_tokens(6)
+    make_due_tokens(3)
     rows = _sweep_against(_silent, timeout=0.3)
-    assert [row.failure_count for row in rows] == [1] * 6
+    assert [row.failure_count for row in rows] == [1] * 3
     for row in rows:
         assert row.next_refresh_at is not None
         assert row.next_refresh_at >= row.updated_at + MIN_FIRST_BACKOFF - RECORDING
 
 
-def test_a_sweeps_retry_after_counts_from_each_rows_own_failure(
+def test_a_sweep_stops_once_the_provider_is_down_for_several_rows_in_a_row(
+    make_due_tokens: Callable[[int], list[OAuthToken]],
+) -> None:
+    # The rest would only add load, HTTP_TIMEOUT each; they stay due for the next sweep.
+    make_due_tokens(6)
+    rows = _sweep_against(_silent, timeout=0.3)
+    assert sorted(row.failure_count for row in rows) == [0, 0, 0, 1, 1, 1]
+    assert all(row.next_refresh_at <= timezone.now() for row in rows if row.failure_count == 0)
+
+
+def test_a_sweeps_retry_after_counts_from_the_rows_own_failure_and_stops_the_sweep(
     make_due_tokens: Callable[[int], list[OAuthToken]],
 ) -> None:
     make_due_tokens(4)
     busy = _answering("503 Service Unavailable", b"{}", 0.3, "Retry-After: 120\r\n")
-    for row in _sweep_against(busy):
-        assert row.next_refresh_at is not None
-        assert row.next_refresh_at >= row.updated_at + timedelta(seconds=120) - RECORDING
+    rows = _sweep_against(busy)
+    [failed] = [row for row in rows if row.failure_count]
+    assert failed.next_refresh_at is not None
+    assert failed.next_refresh_at >= failed.updated_at + timedelta(seconds=120) - RECORDING
+    assert sum(row.failure_count for row in rows) == 1
 
 
 def test_a_rows_refresh_time_is_when_that_row_was_refreshed(
@@ -139,16 +151,22 @@ def test_on_demand_calls_and_the_sweep_find_a_token_due_at_the_same_moment(
             assert (token.pk in services.due_token_ids()) is due
 
 
-def test_a_token_is_due_once_expired_even_while_its_refresh_backs_off(
-    user: Any, make_token: Any
-) -> None:
+def test_an_expired_token_waits_for_its_backoff_like_any_other(user: Any, make_token: Any) -> None:
     now = timezone.now()
     token = make_token(
         user,
         expires_at=now - timedelta(seconds=1),
-        next_refresh_at=now + timedelta(minutes=10),
+        next_refresh_at=now + timedelta(seconds=5),
         failure_count=3,
     )
+    assert not services.needs_refresh(token)
+
+
+def test_an_expired_token_without_a_schedule_is_due(user: Any, make_token: Any) -> None:
+    # No refresh token: the refresh that comes due marks it for re-authorization.
+    token = make_token(user, refresh_token=None, expires_at=timezone.now() - timedelta(seconds=1))
+    OAuthToken.objects.filter(pk=token.pk).update(next_refresh_at=None)
+    token.refresh_from_db()
     assert services.needs_refresh(token)
 
 

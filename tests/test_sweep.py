@@ -114,6 +114,7 @@ def test_a_due_row_without_a_refresh_token_leaves_the_schedule(
         "failed": 0,
         "reauth": 0,
         "revoked": 0,
+        "revocations_failed": 0,
     }
     assert stored(token).next_refresh_at is None
     assert len(provider_http.calls) == 0

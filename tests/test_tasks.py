@@ -36,7 +36,14 @@ def test_the_sweep_task_returns_its_summary(
 ) -> None:
     provider_http.post(TOKEN_URL, json=NEW)
     summary = refresh_due_tokens.apply().get()
-    assert summary == {"refreshed": 1, "skipped": 0, "failed": 0, "reauth": 0, "revoked": 0}
+    assert summary == {
+        "refreshed": 1,
+        "skipped": 0,
+        "failed": 0,
+        "reauth": 0,
+        "revoked": 0,
+        "revocations_failed": 0,
+    }
 
 
 def test_a_fanned_out_sweep_enqueues_one_task_per_due_row(

@@ -30,6 +30,7 @@ from ._revocation import (
     MAX_REVOCATION_ATTEMPTS,
     DisconnectResult,
     retry_due_revocations,
+    retry_revocations,
     revoke_after_user_deletion,
 )
 from ._schedule import (
@@ -71,6 +72,7 @@ __all__ = [
     "replace_rejected_token",
     "retry_delay",
     "retry_due_revocations",
+    "retry_revocations",
     "revoke_after_user_deletion",
     "rotate_encryption_keys",
     "store_grant",

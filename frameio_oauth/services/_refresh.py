@@ -11,7 +11,7 @@ import enum
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -37,6 +37,8 @@ from ._schedule import apply_tokens, is_due, retry_time
 
 logger = logging.getLogger("frameio_oauth.services")
 
+# A token the API rejects within this many seconds of a refresh is not replaced again.
+REJECTED_MIN_AGE = 30.0
 # Frame.io separates scopes with spaces, Adobe IMS with commas.
 _SCOPE_SPLIT = re.compile(r"[\s,]+")
 
@@ -73,7 +75,7 @@ def get_access_token(user: AbstractBaseUser) -> str:
         raise ReauthorizationRequired(f"user {user.pk} must sign in with Frame.io again")
     now = timezone.now()
     if not is_due(token, now):
-        return str(token.access_token)
+        return _unexpired(token, now)
     try:
         refreshed = _attempt_on_demand(token.pk).token
     except (RefreshInsideTransaction, ProviderUnavailable, ProviderError):
@@ -83,7 +85,19 @@ def get_access_token(user: AbstractBaseUser) -> str:
             return str(token.access_token)
         raise
     assert refreshed is not None
-    return str(refreshed.access_token)
+    # Not due after all: another caller's refresh just failed, and its backoff holds.
+    return _unexpired(refreshed, timezone.now())
+
+
+def _unexpired(token: OAuthToken, now: datetime) -> str:
+    """The token's access token, unless it has expired while its refresh backs off."""
+    if token.is_expired(now):
+        waiting = ProviderUnavailable(
+            f"the refresh of token {token.pk} failed and is tried again at {token.next_refresh_at}"
+        )
+        waiting.retry_at = token.next_refresh_at
+        raise waiting
+    return str(token.access_token)
 
 
 def refresh(token_id: int, *, force: bool = False) -> OAuthToken:
@@ -182,8 +196,12 @@ def _attempt(
                 raise NotConnected(f"token {token_id} was disconnected")
             raise ReauthorizationRequired(f"token {token_id} needs re-authorization")
         if rejected is not None:
-            # The API refused this token: refresh only if nobody has replaced it yet.
-            force = token.access_token == rejected
+            # The API refused this token: refresh only if nobody has replaced it yet, and not
+            # one a refresh just issued, which the API refuses for another reason (a missing
+            # scope): replacing that would rotate the grant on every request.
+            since = timezone.now() - timedelta(seconds=REJECTED_MIN_AGE)
+            fresh = token.last_refreshed_at is not None and token.last_refreshed_at > since
+            force = token.access_token == rejected and not fresh
             if not force:
                 return RefreshResult(Outcome.NOT_DUE, token)
         # Re-checked under the lock: another worker may have refreshed it while we waited.
@@ -280,7 +298,8 @@ def _scope_for(
 def _failed(token: OAuthToken, error: FrameioOAuthError) -> RefreshResult:
     # Counted from the failure, not from the sweep's start: a sweep can run for minutes.
     retry_after = getattr(error, "retry_after", None)
-    retry_at = retry_time(timezone.now(), token.failure_count + 1, retry_after)
+    failures = token.failure_count + 1
+    retry_at = retry_time(timezone.now(), failures, retry_after, expires_at=token.expires_at)
     _db.save_fields(token, token.record_failure(error, retry_at))
     if isinstance(error, ProviderUnavailable):
         error.retry_at = retry_at

@@ -204,21 +204,28 @@ def announce_removal(
 def retry_due_revocations(now: datetime | None = None) -> int:
     """Try again every revocation whose retry time has come, one claimed row at a time (part
     of every sweep). Returns how many rows were removed."""
+    return retry_revocations(now)[0]
+
+
+def retry_revocations(now: datetime | None = None) -> tuple[int, int]:
+    """:func:`retry_due_revocations`, also counting the revocations that failed again."""
     now = now or timezone.now()
     waiting = OAuthToken.objects.using(_db.alias()).filter(
         status=OAuthToken.Status.REVOKED, next_refresh_at__lte=now
     )
     # Nearly always none: one plain query then, not a transaction, on every sweep.
     if not waiting.exists():
-        return 0
-    removed = 0
+        return 0, 0
+    removed = failed = 0
     while True:
         with transaction.atomic(using=_db.alias()):
             token = waiting.select_for_update(skip_locked=True).order_by("next_refresh_at").first()
             if token is None:
-                return removed
+                return removed, failed
             result = end_grant(token)
-        if not result.pending:
+        if result.pending:
+            failed += 1
+        else:
             removed += 1
             announce_removal(token, result)
 

@@ -25,6 +25,8 @@ JITTER_FRACTION = 0.1
 
 BACKOFF_BASE = 30.0
 BACKOFF_CAP = 30 * 60.0
+# How soon an expired token is tried again after a failure (rather than after the backoff).
+EXPIRED_RETRY = 10.0
 
 
 def needs_refresh(token: OAuthToken) -> bool:
@@ -33,11 +35,11 @@ def needs_refresh(token: OAuthToken) -> bool:
 
 
 def is_due(token: OAuthToken, now: datetime) -> bool:
-    """Due once ``next_refresh_at`` has come (also the backoff's retry time after a failure),
-    or once the access token has expired whatever the backoff says."""
-    if token.next_refresh_at is not None and token.next_refresh_at <= now:
-        return True
-    return token.is_expired(now)
+    """Due once ``next_refresh_at`` has come (also the backoff's retry time after a failure);
+    a token with no schedule (no refresh token) once it has expired."""
+    if token.next_refresh_at is None:
+        return token.is_expired(now)
+    return token.next_refresh_at <= now
 
 
 def apply_tokens(
@@ -88,10 +90,22 @@ def retry_delay(failures: int) -> float:
     return random.uniform(delay / 2, delay)  # noqa: S311
 
 
-def retry_time(failed_at: datetime, failures: int, retry_after: float | None = None) -> datetime:
+def retry_time(
+    failed_at: datetime,
+    failures: int,
+    retry_after: float | None = None,
+    *,
+    expires_at: datetime | None = None,
+) -> datetime:
     """When to try again: :func:`retry_delay` after ``failed_at``, at least the provider's
-    ``Retry-After`` but never past the cap, so a wild header cannot park a row for years."""
+    ``Retry-After`` but never past the cap, so a wild header cannot park a row for years.
+
+    A token that will have expired before then is useless to its user meanwhile: it is tried
+    again within EXPIRED_RETRY seconds of its expiry instead, unless Retry-After says later.
+    """
     delay = retry_delay(failures)
+    if expires_at is not None:
+        delay = min(delay, max((expires_at - failed_at).total_seconds(), 0) + EXPIRED_RETRY)
     if retry_after:
         delay = max(delay, min(retry_after, BACKOFF_CAP))
     return failed_at + timedelta(seconds=delay)

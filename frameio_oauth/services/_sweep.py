@@ -13,10 +13,11 @@ from django.db.models import BooleanField, Func, TextField
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from ..exceptions import ProviderUnavailable
 from ..models import OAuthToken
 from . import _db
 from ._refresh import Outcome, RefreshResult, finish, refresh_locked
-from ._revocation import retry_due_revocations
+from ._revocation import retry_revocations
 
 logger = logging.getLogger("frameio_oauth.services")
 
@@ -27,8 +28,11 @@ class RefreshSummary:
     skipped: int = 0
     failed: int = 0
     reauth: int = 0
-    # Disconnected grants whose deferred revocation went through in this sweep.
+    # Disconnected grants whose deferred revocation went through in this sweep, or did not.
     revoked: int = 0
+    revocations_failed: int = 0
+    # Why the sweep stopped before the due rows ran out (the provider is down), if it did.
+    stopped: str = ""
 
     def add(self, outcome: Outcome) -> None:
         if outcome is Outcome.REFRESHED:
@@ -52,6 +56,7 @@ class RefreshSummary:
             "failed": self.failed,
             "reauth": self.reauth,
             "revoked": self.revoked,
+            "revocations_failed": self.revocations_failed,
         }
 
 
@@ -66,20 +71,36 @@ def refresh_due(
     """
     summary = RefreshSummary()
     now = timezone.now()
+    unavailable = 0
     while limit is None or summary.attempted < limit:
         claimed = _refresh_next_due(now)
         if claimed is None:
             break
-        token_id, outcome = claimed
-        summary.add(outcome)
+        token_id, result = claimed
+        summary.add(result.outcome)
         if progress is not None:
-            progress(token_id, outcome)
-    summary.revoked = retry_due_revocations(now)
+            progress(token_id, result.outcome)
+        # An outage is the provider's, not the row's: the rest of the rows would only add
+        # load (and HTTP_TIMEOUT each). They stay due for the next sweep.
+        error = result.error
+        unavailable = unavailable + 1 if isinstance(error, ProviderUnavailable) else 0
+        if isinstance(error, ProviderUnavailable) and error.retry_after:
+            summary.stopped = f"the provider asked to wait {error.retry_after:g} s"
+        elif unavailable >= UNAVAILABLE_IN_A_ROW:
+            summary.stopped = f"{unavailable} refreshes in a row found the provider unavailable"
+        if summary.stopped:
+            logger.warning("refresh sweep stopped early: %s", summary.stopped)
+            break
+    summary.revoked, summary.revocations_failed = retry_revocations(now)
     logger.info("refresh sweep done: %s", summary.as_dict())
     return summary
 
 
-def _refresh_next_due(now: datetime) -> tuple[int, Outcome] | None:
+# After this many provider calls in a row find the provider down, a sweep stops.
+UNAVAILABLE_IN_A_ROW = 3
+
+
+def _refresh_next_due(now: datetime) -> tuple[int, RefreshResult] | None:
     """Claim the first row due at ``now`` that no other worker holds, and refresh it; None
     when none is left."""
     result: RefreshResult | None = None
@@ -90,7 +111,7 @@ def _refresh_next_due(now: datetime) -> tuple[int, Outcome] | None:
             return None
         token_id = token.pk
         result = refresh_locked(token, tx)
-    return token_id, finish(tx, result).outcome
+    return token_id, finish(tx, result)
 
 
 def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterator[int]:
