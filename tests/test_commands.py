@@ -9,6 +9,7 @@ import pytest
 import responses
 from django.core.management import call_command, execute_from_command_line
 from django.core.management.base import CommandError
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -16,7 +17,7 @@ from frameio_oauth import services
 from frameio_oauth.crypto import get_cipher
 from frameio_oauth.exceptions import DecryptionError
 from frameio_oauth.models import OAuthToken
-from tests.support.frameio import NEW, TOKEN_URL
+from tests.support.frameio import NEW, REVOKE_URL, TOKEN_URL
 from tests.support.settings import FRAMEIO_OAUTH, OLD_TEST_KEY, TEST_KEY
 
 NEW_FIRST = {**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": [OLD_TEST_KEY, TEST_KEY]}
@@ -129,6 +130,44 @@ def test_rotate_keys_exits_zero_when_every_row_moved(
     with override_settings(FRAMEIO_OAUTH=NEW_FIRST):
         execute_from_command_line(["manage.py", "frameio_rotate_keys"])
     assert "1 rows re-encrypted" in capsys.readouterr().out
+
+
+def test_rotate_keys_refuses_a_batch_size_below_one(capsys: Any) -> None:
+    # It re-encrypted nothing and said so in green, with exit status 0.
+    with pytest.raises(CommandError, match="at least 1"):
+        call_command("frameio_rotate_keys", "--batch-size", "0")
+
+
+def test_rotate_keys_exits_non_zero_when_a_secret_is_written_under_an_old_key_meanwhile(
+    user: Any, other_user: Any, make_token: Any, capsys: Any
+) -> None:
+    # A process still on the old ENCRYPTION_KEYS writes a row the rotation has passed already.
+    first, second = make_token(user), make_token(other_user)
+    old_envelope = first.__dict__["access_token_ciphertext"]
+    column = OAuthToken._meta.get_field("access_token").column
+    table = OAuthToken._meta.db_table
+    updates = []
+
+    def old_writer_meanwhile(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        if sql.startswith("UPDATE") and column in sql:
+            updates.append(sql)
+            if len(updates) == 2:  # the second batch: the first row is done by now
+                execute(
+                    f'UPDATE "{table}" SET "{column}" = %s WHERE "id" = %s',
+                    [old_envelope, first.pk],
+                    False,
+                    context,
+                )
+        return result
+
+    with (
+        override_settings(FRAMEIO_OAUTH=NEW_FIRST),
+        connection.execute_wrapper(old_writer_meanwhile),
+    ):
+        with pytest.raises(CommandError, match="still under other keys"):
+            call_command("frameio_rotate_keys", "--batch-size", "1")
+    assert second.pk and len(updates) == 2
 
 
 def test_user_without_force_on_a_fresh_token_says_nothing_was_sent(
@@ -262,3 +301,18 @@ def test_generate_key_prints_a_usable_key(capsys: Any) -> None:
     with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": [key]}):
         cipher = get_cipher()
         assert cipher.decrypt(cipher.encrypt("x", b"aad"), b"aad") == "x"
+
+
+def test_a_sweep_whose_deferred_revocations_fail_exits_non_zero_and_counts_them(
+    user: Any, make_token: Any, provider_http: responses.RequestsMock, capsys: Any
+) -> None:
+    make_token(
+        user,
+        status=OAuthToken.Status.REVOKED,
+        next_refresh_at=timezone.now() - timedelta(seconds=1),
+        failure_count=1,
+    )
+    provider_http.post(REVOKE_URL, status=503)
+    with pytest.raises(CommandError, match="1 revocation"):
+        call_command("frameio_refresh_tokens")
+    assert "revocations failed 1" in capsys.readouterr().out

@@ -54,15 +54,22 @@ class Command(BaseCommand):
         summary = services.refresh_due(options["limit"], progress=progress)
         line = (
             "refreshed {refreshed}, skipped {skipped}, failed {failed}, reauth {reauth}, "
-            "revoked {revoked}".format(**summary.as_dict())
+            "revoked {revoked}, revocations failed {revocations_failed}".format(**summary.as_dict())
         )
+        if summary.stopped:
+            line += f"; stopped early: {summary.stopped}"
+        # Exit status 1, so cron and monitoring notice. (A reauth is the user's to fix by
+        # signing in again, not the operator's: it does not fail the run.)
+        problems = []
         if summary.failed:
-            # Exit status 1, so cron and monitoring notice. (A reauth is the user's to fix by
-            # signing in again, not the operator's: it does not fail the run.)
+            problems.append(f"{summary.failed} refresh(es) failed")
+        if summary.revocations_failed:
+            problems.append(f"{summary.revocations_failed} revocation(s) failed")
+        if problems:
             self.stdout.write(self.style.WARNING(line))
             raise CommandError(
-                f"{summary.failed} refresh(es) failed; each row's last_error says why, and "
-                "it is retried after its backoff"
+                f"{' and '.join(problems)}; each row's last_error says why, and it is tried "
+                "again after its backoff"
             )
         self.stdout.write(self.style.SUCCESS(line))
 

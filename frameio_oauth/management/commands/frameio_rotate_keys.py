@@ -15,7 +15,10 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=500)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        self.stdout.write(f"primary key id: {get_cipher().primary_kid}")
+        if options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1")
+        primary = get_cipher().primary_kid
+        self.stdout.write(f"primary key id: {primary}")
 
         def progress(done: int, rewritten: int) -> None:
             self.stdout.write(f"  {done} rows checked, {rewritten} re-encrypted")
@@ -30,6 +33,15 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{len(summary.undecryptable)} row(s) could not be decrypted with any "
                 f"configured key and were left as they are: token ids {ids}"
+            )
+        left = {kid: n for kid, n in summary.after.items() if kid != primary}
+        if left:
+            # Written meanwhile by a process still on the old ENCRYPTION_KEYS: dropping the old
+            # key now would make these unreadable. Run again once every process has the new one.
+            self.stdout.write(self.style.WARNING(f"{summary.rewritten} rows re-encrypted"))
+            raise CommandError(
+                f"secrets are still under other keys ({self._counts(left)}): run again once every "
+                "process uses the new ENCRYPTION_KEYS, before dropping an old key"
             )
         self.stdout.write(self.style.SUCCESS(f"{summary.rewritten} rows re-encrypted"))
 
