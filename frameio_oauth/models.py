@@ -225,14 +225,16 @@ class OAuthToken(models.Model):
         """Raise :class:`UnusableProviderValue` unless the provider's ``value`` fits column
         ``name`` as it is, so nothing is cut short or refused by the database later."""
         field = cls._meta.get_field(name)
-        label = str(field.verbose_name)  # type: ignore[union-attr]
         if not value.isprintable():
             # NUL, which PostgreSQL refuses, and other control characters nobody means.
-            raise UnusableProviderValue(name, "it contains control characters", label=label)
+            raise UnusableProviderValue(name, "it contains control characters", label=_label(field))
+        limit = getattr(field, "max_length", None)
+        if type(field) is models.CharField and (limit is None or len(value) <= limit):
+            return  # nothing else to check, and this runs on every refresh
         try:
             field.clean(value, None)  # type: ignore[union-attr]
         except ValidationError as exc:
-            raise UnusableProviderValue(name, " ".join(exc.messages), label=label) from None
+            raise UnusableProviderValue(name, " ".join(exc.messages), label=_label(field)) from None
 
     @classmethod
     def fits(cls, name: str, value: str) -> bool:
@@ -245,3 +247,7 @@ class OAuthToken(models.Model):
 
     def is_expired(self, now: datetime | None = None) -> bool:
         return self.expires_at <= (now or timezone.now())
+
+
+def _label(field: Any) -> str:
+    return str(field.verbose_name)
