@@ -6,7 +6,6 @@ import contextlib
 import logging
 import re
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -19,14 +18,13 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import flows, provider, services
+from . import flows, provider, refusals, services
 from .conf import conf
 from .decorators import non_atomic_requests_everywhere
 from .exceptions import (
@@ -38,88 +36,16 @@ from .exceptions import (
     UnusableProviderValue,
 )
 from .flows import SESSION_KEY as SESSION_KEY  # where callers have always found it
-from .flows import FlowProblem, FlowRejected, PendingFlow, starter_of
+from .flows import FlowRejected, PendingFlow, starter_of
 from .models import OAuthToken
 
 logger = logging.getLogger(__name__)
-
-
-class _Refused(Exception):
-    """A callback that ends on the error page: ``code`` for templates, the visitor's message,
-    and the status that says whose fault it is."""
-
-    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
-
-
-_FLOW_PROBLEMS = {
-    FlowProblem.MISSING_STATE: gettext_lazy("The sign-in link is incomplete; start again."),
-    FlowProblem.UNKNOWN_STATE: gettext_lazy(
-        "This sign-in link is unknown, used or expired; start again."
-    ),
-    FlowProblem.EXPIRED_STATE: gettext_lazy("The sign-in took too long; start again."),
-}
-_GRANT_REFUSALS: dict[GrantRefused.Reason, tuple[Any, int]] = {
-    GrantRefused.Reason.NO_ACCOUNT: (
-        gettext_lazy(
-            "No account here is connected to this Frame.io user. Sign in first, then connect."
-        ),
-        403,
-    ),
-    GrantRefused.Reason.LINKED_ELSEWHERE: (
-        gettext_lazy("This Frame.io account is already connected to another user."),
-        409,
-    ),
-    GrantRefused.Reason.INACTIVE: (gettext_lazy("This account is disabled."), 403),
-    GrantRefused.Reason.NO_EMAIL: (
-        gettext_lazy("Frame.io gave no e-mail address to create an account with."),
-        403,
-    ),
-    GrantRefused.Reason.EMAIL_TAKEN: (
-        gettext_lazy(
-            "An account with this e-mail already exists here. Sign in to it first, then connect."
-        ),
-        409,
-    ),
-    GrantRefused.Reason.SIGNUP_CONFLICT: (
-        gettext_lazy(
-            "An account here already has details of this Frame.io user (its e-mail address?). "
-            "Sign in to it first, then connect."
-        ),
-        409,
-    ),
-    GrantRefused.Reason.BUSY: (
-        gettext_lazy("Another sign-in for this account just finished; try again."),
-        409,
-    ),
-}
-
-
-def _flow_refused(exc: FlowRejected) -> _Refused:
-    return _Refused(exc.problem.value, str(_FLOW_PROBLEMS[exc.problem]))
-
-
-def _grant_refused(exc: GrantRefused) -> _Refused:
-    message, status = _GRANT_REFUSALS[exc.reason]
-    return _Refused(exc.reason.value, str(message), status=status)
 
 
 # Query parameters of the callback that must not outlive their first read.
 CALLBACK_SECRETS = ("code", "state")
 MASK = "********"
 RAW_REQUEST_TARGETS = ("RAW_URI", "REQUEST_URI")
-
-PROVIDER_ERRORS = {
-    "access_denied": gettext_lazy("You declined access on Frame.io, so nothing was connected."),
-    "login_required": gettext_lazy("Frame.io asked you to sign in; please try again."),
-    "consent_required": gettext_lazy("Frame.io needs your consent; please try again."),
-    "temporarily_unavailable": gettext_lazy(
-        "Frame.io is temporarily unavailable; please try again later."
-    ),
-    "server_error": gettext_lazy("Frame.io had a problem; please try again later."),
-}
 
 
 @never_cache
@@ -192,11 +118,11 @@ def callback(request: HttpRequest) -> HttpResponse:
             with contextlib.suppress(FlowRejected):
                 flow = flows.claim(request, state)
             _check_issuer(issuers)
-            raise _provider_error(error)
+            raise refusals.for_provider_error(error)
         flow = _claim(request, state)
         _check_issuer(issuers)
         response = _complete(request, flow, code)
-    except _Refused as exc:
+    except refusals.Refused as exc:
         logger.info("Frame.io callback refused: %s", exc.code)
         if exc.code == "unknown_state" and flows.was_spent(state) and _is_connected(request):
             # The Back button to the consent page after it connected: nothing went wrong. A
@@ -215,7 +141,7 @@ def _claim(request: HttpRequest, state: str) -> PendingFlow:
     try:
         return flows.claim(request, state)
     except FlowRejected as exc:
-        raise _flow_refused(exc) from exc
+        raise refusals.for_flow(exc) from exc
 
 
 def _is_connected(request: HttpRequest) -> bool:
@@ -263,7 +189,7 @@ def _check_issuer(received: list[str]) -> None:
         [_as_logged_issuer(value) for value in received[:3]],
         expected,
     )
-    raise _Refused(
+    raise refusals.Refused(
         "wrong_issuer",
         _(
             "This answer did not come from the Frame.io server this site uses, so it was "
@@ -282,31 +208,13 @@ def _as_logged_issuer(value: str) -> str:
 _ISSUER_SHAPE = re.compile(r"https?://[\w.:/-]{1,200}")
 
 
-def _unusable(exc: UnusableProviderValue) -> _Refused:
-    # Frame.io's fault, not the visitor's (502), and no retry will help: say so plainly.
-    logger.warning("sign-in refused: %s", exc)
-    return _Refused(
-        "unusable_answer",
-        _(
-            "Frame.io sent account details this site cannot store, so nothing was connected. "
-            "Please tell the site's administrators."
-        ),
-        status=502,
-    )
-
-
-def _provider_error(error: str) -> _Refused:
-    message = PROVIDER_ERRORS.get(error, _("Frame.io did not authorize the connection."))
-    return _Refused(error if error in PROVIDER_ERRORS else "provider_error", str(message))
-
-
 @sensitive_variables()
 def _complete(request: HttpRequest, flow: PendingFlow, code: str) -> HttpResponse:
     if not flow.started_by(request.user):
         # Someone else's flow, or one started before a sign-in or sign-out here. Refused
         # before the exchange: the code is never redeemed, so no grant exists to give back.
         logger.warning("Frame.io callback refused: the flow was not started by the current visitor")
-        raise _Refused(
+        raise refusals.Refused(
             "other_user",
             _(
                 "This Frame.io sign-in was started by someone else, or before you signed in "
@@ -315,23 +223,23 @@ def _complete(request: HttpRequest, flow: PendingFlow, code: str) -> HttpRespons
             status=403,
         )
     if not code:
-        raise _Refused("missing_code", _("Frame.io sent no authorization code."))
+        raise refusals.Refused("missing_code", _("Frame.io sent no authorization code."))
     try:
         tokens, info = services.exchange_code(
             code, redirect_uri=flow.redirect_uri, code_verifier=flow.verifier
         )
     except ProviderUnavailable as exc:
         logger.warning("code exchange failed: %s", exc)
-        raise _Refused(
+        raise refusals.Refused(
             "unavailable", _("Frame.io could not be reached; please try again."), status=502
         ) from exc
     except UnusableProviderValue as exc:
-        raise _unusable(exc) from exc
+        raise refusals.for_unusable_value(exc) from exc
     except FrameioOAuthError as exc:
         logger.warning("code exchange refused: %s", exc)
         # invalid_grant (a stale or reused code) is the request's problem, a 400 that pages
         # nobody; anything else (invalid_client, a redirect_uri mismatch) breaks every sign-in.
-        raise _Refused(
+        raise refusals.Refused(
             "exchange_failed",
             _("Frame.io did not accept the sign-in; please try again."),
             status=400 if isinstance(exc, ReauthorizationRequired) else 502,
@@ -340,9 +248,9 @@ def _complete(request: HttpRequest, flow: PendingFlow, code: str) -> HttpRespons
     try:
         user = services.connect_or_sign_in(current, tokens, info)
     except UnusableProviderValue as exc:
-        raise _unusable(exc) from exc
+        raise refusals.for_unusable_value(exc) from exc
     except GrantRefused as exc:
-        raise _grant_refused(exc) from exc
+        raise refusals.for_grant(exc) from exc
     if current is None:
         auth_login(request, user, backend=_login_backend())  # type: ignore[arg-type]
     return HttpResponseRedirect(flow.next or reverse("frameio_oauth:connected"))

@@ -304,9 +304,8 @@ class _WatchedHTTPConnection(HTTPConnection):
             deadline = _current.get()
             alarm = wire.alarm if wire is not None else None
             if wire is not None and alarm is not None and alarm.deadline is deadline:
-                # http.client closes the connection of an answer that ends with it (Connection:
-                # close, HTTP/1.0, unframed) once its head is in, and hands the socket on to
-                # the answer: the wire stays armed until the call ends.
+                # http.client closes an answer's connection once its head is in when the answer
+                # ends with it (Connection: close, unframed), and keeps reading: stay armed.
                 deadline.keep_until_exit(wire)
             elif wire is not None:
                 wire.close()

@@ -196,9 +196,8 @@ def _attempt(
                 raise NotConnected(f"token {token_id} was disconnected")
             raise ReauthorizationRequired(f"token {token_id} needs re-authorization")
         if rejected is not None:
-            # The API refused this token: refresh only if nobody has replaced it yet, and not
-            # one a refresh just issued, which the API refuses for another reason (a missing
-            # scope): replacing that would rotate the grant on every request.
+            # Refresh only if nobody replaced it yet, and not one a refresh just issued: the API
+            # refuses that for another reason (a missing scope), and it would rotate per request.
             since = timezone.now() - timedelta(seconds=REJECTED_MIN_AGE)
             fresh = token.last_refreshed_at is not None and token.last_refreshed_at > since
             force = token.access_token == rejected and not fresh
