@@ -27,6 +27,9 @@ from tests.support.services_probe import (
     redis_available,
 )
 
+# The fixtures a project gets from the app for its own tests (docs/testing-your-project.md).
+pytest_plugins = ["frameio_oauth.testing"]
+
 SERVICE_SKIP_PREFIX = "needs a real service:"
 
 
