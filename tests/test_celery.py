@@ -189,3 +189,58 @@ def test_a_soft_time_limit_ends_the_sweep_at_the_row_it_interrupted(
         services.refresh_due()
     assert OAuthToken.objects.filter(failure_count=1).count() == 1
     assert OAuthToken.objects.due().count() == 1
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_prefork_worker_process_refreshes_fanned_out_rows_through_the_broker(
+    make_due_tokens: Any, tmp_path: Path
+) -> None:
+    # Celery's default pool forks its children after the worker has imported the app: each
+    # child needs its own deadline watchdog and its own HTTP connections.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings
+    from django.db import connection
+
+    from tests.support.fake_provider import rotating_provider
+
+    due = make_due_tokens(4)
+    with rotating_provider() as (url, provider_state):
+        for token in due:
+            row = OAuthToken.objects.get(pk=token.pk)
+            row.refresh_token = provider_state.issue()
+            row.save()
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.support.settings",
+            "FRAMEIO_TEST_PGDATABASE": connection.settings_dict["NAME"],
+            "FRAMEIO_TEST_OAUTH_JSON": json.dumps({"TOKEN_URL": url}),
+        }
+        log = (tmp_path / "worker.log").open("w")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tests.support.celery_app", "worker",
+             "--pool", "prefork", "--concurrency", "2", "--loglevel", "INFO",
+             "--queues", settings.CELERY_TASK_DEFAULT_QUEUE,
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        app.conf.update(task_always_eager=False, broker_url=REDIS_URL, result_backend=REDIS_URL)
+        try:
+            refresh_due_tokens.delay(fanout=True)
+            deadline = time.monotonic() + 60
+            while OAuthToken.objects.due().exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            app.conf.update(task_always_eager=True)
+            worker.terminate()
+            worker.wait(timeout=30)
+            log.close()
+        assert not OAuthToken.objects.due().exists(), (tmp_path / "worker.log").read_text()[-3000:]
+        for token in due:
+            assert OAuthToken.objects.get(pk=token.pk).refresh_token in provider_state.live
+        assert provider_state.reuses == 0
