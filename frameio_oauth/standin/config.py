@@ -52,7 +52,7 @@ class StandinConfig:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> StandinConfig:
-        mode = Mode.LEGACY if _flag(environ, "FRAMEIO_STANDIN_LEGACY", False) else Mode.IMS
+        mode = mode_from_environ(environ)
         return cls(
             mode=mode,
             host=environ.get("FRAMEIO_STANDIN_HOST") or DEFAULT_HOST,
@@ -76,6 +76,11 @@ class StandinConfig:
 def current() -> StandinConfig:
     """This process's configuration (``__main__`` sets the environment before Django starts)."""
     return StandinConfig.from_environ(os.environ)
+
+
+def mode_from_environ(environ: Mapping[str, str]) -> Mode:
+    """FRAMEIO_STANDIN_LEGACY picks the legacy server; a client site reads it the same way."""
+    return Mode.LEGACY if _flag(environ, "FRAMEIO_STANDIN_LEGACY", False) else Mode.IMS
 
 
 def default_db_path(environ: Mapping[str, str]) -> Path:
