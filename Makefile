@@ -1,5 +1,6 @@
 # Two commands for a fresh machine with Python 3.11+ and make:
-#   make run    the example project (SQLite, local Frame.io stand-in, Celery on a folder broker)
+#   make run    the example project (SQLite, local Frame.io stand-in, Celery on a folder broker);
+#               its ports: make run EXAMPLE_PORT=8000 FRAMEIO_STANDIN_PORT=8001 (the defaults)
 #   make test   the test suite (PostgreSQL and Redis when they answer; CI=true requires them)
 # And for working on it: make lint, make docs (Sphinx, warnings as errors), make dist (the sdist
 # and the wheel, and twine check of the README as the PyPI page).
@@ -14,7 +15,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): setup.cfg requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[test,redis,lint]"
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[test,redis,lint,standin]"
 	touch $(STAMP)
 
 run: $(STAMP)

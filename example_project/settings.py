@@ -1,6 +1,6 @@
 """Settings of the example site. Runs offline by default: SQLite, the local Frame.io stand-in
-on :8001, and Celery on a broker that is just a folder. Environment variables switch each part
-to the real thing (docs/example.md)."""
+(frameio_oauth.standin) on :8001 playing Frame.io V4, and Celery on a broker that is just a
+folder. Environment variables switch each part to the real thing (docs/example.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 from frameio_oauth.crypto import generate_key
+from frameio_oauth.standin import client_settings
+from frameio_oauth.standin.config import mode_from_environ
 
 BASE_DIR = Path(__file__).resolve().parent
 VAR_DIR = Path(os.environ.get("EXAMPLE_VAR_DIR", BASE_DIR.parent / "var"))
@@ -97,7 +99,12 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
 
 # --- frameio_oauth ------------------------------------------------------------------------
-STANDIN_URL = os.environ.get("FRAMEIO_STANDIN_URL", "http://127.0.0.1:8001")
+# Where the local stand-in listens (example_project.run starts it there), and which Frame.io
+# it plays: Frame.io V4 through Adobe IMS, or legacy Frame.io with FRAMEIO_STANDIN_LEGACY=1.
+STANDIN_URL = os.environ.get("FRAMEIO_STANDIN_URL") or (
+    f"http://127.0.0.1:{os.environ.get('FRAMEIO_STANDIN_PORT') or 8001}"
+)
+STANDIN_MODE = mode_from_environ(os.environ)
 _keys = os.environ.get("FRAMEIO_OAUTH_ENCRYPTION_KEYS", "")
 FRAMEIO_OAUTH: dict[str, object] = {
     "ENCRYPTION_KEYS": [k for k in _keys.split(",") if k]
@@ -105,9 +112,9 @@ FRAMEIO_OAUTH: dict[str, object] = {
     "ALLOW_SIGNUP": True,
 }
 if os.environ.get("FRAMEIO_CLIENT_ID"):
-    # The real Frame.io: legacy applications.frame.io or Adobe IMS.
+    # The real Frame.io: V4 through Adobe IMS, or "frameio" for the legacy server.
     FRAMEIO_OAUTH.update(
-        PROVIDER=os.environ.get("FRAMEIO_PROVIDER", "frameio"),
+        PROVIDER=os.environ.get("FRAMEIO_PROVIDER", "adobe-ims"),
         CLIENT_ID=os.environ["FRAMEIO_CLIENT_ID"],
         REDIRECT_URI=os.environ.get("FRAMEIO_REDIRECT_URI") or None,
     )
@@ -115,16 +122,13 @@ if os.environ.get("FRAMEIO_CLIENT_ID"):
         # Absent, not empty, for a public (PKCE) client: an empty one is check W006.
         FRAMEIO_OAUTH["CLIENT_SECRET"] = os.environ["FRAMEIO_CLIENT_SECRET"]
 else:
-    # The local stand-in, as a public PKCE client (see example_project/standin).
+    # The local stand-in: the preset of the server it plays, every URL pointed at it, and its
+    # iss (RFC 9207). A confidential client, like Adobe's "OAuth Web App" credentials, the
+    # kind that gets refresh tokens.
     FRAMEIO_OAUTH.update(
-        PROVIDER="frameio",
-        CLIENT_ID="example-public",
-        AUTHORIZE_URL=f"{STANDIN_URL}/oauth2/auth",
-        TOKEN_URL=f"{STANDIN_URL}/oauth2/token",
-        REVOKE_URL=f"{STANDIN_URL}/oauth2/revoke",
-        USERINFO_URL=f"{STANDIN_URL}/v2/me",
-        # What the stand-in puts in iss when FRAMEIO_STANDIN_SEND_ISS is on (RFC 9207).
-        ISSUER=STANDIN_URL,
+        client_settings(STANDIN_URL, STANDIN_MODE),
+        CLIENT_ID="example-confidential",
+        CLIENT_SECRET="example-secret",
     )
 
 # --- Celery --------------------------------------------------------------------------------
@@ -146,6 +150,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE = {
     "frameio-oauth-refresh-due": {
         "task": "frameio_oauth.tasks.refresh_due_tokens",
+        # Each minute: the demo's short-lived tokens (docs/example.md) are refreshed well
+        # before they expire.
         "schedule": 60.0,
     },
 }

@@ -14,7 +14,13 @@ from django.test import Client, override_settings
 
 from frameio_oauth import services
 from frameio_oauth.models import OAuthToken
-from tests.support.standin import CONFIDENTIAL, PUBLIC, Standin, sign_in_with_frameio
+from tests.support.standin import (
+    CONFIDENTIAL,
+    PUBLIC,
+    Standin,
+    scopes_of,
+    sign_in_with_frameio,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -35,14 +41,14 @@ def test_connecting_stores_a_token_the_server_accepts(
     assert token.provider_email == "demo@example.com"
     me = standin.me(token.access_token)
     assert me.status_code == 200
-    assert me.json()["id"] == token.provider_user_id
+    assert standin.user_info(me)["id"] == token.provider_user_id
 
 
 def test_without_the_offline_scope_no_refresh_token_is_stored(
     client: Client, user: Any, standin: Standin
 ) -> None:
     client.force_login(user)
-    config = standin.settings(PUBLIC, SCOPES=["account.read"])
+    config = standin.settings(PUBLIC, SCOPES=["openid"])
     with override_settings(FRAMEIO_OAUTH=config):
         sign_in_with_frameio(client, standin, "demo")
     token = OAuthToken.objects.get(user=user)
@@ -142,14 +148,15 @@ def test_a_scope_added_to_settings_after_sign_in_does_not_break_refreshes(
     # RFC 6749 §6: a refresh may not ask for more than the user granted. Asking for the new
     # scope would get invalid_scope on every refresh of every existing grant.
     client.force_login(user)
-    with override_settings(FRAMEIO_OAUTH=standin.settings(CONFIDENTIAL)):
+    granted = standin.settings(CONFIDENTIAL, SCOPES=["openid", "offline_access"])
+    with override_settings(FRAMEIO_OAUTH=granted):
         sign_in_with_frameio(client, standin, "demo")
     token = OAuthToken.objects.get(user=user)
-    wider = standin.settings(CONFIDENTIAL, SCOPES=["account.read", "offline", "profile"])
+    wider = standin.settings(CONFIDENTIAL, SCOPES=["openid", "email", "offline_access"])
     with override_settings(FRAMEIO_OAUTH=wider):
         refreshed = services.refresh(token.pk, force=True)
     assert refreshed.access_token != token.access_token
-    assert set(refreshed.scope.split()) == {"account.read", "offline"}
+    assert scopes_of(refreshed.scope) == {"openid", "offline_access"}
     assert standin.me(refreshed.access_token).status_code == 200
 
 

@@ -1,19 +1,24 @@
-"""Run the local Frame.io stand-in (django-oauth-toolkit) as a real server on loopback, and
-play the part of the user's browser on its pages."""
+"""Run the local Frame.io stand-in (``python -m frameio_oauth.standin``, django-oauth-toolkit)
+as a real server on loopback, in either of its modes, and play the part of the user's browser
+on its pages."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import requests
 
+from frameio_oauth.standin import Mode, client_settings
 from frameio_oauth.views import SESSION_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,25 +31,35 @@ class Standin:
     url: str
     process: subprocess.Popen[str]
     users: dict[str, str] = field(default_factory=dict)
+    mode: Mode = Mode.IMS
 
     def settings(self, client: dict[str, str], **extra: Any) -> dict[str, Any]:
-        """A FRAMEIO_OAUTH dict pointing every endpoint at this stand-in."""
+        """A FRAMEIO_OAUTH dict for this stand-in's mode: the matching preset ("adobe-ims" or
+        "frameio") with its scopes, every endpoint pointed here, and its issuer."""
         from tests.support.settings import FRAMEIO_OAUTH
 
-        base = {k: v for k, v in FRAMEIO_OAUTH.items() if k not in ("CLIENT_ID", "CLIENT_SECRET")}
+        # PROVIDER and SCOPES come from the mode: the preset's own scopes are what it grants.
+        mine = ("CLIENT_ID", "CLIENT_SECRET", "PROVIDER", "SCOPES")
+        base = {k: v for k, v in FRAMEIO_OAUTH.items() if k not in mine}
         return {
             **base,
             **client,
             "PKCE": "CLIENT_SECRET" not in client,
-            "AUTHORIZE_URL": f"{self.url}/oauth2/auth",
-            "TOKEN_URL": f"{self.url}/oauth2/token",
-            "REVOKE_URL": f"{self.url}/oauth2/revoke",
-            "USERINFO_URL": f"{self.url}/v2/me",
-            # The stand-in runs with FRAMEIO_STANDIN_SEND_ISS: its iss is its own URL.
-            "ISSUER": self.url,
+            # ISSUER among them: the stand-in runs with FRAMEIO_STANDIN_SEND_ISS.
+            **client_settings(self.url, self.mode),
             "HTTP_TIMEOUT": 10,
             **extra,
         }
+
+    @property
+    def authorize_url(self) -> str:
+        return self.url + self.mode.shape.authorize_path
+
+    def user_info(self, response: requests.Response) -> dict[str, Any]:
+        """The user in a user-info answer, out of its envelope if the mode has one."""
+        payload: dict[str, Any] = response.json()
+        envelope = self.mode.shape.userinfo_envelope
+        return dict(payload[envelope]) if envelope else payload
 
     def stats(self) -> dict[str, int]:
         return dict(requests.get(f"{self.url}/_standin/stats", timeout=5).json()["token_requests"])
@@ -54,7 +69,9 @@ class Standin:
 
     def me(self, access_token: str) -> requests.Response:
         return requests.get(
-            f"{self.url}/v2/me", headers={"Authorization": f"Bearer {access_token}"}, timeout=5
+            self.url + self.mode.shape.userinfo_path,
+            headers={"Authorization": f"Bearer {access_token}"},
+            timeout=5,
         )
 
     def consent(self, authorize_url: str, username: str) -> str:
@@ -91,13 +108,21 @@ class _FormParser(HTMLParser):
             self.fields[attributes.get("name") or ""] = attributes.get("value") or ""
 
 
+def scopes_of(text: str) -> set[str]:
+    """The scopes in a scope string, whichever separator the server used (IMS: commas)."""
+    return set(re.split(r"[\s,]+", text.strip())) - {""}
+
+
 def form_fields(html: str, form_id: str | None = None) -> dict[str, str]:
     parser = _FormParser(form_id)
     parser.feed(html)
     return parser.fields
 
 
-def start_standin(db_path: Path, redirect_uris: list[str], users: dict[str, str]) -> Standin:
+def start_standin(
+    db_path: Path, redirect_uris: list[str], users: dict[str, str], *, mode: Mode = Mode.IMS
+) -> Standin:
+    """The packaged stand-in on a free port, as a client site's developer would start it."""
     env = {
         **os.environ,
         "FRAMEIO_STANDIN_DB": str(db_path),
@@ -108,8 +133,9 @@ def start_standin(db_path: Path, redirect_uris: list[str], users: dict[str, str]
         ),
     }
     log = open(db_path.with_suffix(".log"), "w")  # noqa: SIM115 - lives as long as the server
+    legacy = ["--legacy"] if mode is Mode.LEGACY else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "example_project.standin", "--port", "0"],
+        [sys.executable, "-m", "frameio_oauth.standin", "--port", "0", *legacy],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -121,7 +147,23 @@ def start_standin(db_path: Path, redirect_uris: list[str], users: dict[str, str]
     if not line.startswith("standin ready on "):
         process.kill()
         raise RuntimeError(f"the stand-in did not start: {line!r}; see {log.name}")
-    return Standin(url=line.removeprefix("standin ready on "), process=process, users=users)
+    url = line.removeprefix("standin ready on ")
+    return Standin(url=url, process=process, users=users, mode=mode)
+
+
+def running_standin(
+    tmp_path_factory: pytest.TempPathFactory,
+    users: dict[str, str],
+    *,
+    mode: Mode = Mode.IMS,
+    redirect_uris: tuple[str, ...] = ("http://testserver/frameio/callback/",),
+) -> Iterator[Standin]:
+    """For a fixture: ``yield from running_standin(...)`` starts one and stops it after."""
+    folder = tmp_path_factory.mktemp(f"standin-{mode.value}")
+    server = start_standin(folder / "standin.sqlite3", list(redirect_uris), users, mode=mode)
+    yield server
+    server.process.terminate()
+    server.process.wait(timeout=10)
 
 
 def sign_in_with_frameio(

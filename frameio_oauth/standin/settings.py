@@ -1,21 +1,12 @@
-"""Settings for the local Frame.io stand-in (a separate Django project from the client site).
-
-Every knob a demo or an end-to-end test may need is an environment variable; see README.md.
-"""
+"""Settings of the local Frame.io stand-in: a Django project of its own, separate from the
+client site. Every knob is an environment variable, read through :mod:`.config`."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from .config import current
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env_flag(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() not in {"", "0", "false", "no", "off"}
+_config = current()
+_shape = _config.mode.shape
 
 
 def _pkce_required(client_id: str) -> bool:
@@ -30,19 +21,16 @@ def _pkce_required(client_id: str) -> bool:
         .first()
     )
     # Unknown clients get the strict answer; oauthlib rejects them anyway.
-    return client_type != application_model.CLIENT_CONFIDENTIAL
+    return bool(client_type != application_model.CLIENT_CONFIDENTIAL)
 
 
-# Fixed, not secret: this server only ever runs on loopback for demos and tests.
-SECRET_KEY = os.environ.get(
-    "FRAMEIO_STANDIN_SECRET_KEY", "standin-insecure-7f3c1d0e9b8a4c56a2e1f0d9c8b7a6e5"
-)
-DEBUG = _env_flag("FRAMEIO_STANDIN_DEBUG", True)
+SECRET_KEY = _config.secret_key
+DEBUG = _config.debug
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 
 INSTALLED_APPS = [
     # Before oauth2_provider so our consent template overrides DOT's.
-    "example_project.standin.apps.StandinConfig",
+    "frameio_oauth.standin.apps.StandinConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -58,7 +46,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-ROOT_URLCONF = "example_project.standin.urls"
+ROOT_URLCONF = "frameio_oauth.standin.urls"
 WSGI_APPLICATION = None
 TEMPLATES = [
     {
@@ -70,18 +58,17 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "frameio_oauth.standin.views.standin_context",
             ]
         },
     }
 ]
 
-_default_db = REPO_ROOT / "var" / "standin.sqlite3"
-STANDIN_DB_PATH = Path(os.environ.get("FRAMEIO_STANDIN_DB") or _default_db)
-STANDIN_DB_PATH.parent.mkdir(parents=True, exist_ok=True)
+# __main__ creates its folder.
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": STANDIN_DB_PATH,
+        "NAME": _config.db_path,
         # The server is threaded: take the write lock up front and wait for it, instead of
         # failing with "database is locked" when two token requests overlap.
         "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
@@ -104,22 +91,10 @@ LANGUAGE_CODE = "en-us"
 USE_I18N = True
 
 OAUTH2_PROVIDER = {
-    "SCOPES": {
-        # Frame.io's legacy authorization server (applications.frame.io, ORY Hydra).
-        "account.read": "Read your Frame.io account",
-        "offline": "Stay signed in (refresh token)",
-        # Adobe IMS, which fronts Frame.io V4.
-        "openid": "Sign you in with your Adobe ID",
-        "email": "Read your email address",
-        "profile": "Read your basic profile",
-        "offline_access": "Stay signed in (refresh token)",
-        "additional_info.roles": "Read your roles",
-    },
-    "DEFAULT_SCOPES": ["account.read"],
-    "ACCESS_TOKEN_EXPIRE_SECONDS": int(
-        os.environ.get("FRAMEIO_STANDIN_ACCESS_TOKEN_SECONDS", "3600")
-    ),
-    "REFRESH_TOKEN_EXPIRE_SECONDS": 30 * 24 * 3600,
+    "SCOPES": dict(_shape.scopes),
+    "DEFAULT_SCOPES": list(_shape.default_scopes),
+    "ACCESS_TOKEN_EXPIRE_SECONDS": _config.access_token_seconds,
+    "REFRESH_TOKEN_EXPIRE_SECONDS": _shape.refresh_token_seconds,
     # Hydra's default code lifetime; DOT's 60 s is tight for a demo paused in a debugger.
     "AUTHORIZATION_CODE_EXPIRE_SECONDS": 600,
     # Like Frame.io: every refresh returns a new refresh token and retires the old one, and
@@ -136,12 +111,11 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
     # RFC 9207: put iss (this server's URL, as the request reached it) on the authorization
     # response. Off by default, like both Frame.io servers; the end-to-end tests turn it on.
-    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": _env_flag("FRAMEIO_STANDIN_SEND_ISS", False),
-    "OAUTH2_VALIDATOR_CLASS": "example_project.standin.oauth.StandinOAuth2Validator",
-    "OAUTH2_BACKEND_CLASS": "example_project.standin.oauth.StandinOAuthLibCore",
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": _config.send_iss,
+    "OAUTH2_VALIDATOR_CLASS": "frameio_oauth.standin.oauth.StandinOAuth2Validator",
+    "OAUTH2_BACKEND_CLASS": "frameio_oauth.standin.oauth.StandinOAuthLibCore",
 }
 
-_LOG_LEVEL = os.environ.get("FRAMEIO_STANDIN_LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -149,7 +123,7 @@ LOGGING = {
     "loggers": {
         # Logs on stderr only: stdout carries nothing but the "ready" line.
         # django.server is the access log; django.request repeats each 4xx/5xx.
-        "django.server": {"handlers": ["stderr"], "level": _LOG_LEVEL, "propagate": False},
-        "django.request": {"handlers": ["stderr"], "level": _LOG_LEVEL, "propagate": False},
+        "django.server": {"handlers": ["stderr"], "level": _config.log_level, "propagate": False},
+        "django.request": {"handlers": ["stderr"], "level": _config.log_level, "propagate": False},
     },
 }

@@ -2,47 +2,18 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from oauth2_provider.models import get_application_model
 
-DEFAULT_USERS = "demo:demo:demo@example.com"
-DEFAULT_REDIRECT_URIS = (
-    "http://127.0.0.1:8000/frameio/callback/ http://localhost:8000/frameio/callback/"
-)
+from .config import SeedUser, current
+
 CONFIDENTIAL_CLIENT_ID = "example-confidential"
 CONFIDENTIAL_CLIENT_SECRET = "example-secret"
 PUBLIC_CLIENT_ID = "example-public"
 
 
-@dataclass(frozen=True)
-class SeedUser:
-    username: str
-    password: str
-    email: str
-
-
-def parse_users(spec: str) -> list[SeedUser]:
-    users = []
-    for entry in spec.split(","):
-        entry = entry.strip()
-        if not entry:
-            continue
-        # maxsplit keeps colons in the email part harmless; passwords may not contain ":".
-        parts = entry.split(":", 2)
-        if len(parts) != 3 or not parts[0] or not parts[1]:
-            raise ImproperlyConfigured(
-                f"FRAMEIO_STANDIN_USERS entry {entry!r} is not username:password:email"
-            )
-        users.append(SeedUser(*parts))
-    return users
-
-
-def seed_users(users: list[SeedUser]) -> None:
+def seed_users(users: tuple[SeedUser, ...]) -> None:
     user_model = get_user_model()
     for seed in users:
         user, created = user_model.objects.get_or_create(
@@ -93,10 +64,7 @@ def seed_applications(redirect_uris: str) -> None:
 
 
 def seed() -> None:
-    users = parse_users(os.environ.get("FRAMEIO_STANDIN_USERS") or DEFAULT_USERS)
-    redirect_uris = " ".join(
-        (os.environ.get("FRAMEIO_STANDIN_REDIRECT_URIS") or DEFAULT_REDIRECT_URIS).split()
-    )
+    config = current()
     with transaction.atomic():
-        seed_users(users)
-        seed_applications(redirect_uris)
+        seed_users(config.users)
+        seed_applications(" ".join(config.redirect_uris))

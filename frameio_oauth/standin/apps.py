@@ -4,6 +4,6 @@ from django.apps import AppConfig
 
 
 class StandinConfig(AppConfig):
-    name = "example_project.standin"
+    name = "frameio_oauth.standin"
     label = "standin"
     verbose_name = "Frame.io stand-in"

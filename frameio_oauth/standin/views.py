@@ -14,6 +14,7 @@ from oauth2_provider.www_authenticate import build_bearer_challenge
 from oauthlib.common import Request as OAuthlibRequest
 
 from . import stats
+from .config import DEFAULT_USERS, current, parse_users
 
 # uuid5 of the username, not the primary key: ids then survive a wiped stand-in database, so
 # a client site that kept its users still matches them after the stand-in is recreated.
@@ -53,19 +54,16 @@ class CountingTokenView(TokenView):
 
 
 class MeView(ProtectedResourceView):
-    """Bearer-protected user info; either Frame.io's or Adobe's sign-in scope will do."""
-
-    # DOT's required_scopes means "all of"; Frame.io accepts either, so check "any of" here.
-    accepted_scopes = frozenset({"account.read", "openid"})
-    # /v4/me wraps the user in {"data": ...}; set per route through as_view(envelope=...).
-    envelope: str | None = None
+    """Bearer-protected user info, in the shape of the server the stand-in plays."""
 
     def verify_request(self, request: HttpRequest) -> tuple[bool, OAuthlibRequest]:
         valid, oauthlib_request = super().verify_request(request)
-        if valid and not self.accepted_scopes & set(oauthlib_request.scopes or ()):
+        # DOT's required_scopes means "all of"; the legacy server takes either of its two.
+        accepted = current().mode.shape.userinfo_scopes
+        if valid and not accepted & set(oauthlib_request.scopes or ()):
             oauthlib_request.oauth2_error = {
                 "error": "insufficient_scope",
-                "error_description": "The token needs scope account.read or openid.",
+                "error_description": f"The token needs scope {' or '.join(sorted(accepted))}.",
             }
             return False, oauthlib_request
         return valid, oauthlib_request
@@ -88,9 +86,8 @@ class MeView(ProtectedResourceView):
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         payload: dict[str, Any] = user_payload(request.resource_owner)  # type: ignore[attr-defined]
-        if self.envelope:
-            payload = {self.envelope: payload}
-        return JsonResponse(payload)
+        envelope = current().mode.shape.userinfo_envelope
+        return JsonResponse({envelope: payload} if envelope else payload)
 
 
 @require_GET
@@ -108,3 +105,13 @@ def stats_reset_view(request: HttpRequest) -> JsonResponse:
 @require_GET
 def index_view(request: HttpRequest) -> HttpResponse:
     return render(request, "standin/index.html")
+
+
+def standin_context(request: HttpRequest) -> dict[str, Any]:
+    """Every page says which server the stand-in plays; the sign-in page names the demo
+    account while it is the only one."""
+    config = current()
+    return {
+        "standin_shape": config.mode.shape,
+        "standin_demo_account": config.users == parse_users(DEFAULT_USERS),
+    }

@@ -16,8 +16,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.common import urlencode
 
-# Scopes that earn a refresh token: Hydra's "offline" and Adobe IMS's "offline_access".
-OFFLINE_SCOPES = frozenset({"offline", "offline_access"})
+from .config import current
 
 _SCOPE_SEPARATORS = re.compile(r"[\s,]+")
 
@@ -55,7 +54,8 @@ class StandinOAuthLibCore(OAuthLibCore):
 
 
 class StandinOAuth2Validator(OAuth2Validator):
-    """Issues a refresh token only when an offline scope was granted, as Frame.io does."""
+    """Issues a refresh token only when an offline scope was granted, as Frame.io does, and
+    writes the granted scopes in the answer the way the server it plays does."""
 
     def save_bearer_token(
         self, token: dict[str, Any], request: OAuthlibRequest, *args: Any, **kwargs: Any
@@ -63,10 +63,15 @@ class StandinOAuth2Validator(OAuth2Validator):
         # A refresh-token grant always keeps its (rotated) refresh token: its family was only
         # created because offline was granted, and dropping it here would make DOT skip the
         # rotation and leave the presented refresh token valid forever.
+        shape = current().mode.shape
         if "refresh_token" in token and request.grant_type != "refresh_token":
             granted = set(str(token.get("scope", "")).split())
-            if not granted & OFFLINE_SCOPES:
+            if not granted & shape.offline_scopes:
                 # oauthlib serialises this same dict after saving, so deleting the key here
                 # keeps it out of both the database and the JSON answer.
                 del token["refresh_token"]
-        return super().save_bearer_token(token, request, *args, **kwargs)
+        saved = super().save_bearer_token(token, request, *args, **kwargs)
+        if isinstance(token.get("scope"), str):
+            # DOT stores oauthlib's space-separated form (above); only the answer changes.
+            token["scope"] = shape.scope_separator.join(token["scope"].split())
+        return saved
