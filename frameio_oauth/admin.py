@@ -17,16 +17,19 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.timesince import timeuntil
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from . import services
 from .decorators import non_atomic_requests_everywhere
-from .exceptions import FrameioOAuthError, NotConnected
+from .exceptions import FrameioOAuthError, NotConnected, ReauthorizationRequired
 from .models import OAuthToken
+from .relative_time import ago, from_now
 
 # An action starts no provider call after this long, so a silent provider (HTTP_TIMEOUT a row)
 # cannot hold the request past a proxy's timeout; the rest are reported as not attempted.
@@ -59,23 +62,49 @@ class FailingFilter(admin.SimpleListFilter):
         return queryset
 
 
+def why_not_refreshed(exc: FrameioOAuthError) -> str:
+    """A failed refresh in an admin's words. The services' messages name rows by id, for
+    logs; the provider's and the configuration's are redacted (exceptions.py) and kept."""
+    if isinstance(exc, NotConnected):
+        return gettext("it was disconnected meanwhile.")
+    if isinstance(exc, ReauthorizationRequired):
+        return gettext("Frame.io no longer accepts this grant; its user must connect again.")
+    return str(exc)
+
+
+class RefreshTokenFilter(admin.SimpleListFilter):
+    """Rows stored without a refresh token (a public client, no offline scope): they work
+    until they expire, then their users must connect again."""
+
+    title = _("refresh token")
+    parameter_name = "refresh_token"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("yes", _("present")), ("no", _("missing"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> Any:
+        if self.value() == "yes":
+            return queryset.filter(refresh_token__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(refresh_token__isnull=True)
+        return queryset
+
+
 @admin.register(OAuthToken)
 class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
-        "user",
-        "provider_email",
-        "status",
-        "expires_in",
-        "last_refreshed_at",
-        "failure_count",
+        "user_name",
+        "state",
+        "last_refreshed",
         "next_attempt",
         "short_error",
-        "key_id",
     )
-    list_filter = ("status", FailingFilter, "provider")
+    list_filter = ("status", FailingFilter, RefreshTokenFilter, "provider")
     list_select_related = ("user",)
     search_fields = ("provider_email",)
     ordering = ("-updated_at",)
+    # Revoking is not deleting: the confirmation pages and the change page's button say what
+    # happens, in templates/admin/frameio_oauth/oauthtoken/ (where Django looks first).
     actions = ("refresh_now", "delete_selected")
     fields = (
         "user",
@@ -83,6 +112,7 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "provider_user_id",
         "provider_email",
         "status",
+        "renewal",
         "access_token_fingerprint",
         "refresh_token_fingerprint",
         "key_id",
@@ -97,6 +127,11 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "updated_at",
     )
     readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OAuthToken]:
+        # With its user, in the same query: a token's name is its user's login name on every
+        # page (change, delete, history), never "user 5".
+        return super().get_queryset(request).select_related("user")
 
     def get_search_fields(self, request: HttpRequest) -> list[str]:
         # The user's own login name and e-mail, whatever the custom user model calls them.
@@ -121,7 +156,9 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         # The actions run here: under ATOMIC_REQUESTS, "Refresh now" would be refused (a
         # refresh never runs inside a caller's transaction) and a revocation would wait on it.
-        return super().changelist_view(request, extra_context)
+        # Titled as what it lists, not "Select Frame.io token to change": rows are view-only.
+        context = {"title": self.opts.verbose_name_plural, **(extra_context or {})}
+        return super().changelist_view(request, context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Rows come only from a completed sign-in; a hand-made row would hold no real grant.
@@ -170,11 +207,53 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             url = reverse("admin:index", current_app=self.admin_site.name)
         return HttpResponseRedirect(url)
 
-    @admin.display(description=_("expires in"), ordering="expires_at")
+    # The list fits a 1280 px window beside Django's two sidebars: five columns, the user's
+    # Frame.io e-mail under their name, expiry under the status, times in words of one unit;
+    # the key id is on each row's page.
+
+    @admin.display(description=_("user"), ordering=f"user__{get_user_model().USERNAME_FIELD}")
+    def user_name(self, obj: OAuthToken) -> str:
+        # The login name, as the token's own name says it (OAuthToken.__str__).
+        if not obj.provider_email:
+            return obj.user.get_username()
+        return format_html(
+            '{}<br><span class="quiet">{}</span>', obj.user.get_username(), obj.provider_email
+        )
+
+    @admin.display(description=_("status"), ordering="status")
+    def state(self, obj: OAuthToken) -> str:
+        if obj.status != OAuthToken.Status.ACTIVE:
+            return obj.get_status_display()
+        notes = [self.expires_in(obj)]
+        if not obj.ciphertexts()[1]:
+            # It works until it expires; then its user must connect again.
+            notes.append(str(_("no refresh token")))
+        return format_html(
+            '{}<br><span class="quiet">{}</span>',
+            obj.get_status_display(),
+            format_html_join(mark_safe("<br>"), "{}", ((note,) for note in notes)),
+        )
+
+    @admin.display(description=_("expires"), ordering="expires_at")
     def expires_in(self, obj: OAuthToken) -> str:
-        if obj.expires_at <= timezone.now():
+        if obj.is_expired():
             return str(_("expired"))
-        return timeuntil(obj.expires_at)
+        return gettext("expires %(when)s") % {"when": from_now(obj.expires_at, depth=1)}
+
+    @admin.display(description=_("renewal"))
+    def renewal(self, obj: OAuthToken) -> str:
+        if obj.ciphertexts()[1]:
+            return str(_("automatic, with its refresh token"))
+        return str(
+            _(
+                "none: Frame.io gave no refresh token, so the user must connect again when the "
+                "access token expires"
+            )
+        )
+
+    @admin.display(description=_("refreshed"), ordering="last_refreshed_at")
+    def last_refreshed(self, obj: OAuthToken) -> str:
+        return ago(obj.last_refreshed_at, depth=1) or "—"
 
     @admin.display(description=_("next attempt"), ordering="next_refresh_at")
     def next_attempt(self, obj: OAuthToken) -> str:
@@ -183,12 +262,19 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return "—"
         if obj.next_refresh_at <= timezone.now():
             return str(_("due"))
-        return str(_("in %(time)s") % {"time": timeuntil(obj.next_refresh_at)})
+        return from_now(obj.next_refresh_at, depth=1)
 
-    @admin.display(description=_("last error"))
+    @admin.display(description=_("last error"), ordering="failure_count")
     def short_error(self, obj: OAuthToken) -> str:
-        # Redacted when stored (see exceptions.py); cut so the list stays readable.
-        return obj.last_error[:80] or "—"
+        # Redacted when stored (see exceptions.py); cut so the list stays readable. A refused
+        # grant has an error but no count of failures.
+        if not obj.last_error:
+            return "—"
+        if obj.failure_count:
+            return ngettext(
+                "%(count)d failure: %(error)s", "%(count)d failures: %(error)s", obj.failure_count
+            ) % {"count": obj.failure_count, "error": obj.last_error[:80]}
+        return obj.last_error[:80]
 
     @admin.display(description=_("key id"))
     def key_id(self, obj: OAuthToken) -> str:
@@ -221,14 +307,17 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 services.refresh(token.pk, force=True)
             except FrameioOAuthError as exc:
                 failed += 1
-                # Messages are redacted and safe to show (see exceptions.py).
+                reason = why_not_refreshed(exc)
+                self._log(request, token, CHANGE, gettext("Refresh failed: %s") % reason)
                 self.message_user(
                     request,
-                    gettext("%(token)s: %(error)s") % {"token": token, "error": exc},
+                    gettext("%(token)s was not refreshed: %(reason)s")
+                    % {"token": token, "reason": reason},
                     messages.WARNING,
                 )
             else:
                 refreshed += 1
+                self._log(request, token, CHANGE, gettext("Refreshed"))
         if refreshed:
             self.message_user(
                 request,
@@ -243,7 +332,7 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         self._report_not_attempted(request, skipped)
 
     @admin.action(
-        description=_("Revoke and disconnect selected %(verbose_name_plural)s"),
+        description=_("Revoke at Frame.io and remove selected %(verbose_name_plural)s"),
         permissions=["delete"],
     )
     def delete_selected(
@@ -259,7 +348,17 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 self._disconnect(request, queryset.select_related("user"))
                 return None
         response: HttpResponse | None = django_delete_selected(self, request, queryset)
+        if isinstance(response, TemplateResponse) and response.context_data is not None:
+            context = response.context_data
+            if not (context.get("perms_lacking") or context.get("protected")):
+                context["title"] = gettext("Revoke at Frame.io and remove?")
         return response
+
+    def render_delete_form(self, request: HttpRequest, context: dict[str, Any]) -> HttpResponse:
+        # The single row's page: Django titles it "Delete"; "Cannot delete" stays as it is.
+        if not (context.get("perms_lacking") or context.get("protected")):
+            context["title"] = gettext("Revoke at Frame.io and remove?")
+        return super().render_delete_form(request, context)
 
     def _disconnect(self, request: HttpRequest, tokens: Iterable[OAuthToken]) -> None:
         confirmed, pending, unconfirmed, gone, skipped = 0, 0, 0, 0, 0
