@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from frameio_oauth.models import OAuthToken
-from tests.support.frameio import TOKEN_URL
+from tests.support.frameio import REVOKE_URL, TOKEN_URL
 
 pytestmark = pytest.mark.django_db
 
@@ -86,6 +86,15 @@ def test_the_history_of_a_refreshed_token_names_it_by_login_name(
     token = make_token(user)
     provider_http.post(TOKEN_URL, json={"access_token": "NEW", "expires_in": 3600})
     admin_browser.post(CHANGELIST, {"action": "refresh_now", "_selected_action": [token.pk]})
+    assert LogEntry.objects.get().object_repr.startswith("Frame.io token of alice")
+
+
+def test_the_history_of_a_token_revoked_from_its_page_names_it_by_login_name(
+    admin_browser: Client, user: Any, make_token: Any, provider_http: responses.RequestsMock
+) -> None:
+    token = make_token(user)
+    provider_http.post(REVOKE_URL, body="")
+    admin_browser.post(page_of(token, "delete"), {"post": "yes"})
     assert LogEntry.objects.get().object_repr.startswith("Frame.io token of alice")
 
 
