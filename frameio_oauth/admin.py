@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -17,15 +16,16 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.timesince import timeuntil
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from . import services
+from .admin_columns import FailingFilter, RefreshTokenFilter, TokenColumns
+from .admin_columns import fingerprint as fingerprint  # where callers have always found it
 from .decorators import non_atomic_requests_everywhere
-from .exceptions import FrameioOAuthError, NotConnected
+from .exceptions import FrameioOAuthError, NotConnected, ReauthorizationRequired
 from .models import OAuthToken
 
 # An action starts no provider call after this long, so a silent provider (HTTP_TIMEOUT a row)
@@ -33,49 +33,31 @@ from .models import OAuthToken
 ACTION_BUDGET = 20.0
 
 
-def fingerprint(secret: str | None) -> str:
-    """The first 12 hex digits of SHA-256: enough to compare, useless to an attacker."""
-    if not secret:
-        return "—"
-    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
-
-
-class FailingFilter(admin.SimpleListFilter):
-    """Rows whose last refresh (or pending revocation) failed: where an admin looks first.
-    ``last_error`` is what every failure sets and a success clears; a refused grant
-    (``reauth_required``) sets it without counting a failure."""
-
-    title = _("last attempt")
-    parameter_name = "failing"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
-        return [("yes", _("failed")), ("no", _("succeeded"))]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> Any:
-        if self.value() == "yes":
-            return queryset.exclude(last_error="")
-        if self.value() == "no":
-            return queryset.filter(last_error="")
-        return queryset
+def why_not_refreshed(exc: FrameioOAuthError) -> str:
+    """A failed refresh in an admin's words. The services' messages name rows by id, for
+    logs; the provider's and the configuration's are redacted (exceptions.py) and kept."""
+    if isinstance(exc, NotConnected):
+        return gettext("it was disconnected meanwhile.")
+    if isinstance(exc, ReauthorizationRequired):
+        return gettext("Frame.io no longer accepts this grant; its user must connect again.")
+    return str(exc)
 
 
 @admin.register(OAuthToken)
-class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class OAuthTokenAdmin(TokenColumns, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
-        "user",
-        "provider_email",
-        "status",
-        "expires_in",
-        "last_refreshed_at",
-        "failure_count",
+        "user_name",
+        "state",
+        "last_refreshed",
         "next_attempt",
         "short_error",
-        "key_id",
     )
-    list_filter = ("status", FailingFilter, "provider")
+    list_filter = ("status", FailingFilter, RefreshTokenFilter, "provider")
     list_select_related = ("user",)
     search_fields = ("provider_email",)
     ordering = ("-updated_at",)
+    # Revoking is not deleting: the confirmation pages and the change page's button say what
+    # happens, in templates/admin/frameio_oauth/oauthtoken/ (where Django looks first).
     actions = ("refresh_now", "delete_selected")
     fields = (
         "user",
@@ -83,6 +65,7 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "provider_user_id",
         "provider_email",
         "status",
+        "renewal",
         "access_token_fingerprint",
         "refresh_token_fingerprint",
         "key_id",
@@ -97,6 +80,11 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "updated_at",
     )
     readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OAuthToken]:
+        # With its user, in the same query: a token's name is its user's login name on every
+        # page (change, delete, history), never "user 5".
+        return super().get_queryset(request).select_related("user")
 
     def get_search_fields(self, request: HttpRequest) -> list[str]:
         # The user's own login name and e-mail, whatever the custom user model calls them.
@@ -121,7 +109,9 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         # The actions run here: under ATOMIC_REQUESTS, "Refresh now" would be refused (a
         # refresh never runs inside a caller's transaction) and a revocation would wait on it.
-        return super().changelist_view(request, extra_context)
+        # Titled as what it lists, not "Select Frame.io token to change": rows are view-only.
+        context = {"title": self.opts.verbose_name_plural, **(extra_context or {})}
+        return super().changelist_view(request, context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Rows come only from a completed sign-in; a hand-made row would hold no real grant.
@@ -170,45 +160,6 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             url = reverse("admin:index", current_app=self.admin_site.name)
         return HttpResponseRedirect(url)
 
-    @admin.display(description=_("expires in"), ordering="expires_at")
-    def expires_in(self, obj: OAuthToken) -> str:
-        if obj.expires_at <= timezone.now():
-            return str(_("expired"))
-        return timeuntil(obj.expires_at)
-
-    @admin.display(description=_("next attempt"), ordering="next_refresh_at")
-    def next_attempt(self, obj: OAuthToken) -> str:
-        # The next refresh, or for a disconnected row the next try at its revocation.
-        if obj.next_refresh_at is None:
-            return "—"
-        if obj.next_refresh_at <= timezone.now():
-            return str(_("due"))
-        return str(_("in %(time)s") % {"time": timeuntil(obj.next_refresh_at)})
-
-    @admin.display(description=_("last error"))
-    def short_error(self, obj: OAuthToken) -> str:
-        # Redacted when stored (see exceptions.py); cut so the list stays readable.
-        return obj.last_error[:80] or "—"
-
-    @admin.display(description=_("key id"))
-    def key_id(self, obj: OAuthToken) -> str:
-        return obj.key_id or "—"
-
-    @admin.display(description=_("access token"))
-    def access_token_fingerprint(self, obj: OAuthToken) -> str:
-        return self._fingerprint(obj, "access_token")
-
-    @admin.display(description=_("refresh token"))
-    def refresh_token_fingerprint(self, obj: OAuthToken) -> str:
-        return self._fingerprint(obj, "refresh_token")
-
-    @staticmethod
-    def _fingerprint(obj: OAuthToken, name: str) -> str:
-        try:
-            return fingerprint(getattr(obj, name))
-        except FrameioOAuthError:
-            return str(_("cannot be decrypted with the configured keys"))
-
     @admin.action(description=_("Refresh now"), permissions=["change"])
     def refresh_now(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> None:
         refreshed, failed, skipped = 0, 0, 0
@@ -221,14 +172,17 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 services.refresh(token.pk, force=True)
             except FrameioOAuthError as exc:
                 failed += 1
-                # Messages are redacted and safe to show (see exceptions.py).
+                reason = why_not_refreshed(exc)
+                self._log(request, token, CHANGE, gettext("Refresh failed: %s") % reason)
                 self.message_user(
                     request,
-                    gettext("%(token)s: %(error)s") % {"token": token, "error": exc},
+                    gettext("%(token)s was not refreshed: %(reason)s")
+                    % {"token": token, "reason": reason},
                     messages.WARNING,
                 )
             else:
                 refreshed += 1
+                self._log(request, token, CHANGE, gettext("Refreshed"))
         if refreshed:
             self.message_user(
                 request,
@@ -243,7 +197,7 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         self._report_not_attempted(request, skipped)
 
     @admin.action(
-        description=_("Revoke and disconnect selected %(verbose_name_plural)s"),
+        description=_("Revoke at Frame.io and remove selected %(verbose_name_plural)s"),
         permissions=["delete"],
     )
     def delete_selected(
@@ -259,7 +213,17 @@ class OAuthTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 self._disconnect(request, queryset.select_related("user"))
                 return None
         response: HttpResponse | None = django_delete_selected(self, request, queryset)
+        if isinstance(response, TemplateResponse) and response.context_data is not None:
+            context = response.context_data
+            if not (context.get("perms_lacking") or context.get("protected")):
+                context["title"] = gettext("Revoke at Frame.io and remove?")
         return response
+
+    def render_delete_form(self, request: HttpRequest, context: dict[str, Any]) -> HttpResponse:
+        # The single row's page: Django titles it "Delete"; "Cannot delete" stays as it is.
+        if not (context.get("perms_lacking") or context.get("protected")):
+            context["title"] = gettext("Revoke at Frame.io and remove?")
+        return super().render_delete_form(request, context)
 
     def _disconnect(self, request: HttpRequest, tokens: Iterable[OAuthToken]) -> None:
         confirmed, pending, unconfirmed, gone, skipped = 0, 0, 0, 0, 0

@@ -3,8 +3,10 @@ whose fault it is: the views map each domain error to one of these."""
 
 from __future__ import annotations
 
+import enum
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -12,17 +14,43 @@ from django.utils.translation import gettext_lazy
 from .exceptions import GrantRefused, UnusableProviderValue
 from .flows import FlowProblem, FlowRejected
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrPromise
+
 logger = logging.getLogger("frameio_oauth.views")
+
+
+class NextStep(enum.Enum):
+    """What the error page offers after the message."""
+
+    TRY_AGAIN = "try_again"  # the start page again, keeping next
+    SIGN_IN = "sign_in"  # the site's own sign-in (LOGIN_URL), then the start page
+    NONE = "none"  # nothing here can help: only the way back to the site
 
 
 class Refused(Exception):
     """A callback that ends on the error page: ``code`` for templates, the visitor's message,
-    and the status."""
+    the status, and what the page offers next."""
 
-    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int = 400,
+        next_step: NextStep = NextStep.TRY_AGAIN,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
+        self.next_step = next_step
+
+
+@dataclass(frozen=True)
+class GrantRefusal:
+    message: StrPromise  # translated when the page is rendered
+    status: int
+    next_step: NextStep = NextStep.TRY_AGAIN
 
 
 FLOW_PROBLEMS = {
@@ -32,38 +60,43 @@ FLOW_PROBLEMS = {
     ),
     FlowProblem.EXPIRED_STATE: gettext_lazy("The sign-in took too long; start again."),
 }
-GRANT_REFUSALS: dict[GrantRefused.Reason, tuple[Any, int]] = {
-    GrantRefused.Reason.NO_ACCOUNT: (
+# 403: this visitor may not have it; 409: it collides with what is stored here.
+GRANT_REFUSALS: dict[GrantRefused.Reason, GrantRefusal] = {
+    GrantRefused.Reason.NO_ACCOUNT: GrantRefusal(
         gettext_lazy(
             "No account here is connected to this Frame.io user. Sign in first, then connect."
         ),
         403,
+        NextStep.SIGN_IN,
     ),
-    GrantRefused.Reason.LINKED_ELSEWHERE: (
-        gettext_lazy("This Frame.io account is already connected to another user."),
-        409,
+    GrantRefused.Reason.LINKED_ELSEWHERE: GrantRefusal(
+        gettext_lazy("This Frame.io account is already connected to another user."), 409
     ),
-    GrantRefused.Reason.INACTIVE: (gettext_lazy("This account is disabled."), 403),
-    GrantRefused.Reason.NO_EMAIL: (
+    GrantRefused.Reason.INACTIVE: GrantRefusal(
+        gettext_lazy("This account is disabled."), 403, NextStep.NONE
+    ),
+    GrantRefused.Reason.NO_EMAIL: GrantRefusal(
         gettext_lazy("Frame.io gave no e-mail address to create an account with."),
         403,
+        NextStep.SIGN_IN,
     ),
-    GrantRefused.Reason.EMAIL_TAKEN: (
+    GrantRefused.Reason.EMAIL_TAKEN: GrantRefusal(
         gettext_lazy(
             "An account with this e-mail already exists here. Sign in to it first, then connect."
         ),
         409,
+        NextStep.SIGN_IN,
     ),
-    GrantRefused.Reason.SIGNUP_CONFLICT: (
+    GrantRefused.Reason.SIGNUP_CONFLICT: GrantRefusal(
         gettext_lazy(
             "An account here already has details of this Frame.io user (its e-mail address?). "
             "Sign in to it first, then connect."
         ),
         409,
+        NextStep.SIGN_IN,
     ),
-    GrantRefused.Reason.BUSY: (
-        gettext_lazy("Another sign-in for this account just finished; try again."),
-        409,
+    GrantRefused.Reason.BUSY: GrantRefusal(
+        gettext_lazy("Another sign-in for this account just finished; try again."), 409
     ),
 }
 
@@ -73,8 +106,10 @@ def for_flow(exc: FlowRejected) -> Refused:
 
 
 def for_grant(exc: GrantRefused) -> Refused:
-    message, status = GRANT_REFUSALS[exc.reason]
-    return Refused(exc.reason.value, str(message), status=status)
+    refusal = GRANT_REFUSALS[exc.reason]
+    return Refused(
+        exc.reason.value, str(refusal.message), status=refusal.status, next_step=refusal.next_step
+    )
 
 
 PROVIDER_ERRORS = {

@@ -13,7 +13,6 @@ from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
@@ -24,7 +23,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import flows, provider, refusals, services
+from . import flows, pages, provider, refusals, services
 from .conf import conf
 from .decorators import non_atomic_requests_everywhere
 from .exceptions import (
@@ -65,12 +64,11 @@ def login(request: HttpRequest) -> HttpResponse:
     if conf.login_on_get and not request.user.is_authenticated:
         return _start(request, next_url)
     # Rendering writes nothing to the session: the CSRF token travels in its own cookie.
-    return render(
+    return pages.page(
         request,
         "frameio_oauth/start.html",
         {
             "next": next_url,
-            "back_url": next_url or "/",
             "connect": request.user.is_authenticated,
             "username": request.user.get_username(),
         },
@@ -130,8 +128,7 @@ def callback(request: HttpRequest) -> HttpResponse:
             messages.info(request, _("Frame.io is already connected."))
             response = HttpResponseRedirect(reverse("frameio_oauth:connected"))
         else:
-            next_url = flow.next if flow is not None else ""
-            response = _error_page(request, exc.code, str(exc), exc.status, next_url)
+            response = pages.error_page(request, exc, flow.next if flow is not None else "")
     # The URL carried a code: never let it leak to the next page's resources.
     response["Referrer-Policy"] = "no-referrer"
     return response
@@ -261,8 +258,14 @@ def _complete(request: HttpRequest, flow: PendingFlow, code: str) -> HttpRespons
 @xframe_options_deny
 @login_required
 def connected(request: HttpRequest) -> HttpResponse:
-    token = OAuthToken.objects.connected().filter(user_id=request.user.pk or 0).first()
-    return render(request, "frameio_oauth/connected.html", {"token": token})
+    row = OAuthToken.objects.filter(user_id=request.user.pk or 0).first()
+    connection = pages.connection_of(row)
+    # A row whose revocation is pending is no connection: ``token`` stays None for it, as
+    # templates written before ``connection`` expect.
+    token = None if connection is pages.Connection.REVOCATION_PENDING else row
+    return pages.page(
+        request, "frameio_oauth/connected.html", {"token": token, "connection": connection}
+    )
 
 
 @never_cache
@@ -335,14 +338,3 @@ def _safe_next(request: HttpRequest, candidate: str | None) -> str:
     ):
         return candidate
     return ""
-
-
-def _error_page(
-    request: HttpRequest, code: str, message: str, status: int, next_url: str
-) -> HttpResponse:
-    return render(
-        request,
-        "frameio_oauth/error.html",
-        {"error_code": code, "message": message, "next": next_url},
-        status=status,
-    )

@@ -69,7 +69,6 @@ def test_change_list_renders_without_token_text(
     response = admin_browser.get(CHANGELIST)
     assert response.status_code == 200
     assert b"alice@frame.example" in response.content
-    assert token.key_id.encode() in response.content
     for secret in secrets_of(token):
         assert secret not in response.content
 
@@ -81,6 +80,7 @@ def test_change_page_renders_fingerprints_not_tokens(
     response = admin_browser.get(f"{CHANGELIST}{token.pk}/change/")
     assert response.status_code == 200
     assert b"sha256:" in response.content
+    assert token.key_id.encode() in response.content
     for secret in secrets_of(token):
         assert secret not in response.content
     assert b'name="access_token' not in response.content
@@ -463,7 +463,7 @@ def test_the_list_shows_an_expired_token_as_expired_and_its_overdue_refresh_as_d
     past = timezone.now() - timedelta(minutes=1)
     make_token(user, expires_at=past, next_refresh_at=past)
     response = admin_browser.get(CHANGELIST)
-    assert list_cell(response, "expires_in") == "expired"
+    assert "expired" in list_cell(response, "state")
     assert list_cell(response, "next_attempt") == "due"
 
 

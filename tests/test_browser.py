@@ -11,7 +11,7 @@ import pytest
 from django.test import override_settings
 
 from frameio_oauth.models import OAuthToken
-from tests.support.services_probe import browser_paths
+from tests.support.browser import chromium, wait_for
 from tests.support.standin import PUBLIC, Standin
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -19,42 +19,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    # pytest_runtest_setup has already failed or skipped the test if either is missing.
-    paths = browser_paths()
-    assert paths is not None
-    chromium, chromedriver = paths
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(chromedriver))
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-
-
-def wait_for(browser: Any, element_id: str) -> Any:
-    """The element once the page that has it has loaded (clicks return before navigation)."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(browser, 20).until(
-        expected_conditions.presence_of_element_located((By.ID, element_id))
-    )
+    with chromium(tmp_path / "profile") as driver:
+        yield driver
 
 
 def test_a_person_signs_up_with_frameio_and_disconnects(

@@ -4,8 +4,10 @@ state's own checks are in test_flows.py."""
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
@@ -562,3 +564,103 @@ def test_the_views_that_call_frameio_run_outside_request_transactions_on_every_d
 ) -> None:
     view = resolve(path).func
     assert view._non_atomic_requests == set(settings.DATABASES)  # type: ignore[attr-defined]
+
+
+# --- what the error page offers next ----------------------------------------------------------
+
+
+def refused_with(
+    client: Client,
+    mock: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch,
+    reason: GrantRefused.Reason,
+    next_url: str | None = None,
+) -> Any:
+    def refused(*args: Any) -> Any:
+        raise GrantRefused(reason, "refused by the services")
+
+    monkeypatch.setattr(services, "connect_or_sign_in", refused)
+    provider_answers(mock)
+    return callback(client, state=start(client, next_url), code="C")
+
+
+def link(response: Any, element_id: str) -> str | None:
+    match = re.search(rf'href="([^"]*)" id="{element_id}"', response.content.decode())
+    return html.unescape(match.group(1)) if match else None
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        GrantRefused.Reason.NO_ACCOUNT,
+        GrantRefused.Reason.EMAIL_TAKEN,
+        GrantRefused.Reason.SIGNUP_CONFLICT,
+    ],
+    ids=lambda reason: reason.value,
+)
+def test_sign_in_first_leads_to_the_sites_sign_in_then_back_to_connect_keeping_next(
+    client: Client,
+    provider_http: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch,
+    reason: GrantRefused.Reason,
+) -> None:
+    response = refused_with(client, provider_http, monkeypatch, reason, "/after/?tab=1")
+    target = link(response, "frameio-retry")
+    assert target is not None
+    parts = urlsplit(target)
+    assert parts.path == "/accounts/login/"
+    then = parse_qs(parts.query)["next"]
+    assert then == ["/frameio/login/?next=%2Fafter%2F%3Ftab%3D1"]
+    assert b">Sign in</a>" in response.content
+
+
+def test_sign_in_first_keeps_the_query_the_sign_in_url_already_has(
+    client: Client, provider_http: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with override_settings(LOGIN_URL="/signin/?via=frameio"):
+        response = refused_with(client, provider_http, monkeypatch, GrantRefused.Reason.NO_ACCOUNT)
+    target = link(response, "frameio-retry")
+    assert target is not None
+    assert parse_qs(urlsplit(target).query) == {"via": ["frameio"], "next": ["/frameio/login/"]}
+
+
+def test_sign_in_first_offers_to_try_again_when_the_sites_sign_in_is_this_start_page(
+    client: Client, provider_http: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A project whose only sign-in is Frame.io: a loop back to the start page cannot help.
+    with override_settings(LOGIN_URL="frameio_oauth:login"):
+        response = refused_with(client, provider_http, monkeypatch, GrantRefused.Reason.NO_ACCOUNT)
+    assert link(response, "frameio-retry") == "/frameio/login/"
+    assert b">Try again</a>" in response.content
+
+
+def test_a_disabled_account_is_offered_no_retry_only_the_way_back(
+    client: Client, provider_http: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    response = refused_with(
+        client, provider_http, monkeypatch, GrantRefused.Reason.INACTIVE, "/after/"
+    )
+    assert link(response, "frameio-retry") is None
+    assert link(response, "frameio-back") == "/after/"
+
+
+def test_the_error_page_leads_back_to_the_site_without_a_next(client: Client) -> None:
+    response = callback(client, state="forged", code="C")
+    assert link(response, "frameio-back") == "/"
+
+
+def test_the_error_page_of_a_sign_in_says_sign_in_and_of_a_connect_says_connect(
+    signed_in: Client,
+) -> None:
+    anonymous = Client().get("/frameio/callback/", {"state": "forged"})
+    connect = signed_in.get("/frameio/callback/", {"state": "forged"})
+    assert b"<h1>We couldn't sign you in with Frame.io</h1>" in anonymous.content
+    assert b"<h1>We couldn't connect Frame.io</h1>" in connect.content
+
+
+def test_the_error_page_shows_the_visitors_words_not_the_services_message(
+    client: Client, provider_http: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    response = refused_with(client, provider_http, monkeypatch, GrantRefused.Reason.INACTIVE)
+    assert b"refused by the services" not in response.content
+    assert b"This account is disabled." in response.content
