@@ -4,7 +4,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from frameio_oauth import provider, services
-from frameio_oauth.exceptions import FrameioOAuthError
+from frameio_oauth.exceptions import (
+    FrameioOAuthError,
+    ProviderUnavailable,
+    ReauthorizationRequired,
+)
 from frameio_oauth.models import OAuthToken
 
 
@@ -15,16 +19,17 @@ def home(request: HttpRequest) -> HttpResponse:
     frameio_user = None
     problem = ""
     if request.user.is_authenticated:
-        token = (
-            OAuthToken.objects.filter(user_id=request.user.pk)
-            .exclude(status=OAuthToken.Status.REVOKED)  # disconnected, revocation pending
-            .first()
-        )
+        token = OAuthToken.objects.connected().filter(user_id=request.user.pk).first()
         if token is not None:
             try:
                 frameio_user = provider.fetch_userinfo(services.get_access_token(request.user))
-            except FrameioOAuthError as exc:
-                problem = str(exc)
+            except ReauthorizationRequired:
+                problem = "Frame.io needs you to connect again."
+            except ProviderUnavailable:
+                problem = "Frame.io cannot be reached just now; the token is kept and retried."
+            except FrameioOAuthError:
+                # The exception's text is for logs (it names ids): people get a sentence.
+                problem = "Frame.io did not answer as expected; the site's logs say why."
     return render(
         request,
         "example/home.html",
