@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -34,6 +36,12 @@ class ProviderPreset:
     # The server's issuer identifier (RFC 8414), which an RFC 9207 ``iss`` on the callback
     # must equal; None where the server publishes none.
     issuer: str | None
+
+    @property
+    def server(self) -> str:
+        """The authorization server this preset's endpoints belong to (see
+        :attr:`Conf.authorization_server`)."""
+        return self.issuer or origin(self.token_url)
 
 
 PRESETS: dict[str, ProviderPreset] = {
@@ -174,6 +182,20 @@ class Conf:
         return str(self._get("TOKEN_URL") or self.preset.token_url)
 
     @property
+    def authorization_server(self) -> str:
+        """Which authorization server this site's tokens come from and go to, as each token row
+        records it: ``ISSUER`` when set; the preset's issuer while the preset's own authorize
+        and token endpoints are used; else the origin of ``TOKEN_URL`` (docs: security, "A
+        token goes back only to its server")."""
+        raw = self._raw()
+        return _server_of(
+            _text(raw.get("PROVIDER")) or "frameio",
+            _text(raw.get("ISSUER")),
+            _text(raw.get("AUTHORIZE_URL")),
+            _text(raw.get("TOKEN_URL")),
+        )
+
+    @property
     def revoke_url(self) -> str:
         return str(self._get("REVOKE_URL") or self.preset.revoke_url)
 
@@ -216,3 +238,33 @@ class Conf:
 
 
 conf = Conf()
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, lower-case, without a default port or userinfo."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.netloc.rpartition("@")[2].lower()
+    default_port = {"https": ":443", "http": ":80"}.get(scheme)
+    if default_port and host.endswith(default_port):
+        host = host.removesuffix(default_port)
+    return f"{scheme}://{host}"
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value else None
+
+
+@lru_cache(maxsize=16)
+def _server_of(
+    provider: str, issuer: str | None, authorize_url: str | None, token_url: str | None
+) -> str:
+    # Cached: get_access_token compares every row it hands out with this, and the settings
+    # rarely change within a process.
+    if issuer:
+        return issuer
+    preset = PRESETS.get(provider, PRESETS["frameio"])
+    moved = (authorize_url or preset.authorize_url) != preset.authorize_url or (
+        token_url or preset.token_url
+    ) != preset.token_url
+    return origin(token_url or preset.token_url) if moved else preset.server
