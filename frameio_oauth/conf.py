@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +37,8 @@ class ProviderPreset:
     # The server's issuer identifier (RFC 8414), which an RFC 9207 ``iss`` on the callback
     # must equal; None where the server publishes none.
     issuer: str | None
+    # The day its owner stopped supporting it (check W010), if it has.
+    end_of_support: date | None = None
 
     @property
     def server(self) -> str:
@@ -60,6 +63,8 @@ PRESETS: dict[str, ProviderPreset] = {
         # Frame.io publishes no issuer for this Hydra server (its docs name only the
         # authorize and token URLs) and Hydra sends no iss: nothing to compare against.
         issuer=None,
+        # Frame.io's migration notes (docs: migrating).
+        end_of_support=date(2026, 12, 1),
     ),
     "adobe-ims": ProviderPreset(
         name="adobe-ims",
@@ -76,6 +81,9 @@ PRESETS: dict[str, ProviderPreset] = {
         issuer="https://ims-na1.adobelogin.com",
     ),
 }
+
+# Frame.io V4: what a site gets without a PROVIDER key.
+DEFAULT_PROVIDER = "adobe-ims"
 
 KNOWN_KEYS = frozenset(
     {
@@ -111,12 +119,12 @@ class Conf:
 
     @property
     def provider_name(self) -> str:
-        return str(self._get("PROVIDER", "frameio"))
+        return str(self._get("PROVIDER", DEFAULT_PROVIDER))
 
     @property
     def preset(self) -> ProviderPreset:
         # An unknown name is reported by check E006; fall back so the rest stays readable.
-        return PRESETS.get(self.provider_name, PRESETS["frameio"])
+        return PRESETS.get(self.provider_name, PRESETS[DEFAULT_PROVIDER])
 
     @property
     def client_id(self) -> str:
@@ -189,7 +197,7 @@ class Conf:
         token goes back only to its server")."""
         raw = self._raw()
         return _server_of(
-            _text(raw.get("PROVIDER")) or "frameio",
+            _text(raw.get("PROVIDER")) or DEFAULT_PROVIDER,
             _text(raw.get("ISSUER")),
             _text(raw.get("AUTHORIZE_URL")),
             _text(raw.get("TOKEN_URL")),
@@ -263,7 +271,7 @@ def _server_of(
     # rarely change within a process.
     if issuer:
         return issuer
-    preset = PRESETS.get(provider, PRESETS["frameio"])
+    preset = PRESETS.get(provider, PRESETS[DEFAULT_PROVIDER])
     moved = (authorize_url or preset.authorize_url) != preset.authorize_url or (
         token_url or preset.token_url
     ) != preset.token_url

@@ -59,7 +59,14 @@ def test_defaults_match_the_design() -> None:
         assert conf.http_timeout == 10
         assert conf.allow_signup is False
         assert conf.login_on_get is False
-        assert conf.scopes == ["account.read", "offline"]
+        assert conf.provider_name == "adobe-ims"
+        assert conf.scopes == [
+            "openid",
+            "email",
+            "profile",
+            "offline_access",
+            "additional_info.roles",
+        ]
 
 
 def test_scopes_given_as_one_space_separated_string_are_split_into_names() -> None:
