@@ -75,7 +75,7 @@ def get_access_token(user: AbstractBaseUser) -> str:
         raise ReauthorizationRequired(f"user {user.pk} must sign in with Frame.io again")
     now = timezone.now()
     # A grant of another server than the configured one goes the locked way, which marks it.
-    foreign = token.authorization_server != conf.authorization_server
+    foreign = token.issued_elsewhere()
     if not foreign and not is_due(token, now):
         return _unexpired(token, now)
     try:
