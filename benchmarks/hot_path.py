@@ -126,6 +126,7 @@ def main() -> None:
     def after_fetch() -> str:
         loaded.__dict__.pop("_frameio_oauth_plaintext", None)
         assert loaded.status == OAuthToken.Status.ACTIVE
+        assert not loaded.issued_elsewhere()
         assert not services.is_due(loaded, timezone.now())
         return str(loaded.access_token)
 

@@ -63,11 +63,12 @@ FROM generate_series(1, %(rows)s) AS i
 """
 
 LOAD_TOKENS = f"""
-INSERT INTO {TABLE} (id, user_id, provider, provider_user_id, provider_email,
-    access_token_ciphertext, refresh_token_ciphertext, token_type, scope, expires_at,
-    next_refresh_at, status, last_refreshed_at, failure_count, last_error, created_at,
-    updated_at)
-SELECT i, i, 'frameio', 'scale-fio-' || i, 'scale-' || i || '@frame.example',
+INSERT INTO {TABLE} (id, user_id, provider, authorization_server, provider_user_id,
+    provider_email, access_token_ciphertext, refresh_token_ciphertext, token_type, scope,
+    expires_at, next_refresh_at, status, last_refreshed_at, failure_count, last_error,
+    created_at, updated_at)
+SELECT i, i, 'frameio', 'https://applications.frame.io', 'scale-fio-' || i,
+    'scale-' || i || '@frame.example',
     'v1:' || %(kid)s || ':' || repeat(md5(i::text), 4),
     CASE WHEN i %% 200 = 3 THEN NULL ELSE 'v1:' || %(kid)s || ':' || repeat(md5(i || 'r'), 4) END,
     'bearer', 'account.read offline',

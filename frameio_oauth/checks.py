@@ -1,10 +1,11 @@
-"""System checks for ``FRAMEIO_OAUTH``, with stable ids (E000-E009, W001-W009); each one is
+"""System checks for ``FRAMEIO_OAUTH``, with stable ids (E000-E009, W001-W011); each one is
 described, with its hint, in docs/checks.md."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,7 +15,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import router
 from django.urls import NoReverseMatch, reverse
 
-from .conf import PRESETS, SETTING_NAME, conf
+from .conf import DEFAULT_PROVIDER, PRESETS, SETTING_NAME, conf, origin
 from .crypto import decode_key
 from .exceptions import SettingsError
 
@@ -62,6 +63,7 @@ def check_settings(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> li
             )
         )
     messages += _check_urls()
+    messages += _check_server()
     messages += _check_issuer()
     messages += _check_timing()
     atomic = [alias for alias, db in settings.DATABASES.items() if db.get("ATOMIC_REQUESTS")]
@@ -156,9 +158,10 @@ def _check_scopes() -> list[CheckMessage]:
                 id="frameio_oauth.E007",
             )
         ]
-    # The configured preset's own offline scope: the other preset's means nothing here.
+    # The configured preset's own offline scope: the other preset's means nothing here, and
+    # an unknown PROVIDER (E006) has none.
     offline = conf.preset.offline_scope
-    if offline in conf.scopes:
+    if offline in conf.scopes or conf.provider_name not in PRESETS:
         return []
     return [
         Warning(
@@ -168,6 +171,49 @@ def _check_scopes() -> list[CheckMessage]:
             id="frameio_oauth.W001",
         )
     ]
+
+
+# Where Adobe documents which of its credentials get refresh tokens (check W011).
+ADOBE_CREDENTIAL_TYPES = (
+    "https://developer.adobe.com/developer-console/docs/guides/authentication/"
+    "UserAuthentication/implementation"
+)
+
+
+def _check_server() -> list[CheckMessage]:
+    """The authorization server the token endpoint belongs to: a retired one (W010), and
+    Adobe IMS for a client without a secret (W011)."""
+    token_origin = origin(conf.token_url)
+    messages: list[CheckMessage] = []
+    for preset in PRESETS.values():
+        ended = preset.end_of_support
+        if ended is None or origin(preset.token_url) != token_origin:
+            continue
+        messages.append(
+            Warning(
+                f"{SETTING_NAME} signs in with Frame.io's legacy API ({token_origin}), whose "
+                f"support Frame.io {'ended' if date.today() >= ended else 'ends'} on "
+                f"{ended.isoformat()}; its grants cannot be converted to Frame.io V4.",
+                hint=f"Switch to PROVIDER {DEFAULT_PROVIDER!r} (Frame.io V4 through Adobe "
+                "IMS) with an OAuth Web App credential from the Adobe Developer Console; "
+                "existing users are asked to connect again (docs: migrating).",
+                id="frameio_oauth.W010",
+            )
+        )
+    host = urlsplit(conf.token_url).hostname or ""
+    if conf.is_public_client and (host == "adobelogin.com" or host.endswith(".adobelogin.com")):
+        messages.append(
+            Warning(
+                f"{SETTING_NAME} has no CLIENT_SECRET and signs in with Adobe IMS: Adobe "
+                "documents that Single-Page App and Native App credentials, the ones without "
+                "a secret, get no refresh tokens (offline_access), so tokens cannot be kept "
+                "fresh and users sign in again when the access token expires.",
+                hint="Use an OAuth Web App credential and set CLIENT_SECRET; Adobe's credential "
+                f"types: {ADOBE_CREDENTIAL_TYPES}",
+                id="frameio_oauth.W011",
+            )
+        )
+    return messages
 
 
 def _check_issuer() -> list[CheckMessage]:

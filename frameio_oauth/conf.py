@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -34,6 +37,14 @@ class ProviderPreset:
     # The server's issuer identifier (RFC 8414), which an RFC 9207 ``iss`` on the callback
     # must equal; None where the server publishes none.
     issuer: str | None
+    # The day its owner stopped supporting it (check W010), if it has.
+    end_of_support: date | None = None
+
+    @property
+    def server(self) -> str:
+        """The authorization server this preset's endpoints belong to (see
+        :attr:`Conf.authorization_server`)."""
+        return self.issuer or origin(self.token_url)
 
 
 PRESETS: dict[str, ProviderPreset] = {
@@ -52,6 +63,8 @@ PRESETS: dict[str, ProviderPreset] = {
         # Frame.io publishes no issuer for this Hydra server (its docs name only the
         # authorize and token URLs) and Hydra sends no iss: nothing to compare against.
         issuer=None,
+        # Frame.io's migration notes (docs: migrating).
+        end_of_support=date(2026, 12, 1),
     ),
     "adobe-ims": ProviderPreset(
         name="adobe-ims",
@@ -68,6 +81,9 @@ PRESETS: dict[str, ProviderPreset] = {
         issuer="https://ims-na1.adobelogin.com",
     ),
 }
+
+# Frame.io V4: what a site gets without a PROVIDER key.
+DEFAULT_PROVIDER = "adobe-ims"
 
 KNOWN_KEYS = frozenset(
     {
@@ -103,12 +119,12 @@ class Conf:
 
     @property
     def provider_name(self) -> str:
-        return str(self._get("PROVIDER", "frameio"))
+        return str(self._get("PROVIDER", DEFAULT_PROVIDER))
 
     @property
     def preset(self) -> ProviderPreset:
         # An unknown name is reported by check E006; fall back so the rest stays readable.
-        return PRESETS.get(self.provider_name, PRESETS["frameio"])
+        return PRESETS.get(self.provider_name, PRESETS[DEFAULT_PROVIDER])
 
     @property
     def client_id(self) -> str:
@@ -174,6 +190,20 @@ class Conf:
         return str(self._get("TOKEN_URL") or self.preset.token_url)
 
     @property
+    def authorization_server(self) -> str:
+        """Which authorization server this site's tokens come from and go to, as each token row
+        records it: ``ISSUER`` when set; the preset's issuer while the preset's own authorize
+        and token endpoints are used; else the origin of ``TOKEN_URL`` (docs: security, "A
+        token goes back only to its server")."""
+        raw = self._raw()
+        return _server_of(
+            _text(raw.get("PROVIDER")) or DEFAULT_PROVIDER,
+            _text(raw.get("ISSUER")),
+            _text(raw.get("AUTHORIZE_URL")),
+            _text(raw.get("TOKEN_URL")),
+        )
+
+    @property
     def revoke_url(self) -> str:
         return str(self._get("REVOKE_URL") or self.preset.revoke_url)
 
@@ -216,3 +246,33 @@ class Conf:
 
 
 conf = Conf()
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, lower-case, without a default port or userinfo."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.netloc.rpartition("@")[2].lower()
+    default_port = {"https": ":443", "http": ":80"}.get(scheme)
+    if default_port and host.endswith(default_port):
+        host = host.removesuffix(default_port)
+    return f"{scheme}://{host}"
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value else None
+
+
+@lru_cache(maxsize=16)
+def _server_of(
+    provider: str, issuer: str | None, authorize_url: str | None, token_url: str | None
+) -> str:
+    # Cached: get_access_token compares every row it hands out with this, and the settings
+    # rarely change within a process.
+    if issuer:
+        return issuer
+    preset = PRESETS.get(provider, PRESETS[DEFAULT_PROVIDER])
+    moved = (authorize_url or preset.authorize_url) != preset.authorize_url or (
+        token_url or preset.token_url
+    ) != preset.token_url
+    return origin(token_url or preset.token_url) if moved else preset.server

@@ -14,6 +14,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
+from .conf import conf
 from .crypto import envelope_key_id
 from .exceptions import UnusableProviderValue
 from .fields import EncryptedTextField, without_plaintext
@@ -32,6 +33,12 @@ def _refuse_owner_change(names: Iterable[str], how: str) -> None:
             f"OAuthToken {how} cannot change a token's user: a token belongs to the user who "
             "granted it; connect the other user instead"
         )
+
+
+def configured_authorization_server() -> str:
+    """A row saved without naming its authorization server is the configured one's: the same
+    assumption migration 0004 makes of the rows it finds (:attr:`Conf.authorization_server`)."""
+    return conf.authorization_server
 
 
 class OAuthTokenQuerySet(models.QuerySet["OAuthToken"]):
@@ -76,6 +83,11 @@ class OAuthToken(models.Model):
         verbose_name=_("user"),
     )
     provider = models.CharField(_("provider"), max_length=32)
+    # The only server its tokens are ever sent to (docs: security, "A token goes back only to
+    # its server"): a row of another one is marked reauth_required, never refreshed there.
+    authorization_server = models.TextField(
+        _("authorization server"), default=configured_authorization_server
+    )
     provider_user_id = models.CharField(_("provider user id"), max_length=255)
     provider_email = models.EmailField(_("provider e-mail"), max_length=254, blank=True)
     access_token = EncryptedTextField(_("access token"), aad_field="user_id")
@@ -202,6 +214,20 @@ class OAuthToken(models.Model):
         self.next_refresh_at = None
         self.last_error = self.fit("last_error", str(error))
         return ["status", "next_refresh_at", "last_error", "updated_at"]
+
+    def issued_elsewhere(self) -> bool:
+        """Whether another authorization server than the configured one issued this grant
+        (the site switched servers since): its tokens are never sent to either."""
+        return self.authorization_server != conf.authorization_server
+
+    def issued_elsewhere_message(self) -> str:
+        """Why a grant of another server is given up, for ``last_error`` and the logs."""
+        return self.fit(
+            "last_error",
+            f"connect again: this grant was issued by {self.authorization_server}, and this "
+            f"site now uses {conf.authorization_server}; it is neither refreshed nor revoked "
+            "at either server",
+        )
 
     def mark_revocation_pending(
         self, error: object, attempts: int, retry_at: datetime

@@ -21,6 +21,7 @@ from frameio_oauth import provider, services
 from frameio_oauth.models import OAuthToken
 from frameio_oauth.tasks import refresh_due_tokens, refresh_token_if_due
 from tests.support.celery_app import app
+from tests.support.servers import issued_by
 from tests.support.services_probe import REDIS_URL, redis_available
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +92,7 @@ def test_a_real_worker_on_redis_runs_the_sweep_and_the_token_changes(
             from django.test import override_settings
 
             oauth = {**settings.FRAMEIO_OAUTH, "TOKEN_URL": url}
+            issued_by(oauth)
             ran_on_worker: list[str] = []
 
             def record(sender: Any, **kwargs: Any) -> None:

@@ -11,8 +11,13 @@ from frameio_oauth.checks import check_callback_url, check_settings, check_token
 from frameio_oauth.services import LOCK_WAIT_SLACK, RECOVERY_BUDGET
 from tests.support.settings import FRAMEIO_OAUTH
 
+# The test settings sign in with legacy Frame.io, which W010 reports in every result: the tests
+# of the other ids leave it out (ids_for), those of W010 read it (all_ids_for).
+LEGACY = "frameio_oauth.W010"
 
-def ids_for(**changes: Any) -> set[str]:
+
+def all_ids_for(**changes: Any) -> set[str]:
+    """The check ids for the test settings with ``changes`` (``...`` removes a key)."""
     config = {**FRAMEIO_OAUTH, **changes}
     for key in [key for key, value in changes.items() if value is ...]:
         del config[key]
@@ -20,8 +25,12 @@ def ids_for(**changes: Any) -> set[str]:
         return {message.id for message in check_settings(None)}
 
 
-def test_the_test_settings_pass_every_check() -> None:
-    assert ids_for() == set()
+def ids_for(**changes: Any) -> set[str]:
+    return all_ids_for(**changes) - {LEGACY}
+
+
+def test_the_test_settings_pass_every_check_but_the_legacy_servers_w010() -> None:
+    assert all_ids_for() == {LEGACY}
 
 
 def test_a_missing_client_id_is_e001() -> None:
@@ -227,3 +236,81 @@ def test_the_presets_own_authorize_url_written_out_needs_no_issuer() -> None:
 
 def test_issuer_and_login_on_get_are_known_keys() -> None:
     assert ids_for(ISSUER="https://idp.example", LOGIN_ON_GET=True) == set()
+
+
+# --- which server: the legacy one (W010), Adobe IMS without a secret (W011) ---------------------
+
+IMS_SCOPES = ["openid", "email", "profile", "offline_access", "additional_info.roles"]
+
+
+def messages_for(**changes: Any) -> dict[str, checks.CheckMessage]:
+    config = {**FRAMEIO_OAUTH, **changes}
+    for key in [key for key, value in changes.items() if value is ...]:
+        del config[key]
+    with override_settings(FRAMEIO_OAUTH=config):
+        return {message.id: message for message in check_settings(None)}
+
+
+def test_the_legacy_server_is_a_w010_warning_naming_its_end_of_support_and_the_way_out() -> None:
+    warning = messages_for()[LEGACY]
+    assert warning.level == checks.WARNING
+    assert "ended on 2026-12-01" in warning.msg
+    assert "applications.frame.io" in warning.msg
+    assert "'adobe-ims'" in warning.hint
+    assert "docs: migrating" in warning.hint
+
+
+def test_the_legacy_server_is_w010_whatever_the_provider_setting() -> None:
+    changes = {"PROVIDER": "adobe-ims", "SCOPES": IMS_SCOPES}
+    legacy_token_url = "https://applications.frame.io/oauth2/token"
+    assert all_ids_for(**changes, TOKEN_URL=legacy_token_url, ISSUER="https://x") == {LEGACY}
+
+
+def test_the_legacy_preset_pointed_at_a_stand_in_is_not_w010() -> None:
+    stand_in = {
+        "AUTHORIZE_URL": "http://127.0.0.1:8001/oauth2/auth",
+        "TOKEN_URL": "http://127.0.0.1:8001/oauth2/token",
+        "ISSUER": "http://127.0.0.1:8001",
+    }
+    with override_settings(DEBUG=True):
+        assert all_ids_for(**stand_in) == set()
+
+
+def test_no_provider_key_at_all_is_frame_io_v4_and_passes_every_check() -> None:
+    assert all_ids_for(PROVIDER=..., SCOPES=...) == set()
+
+
+def test_a_public_client_on_adobe_ims_is_a_w011_warning_citing_adobe() -> None:
+    warning = messages_for(PROVIDER=..., SCOPES=..., CLIENT_SECRET=...)["frameio_oauth.W011"]
+    assert warning.level == checks.WARNING
+    assert "Single-Page App and Native App" in warning.msg
+    assert "no refresh tokens" in warning.msg
+    assert "developer.adobe.com/developer-console/docs/guides/authentication/" in warning.hint
+
+
+def test_the_documented_public_client_settings_raise_w011_alone() -> None:
+    # docs/install.md: PROVIDER "adobe-ims", no CLIENT_SECRET key at all (an empty one is W006).
+    assert all_ids_for(PROVIDER="adobe-ims", SCOPES=..., CLIENT_SECRET=...) == {
+        "frameio_oauth.W011"
+    }
+
+
+def test_an_empty_client_secret_on_adobe_ims_is_w006_and_w011() -> None:
+    assert all_ids_for(PROVIDER=..., SCOPES=..., CLIENT_SECRET="") == {
+        "frameio_oauth.W006",
+        "frameio_oauth.W011",
+    }
+
+
+def test_a_public_client_on_the_ims_preset_pointed_at_a_stand_in_is_not_w011() -> None:
+    stand_in = {
+        "AUTHORIZE_URL": "http://127.0.0.1:8001/ims/authorize/v2",
+        "TOKEN_URL": "http://127.0.0.1:8001/ims/token/v3",
+        "ISSUER": "http://127.0.0.1:8001",
+    }
+    with override_settings(DEBUG=True):
+        assert all_ids_for(PROVIDER=..., SCOPES=..., CLIENT_SECRET=..., **stand_in) == set()
+
+
+def test_a_public_client_on_the_legacy_server_is_not_w011() -> None:
+    assert all_ids_for(CLIENT_SECRET=...) == {LEGACY}

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.test import override_settings
 
-from frameio_oauth.conf import conf
+from frameio_oauth.conf import conf, origin
 from tests.support.settings import FRAMEIO_OAUTH, TEST_KEY
 
 
@@ -57,7 +59,14 @@ def test_defaults_match_the_design() -> None:
         assert conf.http_timeout == 10
         assert conf.allow_signup is False
         assert conf.login_on_get is False
-        assert conf.scopes == ["account.read", "offline"]
+        assert conf.provider_name == "adobe-ims"
+        assert conf.scopes == [
+            "openid",
+            "email",
+            "profile",
+            "offline_access",
+            "additional_info.roles",
+        ]
 
 
 def test_scopes_given_as_one_space_separated_string_are_split_into_names() -> None:
@@ -109,3 +118,42 @@ def test_the_presets_own_authorize_url_written_out_keeps_its_issuer() -> None:
 def test_a_single_encryption_key_given_as_a_string_is_a_list_of_that_one_key() -> None:
     with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "ENCRYPTION_KEYS": TEST_KEY}):
         assert conf.encryption_keys == [TEST_KEY]
+
+
+def server_for(**changes: Any) -> str:
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, **changes}):
+        return conf.authorization_server
+
+
+def test_the_legacy_servers_tokens_are_known_by_its_origin_as_it_publishes_no_issuer() -> None:
+    assert server_for() == "https://applications.frame.io"
+
+
+def test_adobe_ims_tokens_are_known_by_the_issuer_it_publishes() -> None:
+    assert server_for(PROVIDER="adobe-ims") == "https://ims-na1.adobelogin.com"
+
+
+def test_the_issuer_setting_names_the_server_wherever_the_urls_point() -> None:
+    changes = {"TOKEN_URL": "http://127.0.0.1:8001/oauth2/token", "ISSUER": "http://standin"}
+    assert server_for(**changes) == "http://standin"
+
+
+def test_a_token_url_pointed_elsewhere_names_another_server_by_its_origin() -> None:
+    changes = {"PROVIDER": "adobe-ims", "TOKEN_URL": "https://IMS.example:443/ims/token/v3"}
+    assert server_for(**changes) == "https://ims.example"
+
+
+def test_with_an_authorize_url_pointed_elsewhere_the_token_urls_origin_names_the_server() -> None:
+    changes = {"PROVIDER": "adobe-ims", "AUTHORIZE_URL": "https://idp.example/authorize"}
+    assert server_for(**changes) == "https://ims-na1.adobelogin.com"
+    assert server_for(**changes, TOKEN_URL="https://idp.example/token") == "https://idp.example"
+
+
+def test_the_presets_own_token_url_written_out_is_the_same_server() -> None:
+    changes = {"PROVIDER": "adobe-ims", "TOKEN_URL": "https://ims-na1.adobelogin.com/ims/token/v3"}
+    assert server_for(**changes) == "https://ims-na1.adobelogin.com"
+
+
+def test_an_origin_keeps_a_port_that_is_not_the_schemes_default() -> None:
+    assert origin("http://user:pw@127.0.0.1:8001/oauth2/token?x=1") == "http://127.0.0.1:8001"
+    assert origin("http://127.0.0.1:80/t") == "http://127.0.0.1"

@@ -28,6 +28,8 @@ from frameio_oauth.exceptions import ProviderUnavailable
 from frameio_oauth.models import OAuthToken
 from tests.support.fake_provider import rotating_provider
 from tests.support.pg_sessions import end_session, own_pid
+from tests.support.servers import issued_by
+from tests.support.settings import FRAMEIO_OAUTH
 from tests.support.standin import CONFIDENTIAL, Standin, sign_in_with_frameio
 from tests.support.tokens import make_due
 
@@ -150,6 +152,7 @@ def test_two_sweeps_at_once_refresh_each_of_500_tokens_exactly_once(
             "--due",
             "--skip-checks",
         ]
+        issued_by({**FRAMEIO_OAUTH, "TOKEN_URL": url})
         env = subprocess_env({"TOKEN_URL": url})
         sweeps = [
             subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
@@ -180,6 +183,7 @@ def test_a_worker_killed_mid_refresh_leaves_the_row_unlocked_and_intact(user: An
             expires_at=timezone.now() + timedelta(minutes=2),
             next_refresh_at=timezone.now() - timedelta(seconds=1),
         )
+        issued_by({**FRAMEIO_OAUTH, "TOKEN_URL": url})
         provider.stall_next = True
         worker = subprocess.Popen(
             [sys.executable, "-m", "django", "frameio_refresh_tokens", "--due", "--skip-checks"],

@@ -4,15 +4,20 @@ in test_fields.py."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
+from django.test import override_settings
 from django.utils import timezone
 
 from frameio_oauth.exceptions import DecryptionError
 from frameio_oauth.models import OAuthToken, OwnerChangeRefused
+from tests.support.settings import FRAMEIO_OAUTH
 from tests.support.tokens import raw_ciphertexts
 
 pytestmark = pytest.mark.django_db
@@ -248,3 +253,108 @@ def test_due_finds_only_active_tokens_whose_time_has_come(
     carol = django_user_model.objects.create_user("carol")
     make_token(carol, next_refresh_at=past, status=OAuthToken.Status.REAUTH_REQUIRED)
     assert list(OAuthToken.objects.due()) == [due]
+
+
+# --- the authorization server that issued a grant -------------------------------------------
+
+V4 = {**FRAMEIO_OAUTH, "PROVIDER": "adobe-ims", "SCOPES": ["openid", "offline_access"]}
+
+
+def test_a_row_saved_without_its_server_is_the_configured_servers(
+    user: Any, make_token: Any
+) -> None:
+    with override_settings(FRAMEIO_OAUTH=V4):
+        token = make_token(user)
+    assert OAuthToken.objects.get(pk=token.pk).authorization_server == (
+        "https://ims-na1.adobelogin.com"
+    )
+
+
+def test_a_row_of_the_configured_server_is_not_issued_elsewhere(user: Any, make_token: Any) -> None:
+    assert not make_token(user).issued_elsewhere()
+
+
+def test_a_row_of_another_server_is_issued_elsewhere(user: Any, make_token: Any) -> None:
+    token = make_token(user)
+    with override_settings(FRAMEIO_OAUTH=V4):
+        assert token.issued_elsewhere()
+
+
+def test_the_message_for_a_row_of_another_server_says_connect_again_and_names_both(
+    user: Any, make_token: Any
+) -> None:
+    token = make_token(user)
+    with override_settings(FRAMEIO_OAUTH=V4):
+        message = token.issued_elsewhere_message()
+    assert message.startswith("connect again: ")
+    assert "issued by https://applications.frame.io" in message
+    assert "now uses https://ims-na1.adobelogin.com" in message
+
+
+def test_the_message_for_a_row_of_another_server_fits_last_error(
+    user: Any, make_token: Any
+) -> None:
+    token = make_token(user, authorization_server="https://" + "x" * 400)
+    message = token.issued_elsewhere_message()
+    assert message.startswith("connect again: ")
+    assert len(message) == OAuthToken._meta.get_field("last_error").max_length
+
+
+@pytest.fixture
+def before_0004() -> Iterator[Any]:
+    """The database as it was before migration 0004 (the models' state then); migrated to
+    the latest again afterwards."""
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("frameio_oauth")
+    before = [("frameio_oauth", "0003_status_label")]
+    try:
+        executor.migrate(before)
+        yield MigrationExecutor(connection).loader.project_state(before).apps
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+
+
+def migrate_to_0004() -> None:
+    executor = MigrationExecutor(connection)
+    executor.migrate([("frameio_oauth", "0004_authorization_server")])
+
+
+def old_row(apps: Any, name: str, preset: str) -> None:
+    user_model = apps.get_model(settings.AUTH_USER_MODEL)
+    apps.get_model("frameio_oauth", "OAuthToken").objects.create(
+        user=user_model.objects.create(username=name),
+        provider=preset,
+        provider_user_id=f"fio-{name}",
+        access_token_ciphertext="v1:k:x",
+        expires_at=timezone.now(),
+    )
+
+
+def servers_by_user() -> dict[str, str]:
+    return dict(OAuthToken.objects.values_list("user__username", "authorization_server"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_0004_records_the_configured_server_for_the_rows_of_the_configured_preset(
+    before_0004: Any,
+) -> None:
+    old_row(before_0004, "legacy", "frameio")
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "TOKEN_URL": "https://idp.example/t"}):
+        migrate_to_0004()
+    assert servers_by_user() == {"legacy": "https://idp.example"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_0004_records_a_rows_own_presets_server_when_the_site_switched_first(
+    before_0004: Any,
+) -> None:
+    # The site switched to V4 (or relied on the old default, "frameio") before migrating:
+    # its legacy rows are the legacy server's, never the one now configured.
+    old_row(before_0004, "legacy", "frameio")
+    old_row(before_0004, "v4", "adobe-ims")
+    with override_settings(FRAMEIO_OAUTH=V4):
+        migrate_to_0004()
+    assert servers_by_user() == {
+        "legacy": "https://applications.frame.io",
+        "v4": "https://ims-na1.adobelogin.com",
+    }

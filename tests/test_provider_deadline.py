@@ -37,6 +37,7 @@ from tests.support.loopback import (
     stalled_listener,
 )
 from tests.support.pg_sessions import other_session, token_row_lock
+from tests.support.servers import issued_by
 from tests.support.settings import FRAMEIO_OAUTH
 
 BUDGET = 1.0
@@ -243,6 +244,7 @@ def test_a_refresh_ends_at_the_deadline_with_its_row_unchanged_and_unlocked(
     token = make_token(user)
     before = raw_row(token.pk)
     with case.serve() as base, override_settings(FRAMEIO_OAUTH=oauth_settings(base)):
+        issued_by(oauth_settings(base))
         elapsed = timed(lambda: services.refresh(token.pk, force=True), case.error, case.message)
     assert_took(elapsed, case)
     assert raw_row(token.pk) == before

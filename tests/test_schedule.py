@@ -25,6 +25,7 @@ from frameio_oauth.exceptions import ProviderUnavailable
 from frameio_oauth.models import OAuthToken
 from tests.support.frameio import TOKEN_URL
 from tests.support.loopback import loopback_server, read_request
+from tests.support.servers import issued_by
 from tests.support.settings import FRAMEIO_OAUTH
 from tests.support.tokens import stored
 
@@ -67,6 +68,7 @@ def _silent(conn: socket.socket, stop: threading.Event) -> None:
 def _sweep_against(handler: Callable[..., None], timeout: float = 2) -> list[OAuthToken]:
     with loopback_server(handler) as url:
         settings = {**FRAMEIO_OAUTH, "TOKEN_URL": f"{url}/token", "HTTP_TIMEOUT": timeout}
+        issued_by(settings)
         with override_settings(FRAMEIO_OAUTH=settings):
             services.refresh_due()
     return list(OAuthToken.objects.exclude(user__username="not-due").order_by("next_refresh_at"))

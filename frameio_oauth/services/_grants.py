@@ -169,6 +169,7 @@ def store_grant(
             # (Not for the same account: a per-user revocation would cut the new grant too.)
             replaced = _revocation.snapshot(token)
         token.provider = conf.provider_name
+        token.authorization_server = conf.authorization_server
         token.provider_user_id = info.id
         token.provider_email = _without_unusable_email(info).email
         token.status = OAuthToken.Status.ACTIVE

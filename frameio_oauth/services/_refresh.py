@@ -74,11 +74,16 @@ def get_access_token(user: AbstractBaseUser) -> str:
     if token.status != OAuthToken.Status.ACTIVE:
         raise ReauthorizationRequired(f"user {user.pk} must sign in with Frame.io again")
     now = timezone.now()
-    if not is_due(token, now):
+    # A grant of another server than the configured one goes the locked way, which marks it.
+    foreign = token.issued_elsewhere()
+    if not foreign and not is_due(token, now):
         return _unexpired(token, now)
     try:
         refreshed = _attempt_on_demand(token.pk).token
-    except (RefreshInsideTransaction, ProviderUnavailable, ProviderError):
+    except (RefreshInsideTransaction, ProviderUnavailable, ProviderError) as exc:
+        if foreign:
+            # Not marked (it could not be locked here): the sweep will mark it.
+            raise ReauthorizationRequired(token.issued_elsewhere_message()) from exc
         # The old access token may still have minutes to live (and the sweep will refresh it
         # outside the caller's transaction): use it rather than fail.
         if not token.is_expired(now):
@@ -195,17 +200,20 @@ def _attempt(
             if token.status == OAuthToken.Status.REVOKED:
                 raise NotConnected(f"token {token_id} was disconnected")
             raise ReauthorizationRequired(f"token {token_id} needs re-authorization")
-        if rejected is not None:
-            # Refresh only if nobody replaced it yet, and not one a refresh just issued: the API
-            # refuses that for another reason (a missing scope), and it would rotate per request.
-            since = timezone.now() - timedelta(seconds=REJECTED_MIN_AGE)
-            fresh = token.last_refreshed_at is not None and token.last_refreshed_at > since
-            force = token.access_token == rejected and not fresh
-            if not force:
+        # A grant of another server is marked by refresh_locked whether it is due or not.
+        if not token.issued_elsewhere():
+            if rejected is not None:
+                # Refresh only if nobody replaced it yet, and not one a refresh just issued:
+                # the API refuses that for another reason (a missing scope), and it would
+                # rotate per request.
+                since = timezone.now() - timedelta(seconds=REJECTED_MIN_AGE)
+                fresh = token.last_refreshed_at is not None and token.last_refreshed_at > since
+                force = token.access_token == rejected and not fresh
+                if not force:
+                    return RefreshResult(Outcome.NOT_DUE, token)
+            # Re-checked under the lock: another worker may have refreshed it while we waited.
+            if not force and not is_due(token, timezone.now()):
                 return RefreshResult(Outcome.NOT_DUE, token)
-        # Re-checked under the lock: another worker may have refreshed it while we waited.
-        if not force and not is_due(token, timezone.now()):
-            return RefreshResult(Outcome.NOT_DUE, token)
         result = refresh_locked(token, tx)
     return finish(tx, result)
 
@@ -227,7 +235,12 @@ def finish(tx: RefreshTransaction, result: RefreshResult | None) -> RefreshResul
 @sensitive_variables("refresh_token", "response")
 def refresh_locked(token: OAuthToken, tx: RefreshTransaction) -> RefreshResult:
     """One provider call for a row locked in ``tx``, and its outcome saved on the row.
-    Provider and decryption errors are recorded and returned, never raised."""
+    Provider and decryption errors are recorded and returned, never raised.
+
+    A grant that another authorization server issued is marked ``reauth_required`` with no
+    call to either server: a token goes back only to the server that issued it."""
+    if token.issued_elsewhere():
+        return _reauth(token, ReauthorizationRequired(token.issued_elsewhere_message()))
     try:
         refresh_token = token.refresh_token
     except DecryptionError as exc:

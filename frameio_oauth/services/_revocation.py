@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from .. import provider, signals
+from ..conf import conf
 from ..exceptions import (
     DecryptionError,
     FrameioOAuthError,
@@ -37,13 +38,29 @@ class DisconnectResult:
     # The provider did not confirm (an outage, or an error an operator can fix): the row
     # stays, disconnected, until a later sweep gets the revocation through.
     pending: bool = False
+    # Another authorization server than the configured one issued the grant: the row was
+    # removed here with no call to either server (``error`` says which); the user can end
+    # the grant in their account at that server.
+    issued_elsewhere: bool = False
+
+
+def _not_sent(why: str) -> DisconnectResult:
+    return DisconnectResult(revoked_at_provider=False, error=why, issued_elsewhere=True)
 
 
 def end_grant(token: OAuthToken) -> DisconnectResult:
     """Revoke ``token``'s grant and delete the row, or keep it as ``revoked`` for a retry.
 
-    The caller holds the row lock, in a transaction on ``_db.alias()``.
+    The caller holds the row lock, in a transaction on ``_db.alias()``. A grant of another
+    authorization server is deleted without a call: its tokens never go to the configured one.
     """
+    if token.issued_elsewhere():
+        why = token.issued_elsewhere_message()
+        logger.warning(
+            "the grant of user %s was removed here without revoking it: %s", token.user_id, why
+        )
+        token.delete()
+        return _not_sent(why)
     error = _revoke(token)
     if error is None:
         result = DisconnectResult(revoked_at_provider=True)
@@ -85,6 +102,8 @@ class GrantSnapshot:
     or deleted (a new grant of another account, a deleted user), to revoke after the commit."""
 
     provider_user_id: str
+    # The server that issued it, the only one it may be revoked at.
+    authorization_server: str
     refresh_token: str | None
     access_token: str | None
     # Why the secrets could not be read (access_token is None then).
@@ -94,10 +113,11 @@ class GrantSnapshot:
 @sensitive_variables()
 def snapshot(token: OAuthToken) -> GrantSnapshot:
     """What revoking ``token``'s grant later needs, read now."""
+    identity = (token.provider_user_id, token.authorization_server)
     try:
-        return GrantSnapshot(token.provider_user_id, token.refresh_token, token.access_token)
+        return GrantSnapshot(*identity, token.refresh_token, token.access_token)
     except DecryptionError as exc:
-        return GrantSnapshot(token.provider_user_id, None, None, error=str(exc))
+        return GrantSnapshot(*identity, None, None, error=str(exc))
 
 
 @sensitive_variables()
@@ -140,28 +160,38 @@ def _end_snapshot(
     grant: GrantSnapshot, user: AbstractBaseUser, user_id: object, whose: str
 ) -> None:
     """One revocation attempt for a grant read under its row lock, logged (WARNING if it did
-    not go through, unless retrying could not help), then ``token_revoked``."""
-    if grant.access_token is None:
-        error: FrameioOAuthError | None = DecryptionError(grant.error)
-    else:
-        error = _revoke_tokens(grant.refresh_token, grant.access_token)
-    if error is None:
-        logger.info("revoked %s at Frame.io", whose % user_id)
-        result = DisconnectResult(revoked_at_provider=True)
-    else:
-        log = logger.info if _no_retry_can_help(error) else logger.warning
-        log(
-            "%s could not be revoked: %s",
+    not go through, unless retrying could not help), then ``token_revoked``. A grant of
+    another authorization server than the configured one is not sent anywhere."""
+    if grant.authorization_server != conf.authorization_server:
+        logger.info(
+            "%s is not revoked: it was issued by %s, and this site now uses %s",
             whose % user_id,
-            error,
+            grant.authorization_server,
+            conf.authorization_server,
         )
-        result = DisconnectResult(revoked_at_provider=False, error=str(error))
+        result = _not_sent(f"issued by {grant.authorization_server}")
+    else:
+        result = _revoke_snapshot(grant, whose % user_id)
     signals.announce(
         signals.token_revoked,
         user=user,
         provider_user_id=grant.provider_user_id,
         revoked_at_provider=result.revoked_at_provider,
     )
+
+
+@sensitive_variables()
+def _revoke_snapshot(grant: GrantSnapshot, whose: str) -> DisconnectResult:
+    if grant.access_token is None:
+        error: FrameioOAuthError | None = DecryptionError(grant.error)
+    else:
+        error = _revoke_tokens(grant.refresh_token, grant.access_token)
+    if error is None:
+        logger.info("revoked %s at Frame.io", whose)
+        return DisconnectResult(revoked_at_provider=True)
+    log = logger.info if _no_retry_can_help(error) else logger.warning
+    log("%s could not be revoked: %s", whose, error)
+    return DisconnectResult(revoked_at_provider=False, error=str(error))
 
 
 @sensitive_variables("refresh_token", "access_token")
@@ -250,6 +280,13 @@ def retire_pending(
                 token.user_id,
             )
             result = DisconnectResult(revoked_at_provider=False, error="superseded")
+        elif token.issued_elsewhere():
+            logger.info(
+                "a pending revocation for user %s was dropped: %s",
+                token.user_id,
+                token.issued_elsewhere_message(),
+            )
+            result = _not_sent(token.issued_elsewhere_message())
         elif (error := _revoke(token)) is not None:
             logger.warning(
                 "a grant of user %s was replaced before its revocation went through: %s",

@@ -30,8 +30,13 @@ EXPIRED_RETRY = 10.0
 
 
 def needs_refresh(token: OAuthToken) -> bool:
-    """Whether ``refresh(token.pk)`` (not forced) would call the provider now."""
-    return token.status == OAuthToken.Status.ACTIVE and is_due(token, timezone.now())
+    """Whether ``refresh(token.pk)`` (not forced) would call the provider now (never for a
+    grant of another server, which it marks instead)."""
+    return (
+        token.status == OAuthToken.Status.ACTIVE
+        and not token.issued_elsewhere()
+        and is_due(token, timezone.now())
+    )
 
 
 def is_due(token: OAuthToken, now: datetime) -> bool:
