@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 # Query parameters of the callback that must not outlive their first read.
 CALLBACK_SECRETS = ("code", "state")
+# RFC 6749 section 3.1: these must not appear more than once. Which copy would count is
+# ambiguous, and the one not used could be echoed back in an error unredacted.
+SINGLE_PARAMETERS = ("code", "state", "error", "iss")
 MASK = "********"
 RAW_REQUEST_TARGETS = ("RAW_URI", "REQUEST_URI")
 
@@ -111,6 +114,11 @@ def callback(request: HttpRequest) -> HttpResponse:
     _hide_callback_secrets(request)
     flow: PendingFlow | None = None
     try:
+        if any(len(request.GET.getlist(name)) > 1 for name in SINGLE_PARAMETERS):
+            raise refusals.Refused(
+                "repeated_parameter",
+                _("The answer from Frame.io was malformed, so nothing was connected; start again."),
+            )
         if error:
             # Spend the state if it is ours, so the same link cannot be replayed later.
             with contextlib.suppress(FlowRejected):

@@ -172,6 +172,14 @@ def materialise(value: Any, user: Any) -> Any:
     token_answer=(400, {"error": "invalid_grant", "error_description": f"code {CODE} was used"}),
     user_answer=(200, {"id": "fio-fuzz"}),
 )
+# A repeated code: the refusal must not echo the copy that was not sent (and was not redacted).
+@example(
+    signed_in=False,
+    pending={STATE: GENUINE},
+    query=[("state", STATE), ("code", CODE), ("code", STATE)],
+    token_answer=(400, {"error": "invalid_grant", "error_description": f"code {CODE} was used"}),
+    user_answer=(200, {"id": "fio-fuzz"}),
+)
 def test_any_callback_fails_cleanly_stores_only_its_own_flow_and_shows_no_secret(
     signed_in: bool,
     pending: Any,
@@ -235,6 +243,9 @@ def check_callback(
         # this very visitor, from the configured issuer if it named one, with some code.
         given = dict(query)
         assert response.status_code == 302
+        names = [name for name, _ in query]
+        assert names.count("code") == names.count("state") == 1
+        assert names.count("error") <= 1 and names.count("iss") <= 1
         assert given.get("state") == STATE and given.get("code") and not given.get("error")
         assert given.get("iss", ISSUER) == ISSUER
         flow = pending[STATE]

@@ -452,15 +452,25 @@ def test_the_issuer_is_compared_exactly_so_a_trailing_slash_is_another_issuer(
 
 
 @override_settings(FRAMEIO_OAUTH=WITH_ISSUER)
-def test_a_callback_with_two_iss_values_is_refused(
-    signed_in: Client, provider_http: responses.RequestsMock
+@pytest.mark.parametrize(
+    "query",
+    [
+        "state={state}&code=C&iss={issuer}&iss=https://evil.example",
+        "state={state}&code=C&code=D",
+        "state={state}&state={state}&code=C",
+        "state={state}&code=C&error=access_denied&error=server_error",
+    ],
+    ids=["iss", "code", "state", "error"],
+)
+def test_a_callback_that_repeats_a_parameter_is_refused_before_any_exchange(
+    signed_in: Client, user: Any, provider_http: responses.RequestsMock, query: str
 ) -> None:
+    provider_answers(provider_http)
     state = start(signed_in)
-    response = signed_in.get(
-        f"/frameio/callback/?state={state}&code=C&iss={ISSUER}&iss=https://evil.example"
-    )
-    assert_refused(response, "wrong_issuer")
+    response = signed_in.get(f"/frameio/callback/?{query.format(state=state, issuer=ISSUER)}")
+    assert_refused(response, "repeated_parameter")
     assert len(provider_http.calls) == 0
+    assert not OAuthToken.objects.exists()
 
 
 @override_settings(FRAMEIO_OAUTH=WITH_ISSUER)
