@@ -10,6 +10,7 @@ import enum
 import hashlib
 import hmac
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,8 @@ MAX_PENDING_FLOWS = 5
 FLOW_LIFETIME = 600
 # In a flow saved without a starter (before flows recorded one), nobody matches.
 _UNKNOWN_STARTER = "?"
+# RFC 7636 section 4.1: what a code verifier may be. Anything else was not written here.
+_VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 
 
 class FlowProblem(enum.Enum):
@@ -126,7 +129,7 @@ def claim(request: HttpRequest, state: str) -> PendingFlow:
     if _created(saved) <= time.time() - FLOW_LIFETIME:
         raise FlowRejected(FlowProblem.EXPIRED_STATE)
     verifier, redirect_uri = saved.get("verifier"), saved.get("redirect_uri")
-    if not isinstance(verifier, str | None) or not isinstance(redirect_uri, str):
+    if not _is_verifier(verifier) or not isinstance(redirect_uri, str):
         # Not what remember() writes: nothing to complete the exchange with.
         raise FlowRejected(FlowProblem.UNKNOWN_STATE)
     starter = saved.get("starter", _UNKNOWN_STARTER)
@@ -139,6 +142,11 @@ def claim(request: HttpRequest, state: str) -> PendingFlow:
         starter=starter if isinstance(starter, str | None) else _UNKNOWN_STARTER,
         created=_created(saved),
     )
+
+
+def _is_verifier(value: object) -> bool:
+    # None is a flow started with PKCE off.
+    return value is None or (isinstance(value, str) and _VERIFIER.fullmatch(value) is not None)
 
 
 def was_spent(state: str) -> bool:

@@ -213,6 +213,19 @@ def test_a_flow_saved_without_its_starter_is_refused(
     assert_refused(callback(client, state=state, code="C"), "other_user", 403)
 
 
+@pytest.mark.parametrize("verifier", ["", "short", "x" * 129, "é" * 50, 42])
+def test_a_flow_whose_verifier_this_app_could_not_have_written_is_refused(
+    signed_in: Client, provider_http: responses.RequestsMock, verifier: object
+) -> None:
+    provider_answers(provider_http)
+    state = start(signed_in)
+    session = signed_in.session
+    session[SESSION_KEY][state]["verifier"] = verifier
+    session.save()
+    assert_refused(callback(signed_in, state=state, code="C"), "unknown_state")
+    assert len(provider_http.calls) == 0
+
+
 def test_the_user_who_started_the_flow_is_connected(
     client: Client, user: Any, provider_http: responses.RequestsMock
 ) -> None:

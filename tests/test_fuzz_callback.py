@@ -172,6 +172,14 @@ def materialise(value: Any, user: Any) -> Any:
     token_answer=(400, {"error": "invalid_grant", "error_description": f"code {CODE} was used"}),
     user_answer=(200, {"id": "fio-fuzz"}),
 )
+# A pending flow with an empty verifier (which the start view never writes) completes nothing.
+@example(
+    signed_in=True,
+    pending={STATE: {**GENUINE, "verifier": ""}},
+    query=[("state", STATE), ("code", CODE)],
+    token_answer=(200, {"access_token": ACCESS, "refresh_token": REFRESH, "expires_in": 3600}),
+    user_answer=(200, {"id": "fio-fuzz", "email": "fuzz@frame.example"}),
+)
 # A repeated code: the refusal must not echo the copy that was not sent (and was not redacted).
 @example(
     signed_in=False,
