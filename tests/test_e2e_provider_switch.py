@@ -17,14 +17,13 @@ from django.test import Client, override_settings
 from frameio_oauth import services
 from frameio_oauth.exceptions import ReauthorizationRequired
 from frameio_oauth.models import OAuthToken
+from frameio_oauth.standin import Mode
 from tests.support.standin import CONFIDENTIAL, Standin, sign_in_with_frameio, start_standin
 from tests.support.tokens import make_due
 
 pytestmark = pytest.mark.django_db
 
 USERS = {"demo": "demo-pw", "erin": "erin-pw"}
-# Frame.io V4's scopes, as one comma-separated string as Adobe IMS writes them.
-V4_SCOPES = "openid,email,profile,offline_access"
 
 
 @dataclass
@@ -41,9 +40,9 @@ class Server:
         return sum('"POST ' in line and "revoke" in line for line in lines)
 
 
-def started(folder: Path) -> Iterator[Server]:
+def started(folder: Path, mode: Mode) -> Iterator[Server]:
     database = folder / "standin.sqlite3"
-    standin = start_standin(database, ["http://testserver/frameio/callback/"], USERS)
+    standin = start_standin(database, ["http://testserver/frameio/callback/"], USERS, mode=mode)
     try:
         yield Server(standin, database.with_suffix(".log"))
     finally:
@@ -54,24 +53,23 @@ def started(folder: Path) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def old(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The server the site signed in with first: legacy Frame.io's shapes."""
-    yield from started(tmp_path_factory.mktemp("old-server"))
+    yield from started(tmp_path_factory.mktemp("old-server"), Mode.LEGACY)
 
 
 @pytest.fixture(scope="module")
 def new(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The server the site switches to: Frame.io V4 through Adobe IMS."""
-    yield from started(tmp_path_factory.mktemp("new-server"))
+    yield from started(tmp_path_factory.mktemp("new-server"), Mode.IMS)
 
 
 def legacy_settings(server: Server) -> dict[str, Any]:
+    """The "frameio" preset, every endpoint at the legacy stand-in."""
     return server.standin.settings(CONFIDENTIAL)
 
 
 def v4_settings(server: Server) -> dict[str, Any]:
-    url = server.standin.url
-    return server.standin.settings(
-        CONFIDENTIAL, PROVIDER="adobe-ims", SCOPES=V4_SCOPES, USERINFO_URL=f"{url}/v4/me"
-    )
+    """The "adobe-ims" preset with its scopes, every endpoint at the IMS stand-in."""
+    return server.standin.settings(CONFIDENTIAL)
 
 
 def requests_at(*servers: Server) -> list[tuple[int, int]]:
