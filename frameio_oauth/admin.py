@@ -226,7 +226,7 @@ class OAuthTokenAdmin(TokenColumns, admin.ModelAdmin):  # type: ignore[type-arg]
         return super().render_delete_form(request, context)
 
     def _disconnect(self, request: HttpRequest, tokens: Iterable[OAuthToken]) -> None:
-        confirmed, pending, unconfirmed, gone, skipped = 0, 0, 0, 0, 0
+        confirmed, pending, unconfirmed, elsewhere, gone, skipped = 0, 0, 0, 0, 0, 0
         errors: set[str] = set()
         deadline = time.monotonic() + ACTION_BUDGET
         for token in tokens:
@@ -238,6 +238,10 @@ class OAuthTokenAdmin(TokenColumns, admin.ModelAdmin):  # type: ignore[type-arg]
             except NotConnected:
                 # Removed meanwhile, by another admin or by the sweep's deferred revocation.
                 gone += 1
+                continue
+            if result.issued_elsewhere:
+                elsewhere += 1
+                self._log(request, token, DELETION, gettext("Issued by another server"))
                 continue
             if result.error:
                 errors.add(result.error)
@@ -287,6 +291,19 @@ class OAuthTokenAdmin(TokenColumns, admin.ModelAdmin):  # type: ignore[type-arg]
                 % {"count": unconfirmed}
                 + reason,
                 messages.WARNING,
+            )
+        if elsewhere:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d token was removed with nothing sent to Frame.io: it was issued "
+                    "by an authorization server this site no longer uses.",
+                    "%(count)d tokens were removed with nothing sent to Frame.io: they were "
+                    "issued by an authorization server this site no longer uses.",
+                    elsewhere,
+                )
+                % {"count": elsewhere},
+                messages.INFO,
             )
         if gone:
             self.message_user(

@@ -297,6 +297,15 @@ def disconnect(request: HttpRequest) -> HttpResponse:
     else:
         if result.revoked_at_provider:
             messages.success(request, _("Frame.io is disconnected."))
+        elif result.issued_elsewhere:
+            messages.info(
+                request,
+                _(
+                    "Frame.io is disconnected here. This connection was made with Frame.io's "
+                    "previous sign-in, so nothing was sent to Frame.io; you can remove the app "
+                    "in your Frame.io account settings."
+                ),
+            )
         elif result.pending:
             messages.warning(
                 request,

@@ -179,6 +179,13 @@ def signed_in(client: Client, user: Any) -> Client:
 
 
 @pytest.fixture
+def admin_browser(client: Client, django_user_model: Any) -> Client:
+    """The test client, signed in as a superuser."""
+    client.force_login(django_user_model.objects.create_superuser("root", "r@x.example", "pw"))
+    return client
+
+
+@pytest.fixture
 def provider_http() -> Iterator[responses.RequestsMock]:
     """Every HTTP call is mocked; an unexpected one fails the test."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:

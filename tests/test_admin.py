@@ -30,12 +30,6 @@ pytestmark = pytest.mark.django_db
 CHANGELIST = "/admin/frameio_oauth/oauthtoken/"
 
 
-@pytest.fixture
-def admin_browser(client: Client, django_user_model: Any) -> Client:
-    client.force_login(django_user_model.objects.create_superuser("root", "r@x.example", "pw"))
-    return client
-
-
 def ciphertexts(token: OAuthToken) -> tuple[str, str]:
     return OAuthToken.objects.values_list(
         "access_token_ciphertext", "refresh_token_ciphertext"

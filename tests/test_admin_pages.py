@@ -23,12 +23,6 @@ pytestmark = pytest.mark.django_db
 CHANGELIST = "/admin/frameio_oauth/oauthtoken/"
 
 
-@pytest.fixture
-def admin_browser(client: Client, django_user_model: Any) -> Client:
-    client.force_login(django_user_model.objects.create_superuser("root", "r@x.example", "pw"))
-    return client
-
-
 def page_of(token: OAuthToken, view: str = "change") -> str:
     return f"{CHANGELIST}{token.pk}/{view}/"
 

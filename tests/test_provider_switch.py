@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import responses
 from django.db import transaction
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from frameio_oauth import provider, services, signals, tasks
@@ -203,6 +203,30 @@ def test_disconnect_deletes_a_grant_of_the_old_server_without_any_call(
     assert LEGACY_SERVER in result.error
     assert not OAuthToken.objects.filter(pk=legacy_grant.pk).exists()
     assert [call["revoked_at_provider"] for call in got.calls] == [False]
+    assert len(servers.calls) == 0
+
+
+def test_the_disconnect_button_on_an_old_grant_says_nothing_was_sent_to_frameio(
+    signed_in: Client, legacy_grant: OAuthToken, servers: responses.RequestsMock, switched: None
+) -> None:
+    response = signed_in.post("/frameio/disconnect/", follow=True)
+    assert b"nothing was sent to Frame.io" in response.content
+    assert b"could not confirm" not in response.content
+    assert not OAuthToken.objects.filter(pk=legacy_grant.pk).exists()
+    assert len(servers.calls) == 0
+
+
+def test_the_admins_delete_action_counts_old_grants_apart_and_sends_nothing(
+    admin_browser: Client,
+    legacy_grant: OAuthToken,
+    servers: responses.RequestsMock,
+    switched: None,
+) -> None:
+    form = {"action": "delete_selected", "_selected_action": [legacy_grant.pk], "post": "yes"}
+    response = admin_browser.post("/admin/frameio_oauth/oauthtoken/", form, follow=True)
+    assert b"1 token was removed with nothing sent to Frame.io" in response.content
+    assert b"did not confirm" not in response.content
+    assert not OAuthToken.objects.filter(pk=legacy_grant.pk).exists()
     assert len(servers.calls) == 0
 
 
