@@ -84,7 +84,8 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-LOGIN_URL = "login"
+# The sign-in page the app ships: "Sign in with Frame.io" and the password form.
+LOGIN_URL = "frameio_oauth:sign_in"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
 

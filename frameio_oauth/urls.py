@@ -11,4 +11,5 @@ urlpatterns = [
     path("callback/", views.callback, name="callback"),
     path("connected/", views.connected, name="connected"),
     path("disconnect/", views.disconnect, name="disconnect"),
+    path("sign-in/", views.sign_in, name="sign_in"),
 ]

@@ -1,4 +1,5 @@
-"""Login, callback, connected and disconnect views. Thin: the rules live in services."""
+"""Login, callback, connected and disconnect views, and the optional sign-in page. Thin: the
+rules live in services."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import re
 import time
 from urllib.parse import urlsplit
 
-from django.conf import settings
+from django.conf import global_settings, settings
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_not_required, login_required
+from django.contrib.auth.views import LoginView
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
+from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
@@ -56,6 +59,8 @@ RAW_REQUEST_TARGETS = ("RAW_URI", "REQUEST_URI")
 # Explicit, so a project without CsrfViewMiddleware is protected too.
 @csrf_protect
 @require_http_methods(["GET", "POST"])
+# Anonymous visitors sign in here, also under Django's LoginRequiredMiddleware.
+@login_not_required
 def login(request: HttpRequest) -> HttpResponse:
     """GET shows a page with one button, which POSTs here; the POST starts the flow. A GET
     that started it would let any page connect the visitor's site account to whatever
@@ -102,6 +107,7 @@ def _start(request: HttpRequest, next_url: str) -> HttpResponse:
 
 @never_cache
 @require_GET
+@login_not_required
 # Under ATOMIC_REQUESTS the spent state would not be committed before the slow exchange, and
 # the refresh rule refuses to run inside a caller's transaction anyway.
 @non_atomic_requests_everywhere
@@ -325,6 +331,32 @@ def disconnect(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(
         _safe_next(request, request.POST.get("next")) or reverse("frameio_oauth:connected")
     )
+
+
+@method_decorator(xframe_options_deny, name="dispatch")
+class SignInView(LoginView):
+    """A sign-in page for a project that has none: "Sign in with Frame.io" and the site's
+    password form. Optional: set ``LOGIN_URL = "frameio_oauth:sign_in"`` to use it."""
+
+    template_name = "frameio_oauth/sign_in.html"
+
+    def get_default_redirect_url(self) -> str:
+        # Django's own default, /accounts/profile/, is a 404 in a new project.
+        if settings.LOGIN_REDIRECT_URL != global_settings.LOGIN_REDIRECT_URL:
+            return super().get_default_redirect_url()
+        return reverse("frameio_oauth:connected")
+
+    def get_context_data(self, **kwargs: object) -> dict[str, object]:
+        context = super().get_context_data(**kwargs)
+        context.update(
+            back_url=pages.site_url(),
+            site_url=pages.site_url(),
+            allow_signup=conf.allow_signup,
+        )
+        return context
+
+
+sign_in = SignInView.as_view()
 
 
 def _warn_if_other_host(request: HttpRequest, redirect_uri: str) -> None:
