@@ -163,6 +163,10 @@ def _check_scopes() -> list[CheckMessage]:
     offline = conf.preset.offline_scope
     if offline in conf.scopes or conf.provider_name not in PRESETS:
         return []
+    if _public_client_on_adobe_ims():
+        # Adobe gives such a client no refresh token whatever it asks for (W011): leaving the
+        # scope out is how it says it expects none.
+        return []
     return [
         Warning(
             f"{SETTING_NAME}['SCOPES'] has no {offline!r} scope: the provider will not return "
@@ -200,20 +204,26 @@ def _check_server() -> list[CheckMessage]:
                 id="frameio_oauth.W010",
             )
         )
-    host = urlsplit(conf.token_url).hostname or ""
-    if conf.is_public_client and (host == "adobelogin.com" or host.endswith(".adobelogin.com")):
+    offline = conf.preset.offline_scope
+    if _public_client_on_adobe_ims() and offline in conf.scopes:
         messages.append(
             Warning(
                 f"{SETTING_NAME} has no CLIENT_SECRET and signs in with Adobe IMS: Adobe "
                 "documents that Single-Page App and Native App credentials, the ones without "
-                "a secret, get no refresh tokens (offline_access), so tokens cannot be kept "
+                f"a secret, get no refresh tokens ({offline}), so tokens cannot be kept "
                 "fresh and users sign in again when the access token expires.",
-                hint="Use an OAuth Web App credential and set CLIENT_SECRET; Adobe's credential "
-                f"types: {ADOBE_CREDENTIAL_TYPES}",
+                hint="Use an OAuth Web App credential and set CLIENT_SECRET; or, to run without "
+                f"refresh tokens, leave {offline!r} out of SCOPES. Adobe's credential types: "
+                f"{ADOBE_CREDENTIAL_TYPES}",
                 id="frameio_oauth.W011",
             )
         )
     return messages
+
+
+def _public_client_on_adobe_ims() -> bool:
+    host = urlsplit(conf.token_url).hostname or ""
+    return conf.is_public_client and (host == "adobelogin.com" or host.endswith(".adobelogin.com"))
 
 
 def _check_issuer() -> list[CheckMessage]:

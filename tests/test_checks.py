@@ -288,11 +288,22 @@ def test_a_public_client_on_adobe_ims_is_a_w011_warning_citing_adobe() -> None:
     assert "developer.adobe.com/developer-console/docs/guides/authentication/" in warning.hint
 
 
-def test_the_documented_public_client_settings_raise_w011_alone() -> None:
-    # docs/install.md: PROVIDER "adobe-ims", no CLIENT_SECRET key at all (an empty one is W006).
+def test_a_public_client_on_adobe_ims_asking_for_offline_access_is_w011_alone() -> None:
+    # No CLIENT_SECRET key at all (an empty one is W006), the preset's scopes.
     assert all_ids_for(PROVIDER="adobe-ims", SCOPES=..., CLIENT_SECRET=...) == {
         "frameio_oauth.W011"
     }
+
+
+def test_a_public_client_on_adobe_ims_that_asks_for_no_offline_access_gets_no_warning() -> None:
+    # The README's public variant: it expects no refresh token, so neither W011 nor W001.
+    scopes = ["openid", "email", "profile", "additional_info.roles"]
+    assert all_ids_for(PROVIDER="adobe-ims", SCOPES=scopes, CLIENT_SECRET=...) == set()
+
+
+def test_a_confidential_client_on_adobe_ims_without_offline_access_is_still_w001() -> None:
+    scopes = ["openid", "email", "profile", "additional_info.roles"]
+    assert all_ids_for(PROVIDER="adobe-ims", SCOPES=scopes) == {"frameio_oauth.W001"}
 
 
 def test_an_empty_client_secret_on_adobe_ims_is_w006_and_w011() -> None:
