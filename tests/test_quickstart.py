@@ -29,7 +29,7 @@ from frameio_oauth.standin import Mode
 from tests.support.services_probe import REDIS_URL
 from tests.support.standin import Standin, form_fields
 
-pytestmark = pytest.mark.quickstart
+pytestmark = pytest.mark.whole_project
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKOUT_PLACEHOLDER = "/path/to/frameio-oauth"
