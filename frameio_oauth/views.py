@@ -13,6 +13,7 @@ from django.conf import global_settings, settings
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth.decorators import login_not_required, login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -345,6 +346,12 @@ class SignInView(LoginView):
         if settings.LOGIN_REDIRECT_URL != global_settings.LOGIN_REDIRECT_URL:
             return super().get_default_redirect_url()
         return reverse("frameio_oauth:connected")
+
+    def get_form(self, form_class: type[AuthenticationForm] | None = None) -> AuthenticationForm:
+        form = super().get_form(form_class)
+        # Django focuses the username; here the keyboard starts at the top, Frame.io first.
+        form.fields["username"].widget.attrs.pop("autofocus", None)
+        return form
 
     def get_context_data(self, **kwargs: object) -> dict[str, object]:
         context = super().get_context_data(**kwargs)

@@ -89,6 +89,24 @@ def test_the_start_page_shows_one_button_and_the_way_back(
     assert browser.find_element("id", "frameio-start").text == "Continue to Frame.io"
 
 
+def test_the_sign_in_page_offers_frameio_and_the_password_form_and_signs_in_to_next(
+    browser: Any, site: str, screenshots: Path, user: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{site}/frameio/sign-in/?next=/frameio/connected/")
+    wait_for(browser, "frameio-sign-in")
+    save_screenshot(browser, screenshots, "sign-in")
+    # The way back is the site's root: next may be a page that needs the sign-in.
+    assert_a_page_people_can_use(browser, "Sign in", "/")
+    assert browser.find_element(By.ID, "frameio-sign-in").text == "Sign in with Frame.io"
+    browser.find_element(By.NAME, "username").send_keys("alice")
+    browser.find_element(By.NAME, "password").send_keys("pw")
+    browser.find_element(By.ID, "password-sign-in").click()
+    wait_for(browser, "frameio-connect")
+    assert headings(browser)[0] == "h1: Frame.io is not connected"
+
+
 @pytest.fixture
 def connected_as(
     browser: Any, site: str, client: Client, user: Any, make_token: Callable[..., OAuthToken]
