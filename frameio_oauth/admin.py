@@ -33,6 +33,24 @@ from .models import OAuthToken
 ACTION_BUDGET = 20.0
 
 
+_KEY_USES = {
+    services.KeyUse.PRIMARY: _("primary"),
+    services.KeyUse.OLD: _("old key: frameio_rotate_keys moves these rows"),
+    services.KeyUse.MISSING: _("not in ENCRYPTION_KEYS: these rows cannot be decrypted"),
+}
+
+
+def status_summary() -> dict[str, Any]:
+    """What the token list shows above its table, in an admin's words."""
+    status = services.token_status()
+    labels = dict(OAuthToken.Status.choices)
+    return {
+        "status": status,
+        "by_status": [(labels[name], count) for name, count in status.by_status.items()],
+        "keys": [(key.key_id, key.rows, _KEY_USES[key.use]) for key in status.key_counts()],
+    }
+
+
 def why_not_refreshed(exc: FrameioOAuthError) -> str:
     """A failed refresh in an admin's words. The services' messages name rows by id, for
     logs; the provider's and the configuration's are redacted (exceptions.py) and kept."""
@@ -110,7 +128,12 @@ class OAuthTokenAdmin(TokenColumns, admin.ModelAdmin):  # type: ignore[type-arg]
         # The actions run here: under ATOMIC_REQUESTS, "Refresh now" would be refused (a
         # refresh never runs inside a caller's transaction) and a revocation would wait on it.
         # Titled as what it lists, not "Select Frame.io token to change": rows are view-only.
-        context = {"title": self.opts.verbose_name_plural, **(extra_context or {})}
+        context = {
+            "title": self.opts.verbose_name_plural,
+            # Called by the template, so an action's redirect never computes it.
+            "frameio_status": status_summary,
+            **(extra_context or {}),
+        }
         return super().changelist_view(request, context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -78,6 +78,11 @@ class TokenCipher:
             if index == 0:
                 self.primary_kid = kid
 
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """The configured keys' ids, the primary first (ids are not secret)."""
+        return tuple(self._keys)
+
     @sensitive_variables()
     def encrypt(self, plaintext: str, associated_data: bytes) -> str:
         nonce = os.urandom(NONCE_BYTES)

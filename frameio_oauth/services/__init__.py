@@ -41,6 +41,17 @@ from ._schedule import (
     next_refresh_time,
     retry_delay,
 )
+from ._status import (
+    Backlog,
+    FailingToken,
+    KeyCount,
+    KeyUse,
+    TokenStatus,
+    backlog,
+    failing_tokens,
+    revocations_pending,
+    token_status,
+)
 from ._sweep import RefreshSummary, due_token_ids, refresh_due
 
 __all__ = [
@@ -49,16 +60,23 @@ __all__ = [
     "MAX_LEAD_FRACTION",
     "MAX_REVOCATION_ATTEMPTS",
     "RECOVERY_BUDGET",
+    "Backlog",
     "DisconnectResult",
+    "FailingToken",
+    "KeyCount",
+    "KeyUse",
     "Outcome",
     "RefreshSummary",
     "RotationSummary",
+    "TokenStatus",
+    "backlog",
     "check_grant_values",
     "connect_or_sign_in",
     "count_key_ids",
     "disconnect",
     "due_token_ids",
     "exchange_code",
+    "failing_tokens",
     "get_access_token",
     "is_due",
     "lock_hold",
@@ -73,8 +91,10 @@ __all__ = [
     "retry_delay",
     "retry_due_revocations",
     "retry_revocations",
+    "revocations_pending",
     "revoke_after_user_deletion",
     "rotate_encryption_keys",
     "store_grant",
+    "token_status",
     "worst_case_refresh_seconds",
 ]
