@@ -67,6 +67,11 @@ class ProviderUnavailable(FrameioOAuthError):
         self.retry_at: datetime | None = None
 
 
+class RateLimited(ProviderUnavailable):
+    """The provider answered HTTP 429: too many requests. Transient, like every
+    :class:`ProviderUnavailable`; told apart so that metrics can count it."""
+
+
 class RefreshInsideTransaction(FrameioOAuthError):
     """A refresh was asked for inside the caller's open transaction (e.g. ATOMIC_REQUESTS).
 

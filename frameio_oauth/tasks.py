@@ -25,10 +25,9 @@ def refresh_due_tokens(
     """
     if not fanout:
         return services.refresh_due(limit).as_dict()
-    enqueued = 0
-    for token_id in services.due_token_ids(limit):
-        refresh_token_if_due.apply_async((token_id,), expires=expires)
-        enqueued += 1
+    enqueued = services.fan_out_due(
+        lambda token_id: refresh_token_if_due.apply_async((token_id,), expires=expires), limit
+    )
     # Deferred revocations are few (only those a provider outage held up): done right here.
     return {"enqueued": enqueued, "revoked": services.retry_due_revocations()}
 

@@ -21,6 +21,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from ..conf import conf
 from ..exceptions import ProviderError
+from ..telemetry import Endpoint
 from ._deadline import Deadline
 from ._parse import (
     TokenResponse,
@@ -113,7 +114,7 @@ def refresh_grant(refresh_token: str, *, scope: str | None = None) -> TokenRespo
 def revoke(token: str, *, token_type_hint: str = "refresh_token") -> None:
     """Revoke a token at the provider (RFC 7009). 200 means revoked or already unknown."""
     form = {"token": token, "token_type_hint": token_type_hint}
-    response, body = post(conf.revoke_url, form)
+    response, body = post(conf.revoke_url, form, endpoint=Endpoint.REVOKE)
     if response.status_code == 200:
         return
     payload = json_or_none(body)
@@ -135,6 +136,7 @@ def fetch_userinfo(access_token: str) -> UserInfo:
     response, body = send(
         "GET",
         conf.userinfo_url,
+        endpoint=Endpoint.USERINFO,
         headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
     )
     payload = json_or_none(body)
@@ -160,7 +162,7 @@ def fetch_userinfo(access_token: str) -> UserInfo:
 
 @sensitive_variables()
 def _token_request(form: dict[str, str], *, deadline: Deadline | None = None) -> TokenResponse:
-    response, body = post(conf.token_url, form, deadline=deadline)
+    response, body = post(conf.token_url, form, endpoint=Endpoint.TOKEN, deadline=deadline)
     payload = json_or_none(body)
     if response.status_code != 200 or not isinstance(payload, dict) or is_refusal(payload):
         # A refusal may still carry (unusable) tokens, and echo them in its error text.

@@ -22,7 +22,12 @@ import requests
 from django.views.decorators.debug import sensitive_variables
 
 from ..conf import conf
-from ..exceptions import ProviderError, ProviderUnavailable, ReauthorizationRequired
+from ..exceptions import (
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    ReauthorizationRequired,
+)
 
 # The provider module's logger: these warnings are about what the provider answered.
 logger = logging.getLogger("frameio_oauth.provider")
@@ -180,7 +185,8 @@ def raise_for_error(
         raw_error = None  # a list or an object names no error (and cannot be looked up)
     error = _provider_text(raw_error, secrets, 64) if raw_error is not None else None
     if status == 429 or status >= 500 or raw_error in TRANSIENT_OAUTH_ERRORS:
-        raise ProviderUnavailable(
+        transient = RateLimited if status == 429 else ProviderUnavailable
+        raise transient(
             f"{what} answered HTTP {status}" + (f" ({error})" if error else ""),
             retry_after=_retry_after(response),
         )

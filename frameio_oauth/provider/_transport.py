@@ -14,6 +14,7 @@ import requests
 from django.views.decorators.debug import sensitive_variables
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from .. import telemetry
 from ..conf import conf
 from ..exceptions import ProviderError, ProviderUnavailable
 from ._deadline import Deadline, DeadlineAdapter
@@ -37,7 +38,11 @@ _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate":
 
 @sensitive_variables()
 def post(
-    url: str, form: dict[str, str], *, deadline: Deadline | None = None
+    url: str,
+    form: dict[str, str],
+    *,
+    endpoint: telemetry.Endpoint,
+    deadline: Deadline | None = None,
 ) -> tuple[requests.Response, bytes]:
     auth = None
     if conf.client_secret is not None:
@@ -49,13 +54,24 @@ def post(
     else:
         form = {**form, "client_id": conf.client_id}
     return send(
-        "POST", url, data=form, auth=auth, headers={"Accept": "application/json"}, deadline=deadline
+        "POST",
+        url,
+        endpoint=endpoint,
+        data=form,
+        auth=auth,
+        headers={"Accept": "application/json"},
+        deadline=deadline,
     )
 
 
 @sensitive_variables()
 def send(
-    method: str, url: str, *, deadline: Deadline | None = None, **kwargs: Any
+    method: str,
+    url: str,
+    *,
+    endpoint: telemetry.Endpoint,
+    deadline: Deadline | None = None,
+    **kwargs: Any,
 ) -> tuple[requests.Response, bytes]:
     """One request under a hard deadline, body capped. Returns the response and its body.
     ``deadline`` lets several calls share one ``HTTP_TIMEOUT``; by default each has its own."""
@@ -66,7 +82,7 @@ def send(
         raise _timed_out(method, url, budget)
     headers = {**_DEFAULT_HEADERS, **kwargs.pop("headers", {})}
     proxies, verify = _environment_for(url)
-    with deadline:
+    with telemetry.provider_call(endpoint, method, url) as call, deadline:
         try:
             prepared = _prepare(method, url, headers, kwargs.get("data"), kwargs.get("auth"))
             response = _adapter.send(
@@ -87,6 +103,7 @@ def send(
             # A value that cannot go into a request line, header or form (its text unquoted:
             # it may be a secret); the same request would fail the same way again.
             raise ProviderError(f"{method} {_origin(url)} could not be encoded") from None
+        call.status_code = response.status_code
         try:
             body = _read_body(response, deadline, method, url)
         finally:

@@ -52,7 +52,7 @@ from ._status import (
     revocations_pending,
     token_status,
 )
-from ._sweep import RefreshSummary, due_token_ids, refresh_due
+from ._sweep import RefreshSummary, due_token_ids, fan_out_due, refresh_due
 
 __all__ = [
     "BACKOFF_CAP",
@@ -77,6 +77,7 @@ __all__ = [
     "due_token_ids",
     "exchange_code",
     "failing_tokens",
+    "fan_out_due",
     "get_access_token",
     "is_due",
     "lock_hold",

@@ -19,7 +19,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .. import provider, signals
+from .. import provider, signals, telemetry
 from ..conf import conf
 from ..exceptions import (
     DecryptionError,
@@ -27,6 +27,7 @@ from ..exceptions import (
     NotConnected,
     ProviderError,
     ProviderUnavailable,
+    RateLimited,
     ReauthorizationRequired,
     RefreshInsideTransaction,
 )
@@ -232,13 +233,22 @@ def finish(tx: RefreshTransaction, result: RefreshResult | None) -> RefreshResul
     return result
 
 
-@sensitive_variables("refresh_token", "response")
 def refresh_locked(token: OAuthToken, tx: RefreshTransaction) -> RefreshResult:
     """One provider call for a row locked in ``tx``, and its outcome saved on the row.
     Provider and decryption errors are recorded and returned, never raised.
 
     A grant that another authorization server issued is marked ``reauth_required`` with no
     call to either server: a token goes back only to the server that issued it."""
+    with telemetry.refresh_span(token.pk) as span:
+        result = _refresh_locked(token, tx)
+        span.outcome = result.outcome.value
+        if result.outcome is Outcome.FAILED:
+            span.error_type = type(result.error).__name__
+    return result
+
+
+@sensitive_variables("refresh_token", "response")
+def _refresh_locked(token: OAuthToken, tx: RefreshTransaction) -> RefreshResult:
     if token.issued_elsewhere():
         return _reauth(token, ReauthorizationRequired(token.issued_elsewhere_message()))
     try:
@@ -325,11 +335,14 @@ def _reauth(token: OAuthToken, error: ReauthorizationRequired) -> RefreshResult:
 
 def _announce(token: OAuthToken, result: RefreshResult) -> None:
     if result.outcome is Outcome.REFRESHED:
+        telemetry.record_refresh(telemetry.RefreshOutcome.REFRESHED)
         signals.announce(signals.token_refreshed, token=token, rotated=result.rotated)
     elif result.outcome is Outcome.REAUTH:
+        telemetry.record_refresh(telemetry.RefreshOutcome.REAUTH_REQUIRED)
         logger.warning("token %s needs re-authorization: %s", token.pk, result.error)
         signals.announce(signals.reauthorization_required, token=token, error=result.error)
     elif result.outcome is Outcome.FAILED:
+        telemetry.record_refresh(telemetry.RefreshOutcome.FAILED, _failure_reason(result.error))
         # A refusal, unlike an outage, fails the same way on every retry until someone acts.
         refused = isinstance(result.error, ProviderError)
         logger.log(
@@ -343,3 +356,13 @@ def _announce(token: OAuthToken, result: RefreshResult) -> None:
         signals.announce(
             signals.refresh_failed, token=token, error=result.error, retry_at=result.retry_at
         )
+
+
+def _failure_reason(error: FrameioOAuthError | None) -> telemetry.FailureReason:
+    if isinstance(error, DecryptionError):
+        return telemetry.FailureReason.DECRYPTION
+    if isinstance(error, RateLimited):
+        return telemetry.FailureReason.RATE_LIMITED
+    if isinstance(error, ProviderUnavailable):
+        return telemetry.FailureReason.UNAVAILABLE
+    return telemetry.FailureReason.REFUSED

@@ -13,6 +13,7 @@ from django.db.models import BooleanField, Func, TextField
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from .. import telemetry
 from ..exceptions import ProviderUnavailable
 from ..models import OAuthToken
 from . import _db
@@ -69,6 +70,13 @@ def refresh_due(
     sweep started are left for the next one, so the loop always ends. Then the revocations
     whose retry time has come.
     """
+    with telemetry.sweep_timer(telemetry.SweepKind.SWEEP) as sweep:
+        summary = _sweep(limit, progress)
+        sweep.rows = summary.attempted
+    return summary
+
+
+def _sweep(limit: int | None, progress: Callable[[int, Outcome], None] | None) -> RefreshSummary:
     summary = RefreshSummary()
     now = timezone.now()
     unavailable = 0
@@ -112,6 +120,16 @@ def _refresh_next_due(now: datetime) -> tuple[int, RefreshResult] | None:
         token_id = token.pk
         result = refresh_locked(token, tx)
     return token_id, finish(tx, result)
+
+
+def fan_out_due(enqueue: Callable[[int], object], limit: int | None = None) -> int:
+    """A fanned-out sweep's tick: ``enqueue(token_id)`` for every due row (at most ``limit``);
+    how many were enqueued."""
+    with telemetry.sweep_timer(telemetry.SweepKind.FANOUT) as sweep:
+        for token_id in due_token_ids(limit):
+            enqueue(token_id)
+            sweep.rows += 1
+    return sweep.rows
 
 
 def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterator[int]:
