@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -27,6 +28,7 @@ from .admin_columns import fingerprint as fingerprint  # where callers have alwa
 from .decorators import non_atomic_requests_everywhere
 from .exceptions import FrameioOAuthError, NotConnected, ReauthorizationRequired
 from .models import OAuthToken
+from .relative_time import ago
 
 # An action starts no provider call after this long, so a silent provider (HTTP_TIMEOUT a row)
 # cannot hold the request past a proxy's timeout; the rest are reported as not attempted.
@@ -40,13 +42,37 @@ _KEY_USES = {
 }
 
 
+# The summary reads the whole table (a few seconds at 1,000,000 rows with Adobe-sized tokens):
+# computed at most this often per process, and again after an action here changed rows.
+STATUS_MAX_AGE = 60.0
+_status_lock = threading.Lock()
+_status_cache: list[tuple[float, services.TokenStatus]] = []
+
+
+def cached_token_status() -> services.TokenStatus:
+    with _status_lock:
+        if _status_cache and time.monotonic() - _status_cache[0][0] < STATUS_MAX_AGE:
+            return _status_cache[0][1]
+    status = services.token_status()
+    with _status_lock:
+        _status_cache[:] = [(time.monotonic(), status)]
+    return status
+
+
+def forget_token_status() -> None:
+    with _status_lock:
+        _status_cache.clear()
+
+
 def status_summary() -> dict[str, Any]:
     """What the token list shows above its table, in an admin's words."""
-    status = services.token_status()
+    status = cached_token_status()
     labels = dict(OAuthToken.Status.choices)
     return {
         "status": status,
-        "by_status": [(labels[name], count) for name, count in status.by_status.items()],
+        "taken": ago(status.taken_at),
+        # A status outside the choices (a hand-edited row, a newer version's) as it is stored.
+        "by_status": [(labels.get(name, name), count) for name, count in status.by_status.items()],
         "keys": [(key.key_id, key.rows, _KEY_USES[key.use]) for key in status.key_counts()],
     }
 
@@ -185,6 +211,12 @@ class OAuthTokenAdmin(TokenColumns, admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.action(description=_("Refresh now"), permissions=["change"])
     def refresh_now(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> None:
+        try:
+            self._refresh_each(request, queryset)
+        finally:
+            forget_token_status()  # the summary counted the rows as they were
+
+    def _refresh_each(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> None:
         refreshed, failed, skipped = 0, 0, 0
         deadline = time.monotonic() + ACTION_BUDGET
         for token in queryset.select_related("user"):
@@ -249,6 +281,12 @@ class OAuthTokenAdmin(TokenColumns, admin.ModelAdmin):  # type: ignore[type-arg]
         return super().render_delete_form(request, context)
 
     def _disconnect(self, request: HttpRequest, tokens: Iterable[OAuthToken]) -> None:
+        try:
+            self._disconnect_each(request, tokens)
+        finally:
+            forget_token_status()  # the summary counted the rows as they were
+
+    def _disconnect_each(self, request: HttpRequest, tokens: Iterable[OAuthToken]) -> None:
         confirmed, pending, unconfirmed, elsewhere, gone, skipped = 0, 0, 0, 0, 0, 0
         errors: set[str] = set()
         deadline = time.monotonic() + ACTION_BUDGET

@@ -57,6 +57,8 @@ class FailureReason(enum.Enum):
     RATE_LIMITED = "rate_limited"  # HTTP 429
     REFUSED = "refused"  # any other refusal, or an answer that cannot be used
     DECRYPTION = "decryption"  # the stored refresh token cannot be decrypted
+    # The provider answered, and no save of its answer (a rotated refresh token) went through.
+    NOT_SAVED = "not_saved"
 
 
 class SweepKind(enum.Enum):
@@ -183,36 +185,21 @@ class ProviderCall:
 
 
 class RefreshSpan:
-    """A span around one locked refresh of one row; the caller sets ``outcome``."""
+    """A span around one locked refresh of one row, current from its start until
+    :meth:`finish`, which the refresh calls once its outcome is committed (or lost)."""
 
-    __slots__ = ("_span", "error_type", "outcome")
+    __slots__ = ("_span",)
 
     def __init__(self, token_id: int) -> None:
-        self.outcome: str | None = None
-        # Set when the refresh failed (recorded on the row, not raised): the error's class.
-        self.error_type: str | None = None
-        self._span: _Span | None = None
-        if trace is not None:
-            self._span = _Span(
-                "frameio_oauth.refresh",
-                trace.SpanKind.INTERNAL,
-                {"frameio_oauth.token.id": token_id},
-            )
+        assert trace is not None
+        self._span = _Span(
+            "frameio_oauth.refresh", trace.SpanKind.INTERNAL, {"frameio_oauth.token.id": token_id}
+        )
 
-    def __enter__(self) -> RefreshSpan:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._span is None:
-            return
-        if self.outcome is not None:
-            self._span.set("frameio_oauth.outcome", self.outcome)
-        self._span.end(exc_type.__name__ if exc_type is not None else self.error_type)
+    def finish(self, outcome: str | None, error_type: str | None) -> None:
+        if outcome is not None:
+            self._span.set("frameio_oauth.outcome", outcome)
+        self._span.end(error_type)
 
 
 class SweepTimer:
@@ -236,38 +223,42 @@ class SweepTimer:
         _instruments.sweep_rows.record(self.rows, attributes)
 
 
-class _Nothing:
-    """What the hooks hand out without OpenTelemetry: one shared object that takes the
-    caller's notes (nothing reads them) and does nothing."""
+class Nothing:
+    """What the hooks hand out without OpenTelemetry: one shared object that ignores the
+    caller's notes (a write is dropped, so nothing adds up across calls) and does nothing."""
 
     status_code: int | None = None
-    outcome: str | None = None
-    error_type: str | None = None
     rows = 0
 
-    def __enter__(self) -> _Nothing:
+    def __setattr__(self, name: str, value: object) -> None:
+        return None
+
+    def __enter__(self) -> Nothing:
         return self
 
     def __exit__(self, *exc: object) -> None:
         return None
 
+    def finish(self, outcome: str | None, error_type: str | None) -> None:
+        return None
 
-_NOTHING = _Nothing()
+
+NOTHING = Nothing()
 
 
-def provider_call(endpoint: Endpoint, method: str, url: str) -> ProviderCall | _Nothing:
+def provider_call(endpoint: Endpoint, method: str, url: str) -> ProviderCall | Nothing:
     """``with provider_call(...) as call:`` around one call; set ``call.status_code``."""
-    return _NOTHING if _instruments is None else ProviderCall(endpoint, method, url)
+    return NOTHING if _instruments is None else ProviderCall(endpoint, method, url)
 
 
-def refresh_span(token_id: int) -> RefreshSpan | _Nothing:
-    """``with refresh_span(token_id) as span:`` around one locked refresh; set ``span.outcome``."""
-    return _NOTHING if _instruments is None else RefreshSpan(token_id)
+def refresh_span(token_id: int) -> RefreshSpan | Nothing:
+    """A span for one locked refresh, made current now; end it with ``finish()``."""
+    return NOTHING if _instruments is None else RefreshSpan(token_id)
 
 
-def sweep_timer(kind: SweepKind) -> SweepTimer | _Nothing:
+def sweep_timer(kind: SweepKind) -> SweepTimer | Nothing:
     """``with sweep_timer(kind) as sweep:`` around one sweep or tick; set ``sweep.rows``."""
-    return _NOTHING if _instruments is None else SweepTimer(kind)
+    return NOTHING if _instruments is None else SweepTimer(kind)
 
 
 def observe_backlog(

@@ -114,6 +114,14 @@ def nothing_leaves_loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     assert not attempts, f"the test tried to reach {sorted(set(attempts))} beyond loopback"
 
 
+@pytest.fixture(autouse=True)
+def fresh_admin_summary() -> None:
+    """The token admin keeps its summary for a minute per process: not from test to test."""
+    from frameio_oauth.admin import forget_token_status
+
+    forget_token_status()
+
+
 @pytest.fixture
 def user(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user("alice", "alice@example.com", "pw")

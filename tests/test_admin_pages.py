@@ -15,6 +15,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from frameio_oauth.admin import forget_token_status
 from frameio_oauth.models import OAuthToken
 from tests.support.frameio import REVOKE_URL, TOKEN_URL
 
@@ -68,6 +69,7 @@ def test_the_list_names_each_token_by_login_name_without_a_query_per_row(
     with CaptureQueriesContext(connection) as one:
         admin_browser.get(CHANGELIST)
     users(4, "more")
+    forget_token_status()  # both pages count the summary's queries
     with CaptureQueriesContext(connection) as five:
         response = admin_browser.get(CHANGELIST)
     assert len(five) == len(one)

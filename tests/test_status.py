@@ -188,6 +188,24 @@ def test_max_overdue_keeps_the_json_on_stdout_when_it_fails(
     assert json.loads(out.getvalue())["overdue"] == 1
 
 
+def test_backlog_alone_prints_the_backlog_from_one_query(users: list[Any], make_token: Any) -> None:
+    make_token(users[0], next_refresh_at=timezone.now() - timedelta(seconds=600))
+    make_token(users[1], failure_count=2, last_error="down")
+    with CaptureQueriesContext(connection) as queries:
+        report = status_json("--backlog")
+    assert len(queries) == 1
+    assert report["overdue"] == 1
+    assert report["oldest_overdue_seconds"] == pytest.approx(600, abs=5)
+    assert set(report) == {"overdue", "oldest_overdue_seconds"}
+    assert _run("--backlog").startswith("overdue: 1, the oldest due 60")
+
+
+def test_backlog_alone_is_a_health_check_too(users: list[Any], make_token: Any) -> None:
+    make_token(users[0], next_refresh_at=timezone.now() - timedelta(seconds=600))
+    with pytest.raises(CommandError, match="over --max-overdue 300 s"):
+        _run("--backlog", "--max-overdue", "300")
+
+
 def test_max_overdue_passes_with_no_backlog_at_all() -> None:
     assert "overdue: 0" in _run("--max-overdue", "0")
 
@@ -235,3 +253,40 @@ def test_the_admin_token_list_shows_the_summary_above_the_table(
     assert "Overdue" in section
     assert "Revocations pending" in section
     assert NEW_KID in section
+
+
+def test_a_status_outside_the_choices_is_shown_as_stored(
+    admin_browser: Any, users: list[Any], make_token: Any
+) -> None:
+    token = make_token(users[0])
+    OAuthToken.objects.filter(pk=token.pk).update(status="expired")
+    response = admin_browser.get("/admin/frameio_oauth/oauthtoken/")
+    assert response.status_code == 200
+    assert "expired: 1" in response.content.decode()
+
+
+def test_the_admin_summary_is_counted_once_a_minute_not_on_every_page(
+    admin_browser: Any, users: list[Any], make_token: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_token(users[0])
+    url = "/admin/frameio_oauth/oauthtoken/"
+    assert "Active: 1" in admin_browser.get(url).content.decode()
+    make_token(users[1])
+    assert "Active: 1" in admin_browser.get(url).content.decode()
+    monkeypatch.setattr("frameio_oauth.admin.STATUS_MAX_AGE", 0.0)  # the minute has passed
+    assert "Active: 2" in admin_browser.get(url).content.decode()
+
+
+def test_the_admin_summary_is_counted_again_after_an_action(
+    admin_browser: Any, users: list[Any], make_token: Any, provider_http: Any
+) -> None:
+    from tests.support.frameio import REVOKE_URL
+
+    token = make_token(users[0])
+    url = "/admin/frameio_oauth/oauthtoken/"
+    assert "Active: 1" in admin_browser.get(url).content.decode()
+    provider_http.post(REVOKE_URL)
+    admin_browser.post(
+        url, {"action": "delete_selected", "_selected_action": [token.pk], "post": "yes"}
+    )
+    assert "Active: 0" in admin_browser.get(url).content.decode()

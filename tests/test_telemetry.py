@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 import responses
-from django.db import connections
+from django.db import OperationalError, connections
 from django.test import override_settings
 from django.utils import timezone
 from opentelemetry import metrics, trace
@@ -28,9 +29,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY, generate_latest
 
-from frameio_oauth import services
+from frameio_oauth import services, telemetry
 from frameio_oauth.models import OAuthToken
-from tests.support.frameio import REVOKE_URL, TOKEN_URL
+from tests.support.frameio import NEW, REVOKE_URL, TOKEN_URL
+from tests.support.save_failures import OffsetClock, failing_commit, failing_saves
 from tests.support.settings import FRAMEIO_OAUTH, OLD_TEST_KEY
 
 pytestmark = pytest.mark.django_db
@@ -233,6 +235,53 @@ def test_a_failed_refresh_span_carries_an_error_status(
     assert call.attributes["error.type"] == "503"
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_rotation_no_save_could_keep_is_counted_as_not_saved_and_its_span_fails(
+    otel: Telemetry,
+    due_token: OAuthToken,
+    provider_http: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = OffsetClock(time.monotonic)
+    monkeypatch.setattr(time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(time, "sleep", clock.sleep)
+    provider_http.post(TOKEN_URL, json=NEW)
+    with failing_saves(None), pytest.raises(OperationalError):
+        services.refresh(due_token.pk)
+    assert counts(otel, "frameio_oauth.refreshes") == {
+        (("frameio_oauth.outcome", "failed"), ("frameio_oauth.reason", "not_saved")): 1
+    }
+    [refresh] = otel.finished("frameio_oauth.refresh")
+    assert refresh.status.status_code is trace.StatusCode.ERROR
+    assert refresh.attributes is not None
+    assert refresh.attributes["error.type"] == "OperationalError"
+    assert "frameio_oauth.outcome" not in refresh.attributes
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_rotation_saved_by_a_second_try_is_counted_once_as_refreshed(
+    otel: Telemetry, due_token: OAuthToken, provider_http: responses.RequestsMock
+) -> None:
+    provider_http.post(TOKEN_URL, json=NEW)
+    with failing_commit(after_committing=False):
+        services.refresh(due_token.pk)
+    assert counts(otel, "frameio_oauth.refreshes") == {(("frameio_oauth.outcome", "refreshed"),): 1}
+    [refresh] = otel.finished("frameio_oauth.refresh")
+    assert refresh.status.status_code is trace.StatusCode.UNSET
+    assert refresh.attributes is not None
+    assert refresh.attributes["frameio_oauth.outcome"] == "refreshed"
+
+
+def test_without_opentelemetry_the_shared_stand_in_keeps_no_note() -> None:
+    nothing = telemetry.NOTHING
+    nothing.rows = 5
+    nothing.status_code = 200
+    assert (telemetry.NOTHING.rows, telemetry.NOTHING.status_code) == (0, None)
+
+
 def test_a_sweep_is_timed_with_the_rows_it_attempted(
     otel: Telemetry, make_due_tokens: Any, provider_http: responses.RequestsMock
 ) -> None:
@@ -372,6 +421,9 @@ ABSENT = textwrap.dedent(
         mock.post(TOKEN_URL, json={"access_token": "b", "expires_in": 3600})
         services.refresh(token.pk, force=True)
     services.refresh_due()
+    OAuthToken.objects.update(next_refresh_at=timezone.now() - timedelta(seconds=1))
+    ticks = [services.fan_out_due(lambda token_id: None) for _ in range(3)]
+    assert ticks == [1, 1, 1], ticks
     assert not telemetry.ENABLED
     loaded = sorted(name for name in sys.modules if name.startswith("opentelemetry"))
     print("loaded:", loaded)

@@ -30,6 +30,7 @@ from django.db import (
 )
 from django.db.models import Field
 
+from .. import telemetry
 from ..conf import conf
 from ..exceptions import RefreshInsideTransaction
 from ..models import OAuthToken
@@ -222,6 +223,8 @@ class RefreshTransaction:
         # Set when the second save stored the answer: the failure was swallowed.
         self.recovered: PendingSave | None = None
         self.interrupted: BaseException | None = None
+        # The refresh's span, once a provider call is to be made; ended with the outcome.
+        self.span: telemetry.RefreshSpan | telemetry.Nothing = telemetry.NOTHING
         self._atomic: Any = None
 
     def saving(self, pending: PendingSave) -> None:
@@ -239,6 +242,24 @@ class RefreshTransaction:
         return self
 
     def __exit__(self, kind: Any, failure: BaseException | None, traceback: Any) -> bool:
+        try:
+            swallowed = self._exit(kind, failure, traceback)
+        except BaseException as escaped:
+            self._given_up(escaped)
+            raise
+        if failure is not None and not swallowed:
+            self._given_up(failure)
+        return swallowed
+
+    def _given_up(self, error: BaseException) -> None:
+        """The block failed for good: an answer the provider gave (``pending``) is lost."""
+        self.span.finish(None, type(error).__name__)
+        if self.pending is not None:
+            telemetry.record_refresh(
+                telemetry.RefreshOutcome.FAILED, telemetry.FailureReason.NOT_SAVED
+            )
+
+    def _exit(self, kind: Any, failure: BaseException | None, traceback: Any) -> bool:
         try:
             self._atomic.__exit__(kind, failure, traceback)
         except BaseException as commit_failure:  # the COMMIT, or the soft limit inside it

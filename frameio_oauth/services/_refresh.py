@@ -226,6 +226,8 @@ def finish(tx: RefreshTransaction, result: RefreshResult | None) -> RefreshResul
     if tx.recovered is not None:
         result = RefreshResult(Outcome.REFRESHED, tx.recovered.token, rotated=tx.recovered.rotated)
     assert result is not None
+    failed = result.outcome is Outcome.FAILED
+    tx.span.finish(result.outcome.value, type(result.error).__name__ if failed else None)
     if result.token is not None:
         _announce(result.token, result)
     if tx.interrupted is not None:
@@ -239,12 +241,9 @@ def refresh_locked(token: OAuthToken, tx: RefreshTransaction) -> RefreshResult:
 
     A grant that another authorization server issued is marked ``reauth_required`` with no
     call to either server: a token goes back only to the server that issued it."""
-    with telemetry.refresh_span(token.pk) as span:
-        result = _refresh_locked(token, tx)
-        span.outcome = result.outcome.value
-        if result.outcome is Outcome.FAILED:
-            span.error_type = type(result.error).__name__
-    return result
+    # Ended by finish() once the outcome is committed, or by tx if the answer is lost.
+    tx.span = telemetry.refresh_span(token.pk)
+    return _refresh_locked(token, tx)
 
 
 @sensitive_variables("refresh_token", "response")

@@ -66,6 +66,9 @@ class Backlog:
     overdue: int
     oldest_overdue_seconds: float | None
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"overdue": self.overdue, "oldest_overdue_seconds": self.oldest_overdue_seconds}
+
 
 @dataclass(frozen=True)
 class TokenStatus:
@@ -77,6 +80,7 @@ class TokenStatus:
     failing_rows: list[FailingToken]
     backlog: Backlog
     revocations_pending: int
+    taken_at: datetime
 
     def key_counts(self) -> list[KeyCount]:
         """``by_key_id`` with each key's place in ENCRYPTION_KEYS."""
@@ -103,8 +107,7 @@ class TokenStatus:
                 "count": self.failing,
                 "rows": [row.as_dict() for row in self.failing_rows],
             },
-            "overdue": self.overdue,
-            "oldest_overdue_seconds": self.oldest_overdue_seconds,
+            **self.backlog.as_dict(),
             "revocations_pending": self.revocations_pending,
         }
 
@@ -145,6 +148,7 @@ def token_status(
         failing_rows=failing_tokens(failing_listed) if failing else [],
         backlog=backlog(now),
         revocations_pending=by_status[OAuthToken.Status.REVOKED],
+        taken_at=now,
     )
 
 

@@ -125,11 +125,13 @@ def _refresh_next_due(now: datetime) -> tuple[int, RefreshResult] | None:
 def fan_out_due(enqueue: Callable[[int], object], limit: int | None = None) -> int:
     """A fanned-out sweep's tick: ``enqueue(token_id)`` for every due row (at most ``limit``);
     how many were enqueued."""
+    enqueued = 0
     with telemetry.sweep_timer(telemetry.SweepKind.FANOUT) as sweep:
         for token_id in due_token_ids(limit):
             enqueue(token_id)
-            sweep.rows += 1
-    return sweep.rows
+            enqueued += 1
+        sweep.rows = enqueued
+    return enqueued
 
 
 def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterator[int]:
