@@ -6,6 +6,7 @@ nothing outside this package imports its private modules. docs/architecture.md m
 
 from __future__ import annotations
 
+from ._access import aget_access_token, get_access_token, replace_rejected_token
 from ._db import LOCK_WAIT_SLACK, RECOVERY_BUDGET
 from ._grants import (
     check_grant_values,
@@ -17,13 +18,11 @@ from ._grants import (
 from ._keys import RotationSummary, count_key_ids, rotate_encryption_keys
 from ._refresh import (
     Outcome,
-    get_access_token,
     lock_hold,
     refresh,
     refresh_if_due,
     refresh_scope,
     refresh_with_outcome,
-    replace_rejected_token,
     worst_case_refresh_seconds,
 )
 from ._revocation import (
@@ -69,6 +68,7 @@ __all__ = [
     "RefreshSummary",
     "RotationSummary",
     "TokenStatus",
+    "aget_access_token",
     "backlog",
     "check_grant_values",
     "connect_or_sign_in",

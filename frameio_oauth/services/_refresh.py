@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from celery.exceptions import SoftTimeLimitExceeded
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -29,7 +28,6 @@ from ..exceptions import (
     ProviderUnavailable,
     RateLimited,
     ReauthorizationRequired,
-    RefreshInsideTransaction,
 )
 from ..models import OAuthToken
 from . import _db
@@ -64,48 +62,6 @@ class RefreshResult:
     rotated: bool = False
 
 
-def get_access_token(user: AbstractBaseUser) -> str:
-    """A usable access token for ``user``: one query when fresh, a locked refresh when due.
-
-    While a failed refresh backs off, the current token is handed out until it expires.
-    """
-    token = OAuthToken.objects.filter(user_id=user.pk).first()
-    if token is None or token.status == OAuthToken.Status.REVOKED:
-        raise NotConnected(f"user {user.pk} has not connected Frame.io")
-    if token.status != OAuthToken.Status.ACTIVE:
-        raise ReauthorizationRequired(f"user {user.pk} must sign in with Frame.io again")
-    now = timezone.now()
-    # A grant of another server than the configured one goes the locked way, which marks it.
-    foreign = token.issued_elsewhere()
-    if not foreign and not is_due(token, now):
-        return _unexpired(token, now)
-    try:
-        refreshed = _attempt_on_demand(token.pk).token
-    except (RefreshInsideTransaction, ProviderUnavailable, ProviderError) as exc:
-        if foreign:
-            # Not marked (it could not be locked here): the sweep will mark it.
-            raise ReauthorizationRequired(token.issued_elsewhere_message()) from exc
-        # The old access token may still have minutes to live (and the sweep will refresh it
-        # outside the caller's transaction): use it rather than fail.
-        if not token.is_expired(now):
-            return str(token.access_token)
-        raise
-    assert refreshed is not None
-    # Not due after all: another caller's refresh just failed, and its backoff holds.
-    return _unexpired(refreshed, timezone.now())
-
-
-def _unexpired(token: OAuthToken, now: datetime) -> str:
-    """The token's access token, unless it has expired while its refresh backs off."""
-    if token.is_expired(now):
-        waiting = ProviderUnavailable(
-            f"the refresh of token {token.pk} failed and is tried again at {token.next_refresh_at}"
-        )
-        waiting.retry_at = token.next_refresh_at
-        raise waiting
-    return str(token.access_token)
-
-
 def refresh(token_id: int, *, force: bool = False) -> OAuthToken:
     """Refresh one token under its row lock; safe to call from any number of processes.
 
@@ -113,28 +69,15 @@ def refresh(token_id: int, *, force: bool = False) -> OAuthToken:
     second provider call. Raises NotConnected, ReauthorizationRequired, ProviderUnavailable
     (also when the wait runs out), ProviderError, DecryptionError or RefreshInsideTransaction.
     """
-    return _on_demand(token_id, force=force)
+    return on_demand(token_id, force=force)
 
 
 def refresh_with_outcome(token_id: int, *, force: bool = False) -> tuple[OAuthToken, Outcome]:
     """:func:`refresh`, also saying whether it called the provider (``REFRESHED``) or found
     the token not due (``NOT_DUE``). Raises as :func:`refresh` does."""
-    result = _attempt_on_demand(token_id, force=force)
+    result = attempt_on_demand(token_id, force=force)
     assert result.token is not None
     return result.token, result.outcome
-
-
-@sensitive_variables()
-def replace_rejected_token(user: AbstractBaseUser, rejected: str) -> str:
-    """A new access token after the API answered 401 to ``rejected``.
-
-    Refreshes only if ``rejected`` is still the stored token; if another thread or process
-    already replaced it, returns the replacement without a second provider call.
-    """
-    token_id = OAuthToken.objects.filter(user_id=user.pk).values_list("pk", flat=True).first()
-    if token_id is None:
-        raise NotConnected(f"user {user.pk} has not connected Frame.io")
-    return str(_on_demand(token_id, rejected=rejected).access_token)
 
 
 def refresh_if_due(token_id: int) -> Outcome:
@@ -155,13 +98,13 @@ def worst_case_refresh_seconds(*, waits_for_lock: bool) -> float:
     return wait + conf.http_timeout + _db.RECOVERY_BUDGET
 
 
-def _on_demand(token_id: int, *, force: bool = False, rejected: str | None = None) -> OAuthToken:
-    result = _attempt_on_demand(token_id, force=force, rejected=rejected)
+def on_demand(token_id: int, *, force: bool = False, rejected: str | None = None) -> OAuthToken:
+    result = attempt_on_demand(token_id, force=force, rejected=rejected)
     assert result.token is not None
     return result.token
 
 
-def _attempt_on_demand(
+def attempt_on_demand(
     token_id: int, *, force: bool = False, rejected: str | None = None
 ) -> RefreshResult:
     # Uncontended (the usual case): NOWAIT, no lock_timeout round trip. Contended: that

@@ -66,6 +66,8 @@ if postgres_available():
             "USER": os.environ.get("FRAMEIO_TEST_PGUSER", "postgres"),
             "HOST": PG_HOST,
             "PORT": PG_PORT,
+            # Lets a test count the connections a server it started holds (tests/test_async.py).
+            "OPTIONS": {"application_name": os.environ.get("FRAMEIO_TEST_PG_APPNAME", "tests")},
         }
     }
 else:
