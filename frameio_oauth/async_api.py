@@ -33,15 +33,13 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 class AsyncFrameioAuth(httpx.Auth):
     """Bearer auth for ``httpx.AsyncClient`` (also as ``AsyncFrameio(httpx_client=...)``'s
-    client): the user's token on requests to the Frame.io API only; on a 401, the token is
-    replaced under the row lock (unless someone already did) and the request sent once more.
+    client): the user's token on requests to the Frame.io API only; on a 401 from the API, the
+    token is replaced under the row lock (unless someone already did) and the request sent once
+    more.
     """
 
-    # Read a streamed body up front, so the request can be sent a second time after a 401.
-    requires_request_body = True
-
     def __init__(self, user: AbstractBaseUser) -> None:
-        self.user = user
+        self.user = services.loaded_user(user)
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, Any, None]:
         raise RuntimeError(
@@ -49,29 +47,38 @@ class AsyncFrameioAuth(httpx.Auth):
             "for synchronous code"
         )
 
-    # Both frames hold a bearer token: hidden from Django's error reports.
-    @sensitive_variables()
+    # The token is only ever a local of the helpers below, which Django's error reports hide
+    # (it cannot hide an async generator's locals).
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         if origin_of(str(request.url)) not in api_origins():
             yield request
             return
-        token = await services.aget_access_token(self.user)
-        request.headers["Authorization"] = f"Bearer {token}"
+        # A streamed body is read now, so that it can be sent again after a 401.
+        await request.aread()
+        await _authorize(request, self.user)
         response = yield request
-        if response.status_code != 401:
+        # After redirects, the last answer may come from elsewhere (httpx dropped the bearer).
+        if response.status_code != 401 or origin_of(str(response.url)) not in api_origins():
             return
-        replacement = await _replace_rejected(self.user, token)
-        request.headers["Authorization"] = f"Bearer {replacement}"
+        await sync_to_async(_replace_rejected)(request, self.user)
         yield request
 
 
 @sensitive_variables()
-async def _replace_rejected(user: AbstractBaseUser, rejected: str) -> str:
-    # The locked refresh in a worker thread, as aget_access_token runs it.
-    replaced: str = await sync_to_async(services.replace_rejected_token)(user, rejected)
-    return replaced
+async def _authorize(request: httpx.Request, user: AbstractBaseUser) -> None:
+    token = await services.aget_access_token(user)
+    request.headers["Authorization"] = f"Bearer {token}"
+
+
+@sensitive_variables()
+def _replace_rejected(request: httpx.Request, user: AbstractBaseUser) -> None:
+    # Run in a worker thread with the request, not the token, as its argument: asgiref's
+    # frames in between show their arguments in error reports.
+    rejected = request.headers["Authorization"].removeprefix("Bearer ")
+    token = services.replace_rejected_token(user, rejected)
+    request.headers["Authorization"] = f"Bearer {token}"
 
 
 def async_session_for(user: AbstractBaseUser, **client_options: Any) -> httpx.AsyncClient:
@@ -79,6 +86,8 @@ def async_session_for(user: AbstractBaseUser, **client_options: Any) -> httpx.As
     nowhere else) and refreshes the token once when the API answers 401. ``client_options``
     go to ``httpx.AsyncClient`` (a ``timeout``, a ``transport``...). Pass a loaded user
     (``await request.auser()``), not the lazy ``request.user``."""
-    headers = {"Accept": "application/json", **client_options.pop("headers", {})}
+    headers = httpx.Headers({"Accept": "application/json"})
+    # Any form httpx takes; a header given here replaces the default of the same name.
+    headers.update(httpx.Headers(client_options.pop("headers", None)))
     client_options.setdefault("timeout", DEFAULT_TIMEOUT)
     return httpx.AsyncClient(auth=AsyncFrameioAuth(user), headers=headers, **client_options)

@@ -10,18 +10,22 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 from asgiref.sync import SyncToAsync
+from django.conf import settings
 from django.db import connection, connections
 from django.db.backends.utils import CursorWrapper
 from django.test import override_settings
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
+from django.views.debug import ExceptionReporter
 
 from frameio_oauth import services
 from frameio_oauth.async_api import AsyncFrameioAuth, async_session_for
@@ -35,6 +39,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 API = "https://api.frame.io/v4/me"
+# A module constant, not a local: the test's own frame is in the report too.
+BEARER = "at-never-in-a-report-1c9f"
 
 
 @pytest.fixture(autouse=True)
@@ -279,6 +285,114 @@ async def test_a_401_after_someone_else_replaced_the_token_costs_no_refresh(
     assert response.status_code == 200
     assert provider.requests == 0
     assert api.seen[-1] == (API, f"Bearer {replaced}")
+
+
+@pytest.mark.asyncio
+async def test_a_401_after_a_redirect_to_another_origin_costs_no_refresh(
+    user: Any, make_token: Any, provider: ProviderState
+) -> None:
+    await in_thread(make_token, user, refresh_token=provider.issue())
+    seen: list[tuple[str, str | None]] = []
+
+    async def api(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.headers.get("Authorization")))
+        if request.url.host == "api.frame.io":
+            return httpx.Response(302, headers={"Location": "https://cdn.example.com/file"})
+        return httpx.Response(401)
+
+    transport = httpx.MockTransport(api)
+    async with async_session_for(user, transport=transport, follow_redirects=True) as client:
+        response = await client.get("https://api.frame.io/v4/files/1/download")
+    assert response.status_code == 401
+    assert provider.requests == 0
+    assert [host for host, _ in seen] == ["api.frame.io", "cdn.example.com"]
+    assert seen[1][1] is None
+
+
+@pytest.mark.asyncio
+async def test_a_streamed_body_is_sent_again_after_a_401_over_a_real_connection(
+    user: Any, make_token: Any, provider: ProviderState
+) -> None:
+    bodies: list[bytes] = []
+    answers = iter([401, 200])
+
+    class Api(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            if self.headers.get("Transfer-Encoding") == "chunked":
+                body = b""
+                while (size := int(self.rfile.readline().strip(), 16)) > 0:
+                    body += self.rfile.read(size)
+                    self.rfile.readline()
+                self.rfile.readline()
+            else:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            bodies.append(body)
+            self.send_response(next(answers))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api_url = f"http://127.0.0.1:{server.server_address[1]}/v4/me"
+    try:
+        # USERINFO_URL's origin gets the bearer too: here, the loopback "API".
+        oauth = {**FRAMEIO_OAUTH, **settings.FRAMEIO_OAUTH, "USERINFO_URL": api_url}
+        with override_settings(FRAMEIO_OAUTH=oauth):
+            await in_thread(make_token, user, refresh_token=provider.issue())
+
+            async def body() -> AsyncIterator[bytes]:
+                yield b"part one, "
+                yield b"part two"
+
+            async with async_session_for(user) as client:
+                response = await client.post(api_url, content=body())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert response.status_code == 200
+    assert provider.requests == 1
+    assert bodies == [b"part one, part two"] * 2
+
+
+@pytest.mark.asyncio
+async def test_a_failed_replacement_after_a_401_shows_no_bearer_in_the_error_report(
+    user: Any, make_token: Any, provider: ProviderState
+) -> None:
+    # A refresh token the provider does not know: the replacement ends in invalid_grant.
+    await in_thread(make_token, user, access_token=BEARER, refresh_token="rt-unknown")
+    transport = httpx.MockTransport(lambda request: httpx.Response(401))
+    try:
+        async with async_session_for(user, transport=transport) as client:
+            await client.get(API)
+    except ReauthorizationRequired:
+        exc_info = sys.exc_info()
+    else:
+        raise AssertionError("the replacement did not fail")
+    report = ExceptionReporter(None, *exc_info, is_email=True).get_traceback_html()
+    assert "_replace_rejected" in report
+    assert BEARER not in report
+
+
+def test_headers_given_to_the_session_replace_its_defaults(user: Any) -> None:
+    client = async_session_for(user, headers={"accept": "text/csv", "X-Trace": "1"})
+    assert client.headers.get_list("Accept") == ["text/csv"]
+    assert client.headers["X-Trace"] == "1"
+    listed = async_session_for(user, headers=[("X-Trace", "2")])
+    assert listed.headers["X-Trace"] == "2"
+
+
+@pytest.mark.asyncio
+async def test_a_lazy_user_not_loaded_yet_gets_an_error_that_says_what_to_pass(
+    user: Any,
+) -> None:
+    lazy = SimpleLazyObject(lambda: user)
+    with pytest.raises(TypeError, match=r"await request.auser\(\)"):
+        await services.aget_access_token(lazy)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"await request.auser\(\)"):
+        async_session_for(lazy)  # type: ignore[arg-type]
 
 
 def test_the_async_auth_refuses_a_sync_client(user: Any) -> None:

@@ -6,7 +6,7 @@ nothing outside this package imports its private modules. docs/architecture.md m
 
 from __future__ import annotations
 
-from ._access import aget_access_token, get_access_token, replace_rejected_token
+from ._access import aget_access_token, get_access_token, loaded_user, replace_rejected_token
 from ._db import LOCK_WAIT_SLACK, RECOVERY_BUDGET
 from ._grants import (
     check_grant_values,
@@ -80,6 +80,7 @@ __all__ = [
     "fan_out_due",
     "get_access_token",
     "is_due",
+    "loaded_user",
     "lock_hold",
     "needs_refresh",
     "next_refresh_time",

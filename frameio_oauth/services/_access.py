@@ -8,6 +8,7 @@ from datetime import datetime
 from asgiref.sync import sync_to_async
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject, empty
 from django.views.decorators.debug import sensitive_variables
 
 from ..exceptions import (
@@ -39,7 +40,7 @@ async def aget_access_token(user: AbstractBaseUser) -> str:
     """:func:`get_access_token` for async code: one async query when fresh; when due, the
     same locked refresh, run in a worker thread so the event loop never waits on it. Pass a
     loaded user (``await request.auser()``), not the lazy ``request.user``."""
-    token = await OAuthToken.objects.filter(user_id=user.pk).afirst()
+    token = await OAuthToken.objects.filter(user_id=loaded_user(user).pk).afirst()
     fresh = _fresh_access_token(user, token)
     if fresh is not None:
         return fresh
@@ -47,6 +48,16 @@ async def aget_access_token(user: AbstractBaseUser) -> str:
     # Thread-sensitive, as Django's own async ORM: the thread's connection is closed with
     # the request's (request_finished), not left open in a pool thread.
     return await sync_to_async(_refreshed_access_token)(token)
+
+
+def loaded_user(user: AbstractBaseUser) -> AbstractBaseUser:
+    """``user``, unless it is a lazy user not loaded yet (``request.user`` in an async view),
+    which async code cannot load: a clear error then, instead of SynchronousOnlyOperation."""
+    if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
+        raise TypeError(
+            "pass a loaded user to async code: `await request.auser()`, not `request.user`"
+        )
+    return user
 
 
 def _fresh_access_token(user: AbstractBaseUser, token: OAuthToken | None) -> str | None:
