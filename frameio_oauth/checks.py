@@ -243,7 +243,7 @@ def _check_issuer() -> list[CheckMessage]:
 
 
 def _check_timing() -> list[CheckMessage]:
-    from .services import MAX_LEAD_FRACTION
+    from .services import refresh_lead
 
     messages: list[CheckMessage] = []
     margin = _positive_seconds("REFRESH_MARGIN", lambda: conf.refresh_margin)
@@ -256,12 +256,13 @@ def _check_timing() -> list[CheckMessage]:
                 id="frameio_oauth.E008",
             )
         )
-    elif margin >= (lifetime := conf.preset.access_token_lifetime) * MAX_LEAD_FRACTION:
+    elif refresh_lead(lifetime := conf.preset.access_token_lifetime, margin)[0] < margin:
         messages.append(
             Warning(
-                f"{SETTING_NAME}['REFRESH_MARGIN'] ({margin:g} s) is at least half of "
-                f"{conf.preset.name}'s access-token lifetime ({lifetime} s): tokens will be "
-                "refreshed at half their lifetime, not REFRESH_MARGIN before they expire.",
+                f"{SETTING_NAME}['REFRESH_MARGIN'] ({margin:g} s) with its jitter reaches past "
+                f"half of {conf.preset.name}'s access-token lifetime ({lifetime} s): tokens "
+                "will be refreshed from half their lifetime on, not REFRESH_MARGIN before they "
+                "expire.",
                 hint="A few minutes is enough; the default is 300.",
                 id="frameio_oauth.W004",
             )

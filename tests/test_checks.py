@@ -117,13 +117,14 @@ def test_a_refresh_margin_as_long_as_the_token_lifetime_is_w004() -> None:
     assert ids_for(REFRESH_MARGIN=3600) == {"frameio_oauth.W004"}
 
 
-def test_a_refresh_margin_of_half_the_token_lifetime_is_w004_as_it_has_no_effect() -> None:
-    # The lead is capped at half the lifetime: a longer margin changes nothing.
-    assert ids_for(REFRESH_MARGIN=1800) == {"frameio_oauth.W004"}
+def test_a_refresh_margin_that_with_its_jitter_passes_half_the_lifetime_is_w004() -> None:
+    # Lead and jitter (up to 360 s of 3,600) together are capped at half the lifetime: a
+    # margin past 1,800 - 360 s changes nothing.
+    assert ids_for(REFRESH_MARGIN=1441) == {"frameio_oauth.W004"}
 
 
-def test_a_refresh_margin_under_half_the_token_lifetime_is_fine() -> None:
-    assert ids_for(REFRESH_MARGIN=1799) == set()
+def test_a_refresh_margin_that_with_its_jitter_stays_within_half_the_lifetime_is_fine() -> None:
+    assert ids_for(REFRESH_MARGIN=1440) == set()
 
 
 def test_an_hour_of_refresh_margin_is_fine_for_day_long_ims_tokens() -> None:

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -212,3 +213,53 @@ def test_a_bearer_that_cannot_be_encoded_is_a_provider_error_on_a_real_socket() 
         with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "USERINFO_URL": f"{url}/me"}):
             with pytest.raises(ProviderError, match="could not be encoded"):
                 provider.fetch_userinfo("AT-\u20ac")
+
+
+def test_a_thread_pool_of_32_keeps_its_connections_for_the_next_calls() -> None:
+    # A thread-pool worker makes up to its concurrency in calls at once: each connection goes
+    # back to the pool afterwards, not only the first ten (requests' default pool size).
+    opened: list[int] = []
+    body = json.dumps({"access_token": "AT", "expires_in": 3600}).encode()
+
+    class KeepAlive(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            opened.append(1)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(0.2)  # so that the 32 calls overlap
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/oauth2/token"
+    try:
+        with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "TOKEN_URL": url}):
+            rounds = []
+            for _ in range(2):
+                calls = [
+                    threading.Thread(target=provider.refresh_grant, args=(f"RT{i}",))
+                    for i in range(32)
+                ]
+                for call in calls:
+                    call.start()
+                for call in calls:
+                    call.join(10)
+                rounds.append(len(opened))
+    finally:
+        server.shutdown()
+        server.server_close()
+    # The second round opened no connection of its own.
+    assert 10 < rounds[0] <= 32
+    assert rounds[1] == rounds[0]

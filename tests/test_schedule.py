@@ -226,3 +226,15 @@ def test_a_huge_retry_after_does_not_park_the_token_for_years(
     assert stored(due_token).next_refresh_at <= timezone.now() + timedelta(
         seconds=services.BACKOFF_CAP + 5
     )
+
+
+@pytest.mark.parametrize("lifetime", [60, 120, 400, 3600, 86400])
+@pytest.mark.parametrize("margin", [1, 20, 50, 300, 1_000_000])
+def test_no_token_comes_due_before_half_its_lifetime_whatever_the_margin(
+    monkeypatch: pytest.MonkeyPatch, lifetime: int, margin: int
+) -> None:
+    issued = timezone.now()
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)  # the most jitter
+    with override_settings(FRAMEIO_OAUTH={**FRAMEIO_OAUTH, "REFRESH_MARGIN": margin}):
+        due_after = (services.next_refresh_time(issued, lifetime) - issued).total_seconds()
+    assert lifetime / 2 <= due_after < lifetime

@@ -25,11 +25,12 @@ from ._parse import (
     basic_credentials,
     parse_token_payload,
 )
-from ._transport import MAX_BODY_BYTES, reread_environment
+from ._transport import MAX_BODY_BYTES, POOL_SIZE, reread_environment
 
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_EXPIRES_IN",
+    "POOL_SIZE",
     "REDACTED",
     "AuthorizationRequest",
     "TokenResponse",

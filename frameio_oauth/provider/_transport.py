@@ -24,7 +24,11 @@ logger = logging.getLogger("frameio_oauth.provider")
 MAX_BODY_BYTES = 1024 * 1024
 # The adapter alone, no requests.Session: no cookies shared between users, no redirect that
 # would re-send a secret, and none of the session's per-call cost (docs/design.md).
-_adapter = DeadlineAdapter()
+# Kept connections per host in one process: a thread-pool worker runs up to its concurrency
+# in calls at once, and requests' default of 10 made every call beyond that open (a TLS
+# handshake) and drop a connection of its own (docs/benchmarks.md, the soak).
+POOL_SIZE = 100
+_adapter = DeadlineAdapter(pool_maxsize=POOL_SIZE)
 _DEFAULT_HEADERS = {
     **requests.utils.default_headers(),
     "User-Agent": f"frameio-oauth {requests.utils.default_user_agent()}",

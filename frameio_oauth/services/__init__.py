@@ -38,6 +38,7 @@ from ._schedule import (
     is_due,
     needs_refresh,
     next_refresh_time,
+    refresh_lead,
     retry_delay,
 )
 from ._status import (
@@ -87,6 +88,7 @@ __all__ = [
     "refresh",
     "refresh_due",
     "refresh_if_due",
+    "refresh_lead",
     "refresh_scope",
     "refresh_with_outcome",
     "replace_rejected_token",

@@ -80,12 +80,21 @@ def _fitting(name: str, value: str, *, instead: str) -> str:
 
 
 def next_refresh_time(issued_at: datetime, lifetime: float) -> datetime:
-    """``issued_at + lifetime - lead - jitter``: the lead is ``REFRESH_MARGIN`` but at most half
-    the lifetime, the jitter is uniform in [0, min(lifetime / 10, REFRESH_MARGIN)]."""
-    margin = conf.refresh_margin
-    lead = min(margin, lifetime * MAX_LEAD_FRACTION)
-    jitter = random.uniform(0, min(lifetime * JITTER_FRACTION, margin))  # noqa: S311
+    """``issued_at + lifetime - lead - jitter``, the jitter uniform in [0, its most]
+    (:func:`refresh_lead`)."""
+    lead, most_jitter = refresh_lead(lifetime, conf.refresh_margin)
+    jitter = random.uniform(0, most_jitter)  # noqa: S311
     return issued_at + timedelta(seconds=max(lifetime - lead - jitter, 0))
+
+
+def refresh_lead(lifetime: float, margin: float) -> tuple[float, float]:
+    """How long before expiry a token of ``lifetime`` comes due, and the most jitter added to
+    that: the lead is ``margin`` (REFRESH_MARGIN), the jitter up to min(lifetime / 10,
+    margin), and the two together at most half the lifetime, so no token is replaced before
+    half its life."""
+    most_jitter = min(lifetime * JITTER_FRACTION, margin)
+    lead = max(min(margin, lifetime * MAX_LEAD_FRACTION - most_jitter), 0.0)
+    return lead, most_jitter
 
 
 def retry_delay(failures: int) -> float:
