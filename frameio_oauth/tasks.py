@@ -4,6 +4,7 @@ picks them up; this module never imports one. Beat entry and time limits: docs/o
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import shared_task
@@ -19,17 +20,31 @@ def refresh_due_tokens(
 ) -> dict[str, int]:
     """The beat sweep. Several workers and overlapping ticks are safe: rows are skip-locked.
 
-    ``fanout=True`` enqueues one :func:`refresh_token_if_due` per due row instead, so a large
-    backlog spreads over every worker; each is dropped unrun once ``expires`` seconds old
-    (keep it at the beat interval: the next tick enqueues every row still due again).
+    ``fanout=True`` enqueues one :func:`refresh_token_if_due` per row due now or within the
+    next ``expires`` seconds (keep it at the beat interval), each to run when its row comes
+    due and dropped unrun ``expires`` seconds after that: the next tick enqueues every row
+    still due again.
     """
     if not fanout:
         return services.refresh_due(limit).as_dict()
-    enqueued = services.fan_out_due(
-        lambda token_id: refresh_token_if_due.apply_async((token_id,), expires=expires), limit
-    )
+    now = timezone.now()
+
+    def enqueue(token_id: int, eta: datetime | None) -> None:
+        # A second late: a worker whose clock runs a little ahead would find the row not due.
+        run_at = None if eta is None else eta + ETA_SLACK
+        lifetime = None if expires is None else timedelta(seconds=expires)
+        refresh_token_if_due.apply_async(
+            (token_id,),
+            eta=run_at,
+            expires=None if lifetime is None else (run_at or now) + lifetime,
+        )
+
+    enqueued = services.fan_out_due(enqueue, limit, ahead=expires or 0.0)
     # Deferred revocations are few (only those a provider outage held up): done right here.
     return {"enqueued": enqueued, "revoked": services.retry_due_revocations()}
+
+
+ETA_SLACK = timedelta(seconds=1)
 
 
 def _refresh_if_due(token_id: int) -> str:

@@ -128,6 +128,44 @@ def test_a_real_worker_on_redis_runs_the_sweep_and_the_token_changes(
 @pytest.mark.redis
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+def test_a_real_worker_runs_a_row_that_comes_due_after_the_tick_when_it_comes_due(
+    user: Any, make_token: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.test import override_settings
+
+    from tests.support.fake_provider import rotating_provider
+
+    with rotating_provider() as (url, provider_state):
+        oauth = {**settings.FRAMEIO_OAUTH, "TOKEN_URL": url}
+        with override_settings(FRAMEIO_OAUTH=oauth):
+            due_at = timezone.now() + timedelta(seconds=2)
+            token = make_token(user, refresh_token=provider_state.issue(), next_refresh_at=due_at)
+            app.conf.update(task_always_eager=False, broker_url=REDIS_URL, result_backend=REDIS_URL)
+            try:
+                with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False):
+                    summary = refresh_due_tokens.apply(kwargs={"fanout": True, "expires": 10}).get()
+                    assert provider_state.requests == 0  # not before its time
+                    deadline = time.monotonic() + 15
+                    while not provider_state.requests and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    refreshed_at = timezone.now()
+                    time.sleep(0.3)
+            finally:
+                app.conf.update(task_always_eager=True)
+    assert summary == {"enqueued": 1, "revoked": 0}
+    assert provider_state.requests == 1
+    # Run a second after its due time (the slack), not on the tick two seconds before.
+    assert due_at <= refreshed_at < due_at + timedelta(seconds=4)
+    row = OAuthToken.objects.get(pk=token.pk)
+    assert row.last_refreshed_at is not None and row.last_refreshed_at >= due_at
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_a_real_worker_drops_a_fanned_out_task_that_waited_past_its_expiry(
     due_token: OAuthToken,
 ) -> None:

@@ -56,17 +56,49 @@ def test_a_fanned_out_sweep_enqueues_one_task_per_due_row(
     assert not OAuthToken.objects.due().exists()
 
 
+def sent_tasks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, dict[str, Any]]]:
+    sent: list[tuple[int, dict[str, Any]]] = []
+    monkeypatch.setattr(
+        refresh_token_if_due, "apply_async", lambda args, **options: sent.append((args[0], options))
+    )
+    return sent
+
+
 def test_a_fanned_out_sweeps_tasks_expire_after_one_beat_interval(
     make_due_tokens: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_due_tokens(2)
-    sent: list[dict[str, Any]] = []
-    monkeypatch.setattr(
-        refresh_token_if_due, "apply_async", lambda args, **options: sent.append(options)
-    )
+    sent = sent_tasks(monkeypatch)
+    now = timezone.now()
     refresh_due_tokens.apply(kwargs={"fanout": True}).get()
     refresh_due_tokens.apply(kwargs={"fanout": True, "expires": 300}).get()
-    assert [options["expires"] for options in sent] == [60.0, 60.0, 300, 300]
+    assert [options["eta"] for _, options in sent] == [None] * 4
+    lives = [(options["expires"] - now).total_seconds() for _, options in sent]
+    assert [round(life / 10) * 10 for life in lives] == [60, 60, 300, 300]
+
+
+def test_a_fanned_out_tick_sends_a_row_due_within_the_interval_to_run_when_it_comes_due(
+    user: Any, other_user: Any, make_token: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = timezone.now()
+    soon = make_token(user, next_refresh_at=now + timedelta(seconds=30))
+    make_token(other_user, next_refresh_at=now + timedelta(seconds=90))
+    sent = sent_tasks(monkeypatch)
+    assert refresh_due_tokens.apply(kwargs={"fanout": True, "expires": 60}).get()["enqueued"] == 1
+    [(token_id, options)] = sent
+    assert token_id == soon.pk
+    # A second after its due time, and dropped a beat interval after that.
+    assert options["eta"] == soon.next_refresh_at + timedelta(seconds=1)
+    assert options["expires"] == options["eta"] + timedelta(seconds=60)
+
+
+def test_a_fanned_out_tick_with_no_expiry_looks_no_further_than_now(
+    user: Any, make_token: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_token(user, next_refresh_at=timezone.now() + timedelta(seconds=30))
+    sent = sent_tasks(monkeypatch)
+    assert refresh_due_tokens.apply(kwargs={"fanout": True, "expires": None}).get()["enqueued"] == 0
+    assert sent == []
 
 
 # --- the per-token tasks ----------------------------------------------------------------------

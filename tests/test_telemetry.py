@@ -301,7 +301,7 @@ def test_a_fan_out_tick_is_timed_with_the_rows_it_enqueued(
 ) -> None:
     tokens = make_due_tokens(4)
     enqueued: list[int] = []
-    assert services.fan_out_due(enqueued.append) == 4
+    assert services.fan_out_due(lambda token_id, eta: enqueued.append(token_id)) == 4
     assert sorted(enqueued) == sorted(token.pk for token in tokens)
     [(attrs, rows)] = otel.collect()["frameio_oauth.sweep.rows"]
     assert attrs == {"frameio_oauth.sweep.kind": "fanout"}
@@ -422,7 +422,7 @@ ABSENT = textwrap.dedent(
         services.refresh(token.pk, force=True)
     services.refresh_due()
     OAuthToken.objects.update(next_refresh_at=timezone.now() - timedelta(seconds=1))
-    ticks = [services.fan_out_due(lambda token_id: None) for _ in range(3)]
+    ticks = [services.fan_out_due(lambda token_id, eta: None) for _ in range(3)]
     assert ticks == [1, 1, 1], ticks
     assert not telemetry.ENABLED
     loaded = sorted(name for name in sys.modules if name.startswith("opentelemetry"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import BooleanField, Func, TextField
@@ -122,13 +122,21 @@ def _refresh_next_due(now: datetime) -> tuple[int, RefreshResult] | None:
     return token_id, finish(tx, result)
 
 
-def fan_out_due(enqueue: Callable[[int], object], limit: int | None = None) -> int:
-    """A fanned-out sweep's tick: ``enqueue(token_id)`` for every due row (at most ``limit``);
-    how many were enqueued."""
+def fan_out_due(
+    enqueue: Callable[[int, datetime | None], object],
+    limit: int | None = None,
+    *,
+    ahead: float = 0.0,
+) -> int:
+    """A fanned-out sweep's tick: ``enqueue(token_id, eta)`` for every row due now (``eta``
+    None) or within the next ``ahead`` seconds (``eta`` its due time), at most ``limit``; how
+    many were enqueued. With ``ahead`` the beat interval, each row runs when it comes due,
+    rather than all of a tick's rows at once on the tick (docs/operations.md)."""
+    now = timezone.now()
     enqueued = 0
     with telemetry.sweep_timer(telemetry.SweepKind.FANOUT) as sweep:
-        for token_id in due_token_ids(limit):
-            enqueue(token_id)
+        for token_id, due_at in _due_rows(now + timedelta(seconds=ahead), limit):
+            enqueue(token_id, due_at if due_at > now else None)
             enqueued += 1
         sweep.rows = enqueued
     return enqueued
@@ -136,11 +144,18 @@ def fan_out_due(enqueue: Callable[[int], object], limit: int | None = None) -> i
 
 def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterator[int]:
     """Due token ids in (next_refresh_at, id) order, by keyset pages of one index scan each."""
-    now = timezone.now()
+    for token_id, _ in _due_rows(timezone.now(), limit, batch_size=batch_size):
+        yield token_id
+
+
+def _due_rows(
+    until: datetime, limit: int | None, *, batch_size: int = 500
+) -> Iterator[tuple[int, datetime]]:
+    """(id, next_refresh_at) of the rows due at ``until``, by keyset pages."""
     cursor: tuple[str, int] | None = None
     yielded = 0
     while limit is None or yielded < limit:
-        page = OAuthToken.objects.due(now).order_by("next_refresh_at", "pk")
+        page = OAuthToken.objects.due(until).order_by("next_refresh_at", "pk")
         if cursor is not None:
             # A row comparison: the index seeks straight to the cursor even when many rows
             # share one next_refresh_at, given back as text read exactly (_ExactText).
@@ -148,17 +163,23 @@ def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterato
                 RawSQL('("next_refresh_at", "id") > (%s, %s)', cursor, output_field=BooleanField())
             )
         size = batch_size if limit is None else min(batch_size, limit - yielded)
-        # The times as text: only the last one is used, and turning 1,000 timestamps into
-        # datetimes was three quarters of a page's time. next_refresh_at is never NULL here.
+        # The times as text: Django's conversion of 1,000 timestamps to datetimes was three
+        # quarters of a page's time. next_refresh_at is never NULL here.
         rows: list[tuple[str, int]] = list(
             page.annotate(_at=_ExactText("next_refresh_at")).values_list("_at", "pk")[:size]
         )
         if not rows:
             return
-        for _, token_id in rows:
-            yield token_id
+        for at, token_id in rows:
+            yield token_id, _instant(at)
         yielded += len(rows)
         cursor = rows[-1]
+
+
+def _instant(text: str) -> datetime:
+    # PostgreSQL's is ISO 8601 with a Z (_ExactText); SQLite's, the UTC it stores, without one.
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class _ExactText(Func):
