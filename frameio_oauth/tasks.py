@@ -30,13 +30,11 @@ def refresh_due_tokens(
     now = timezone.now()
 
     def enqueue(token_id: int, eta: datetime | None) -> None:
-        # A second late: a worker whose clock runs a little ahead would find the row not due.
-        run_at = None if eta is None else eta + ETA_SLACK
         lifetime = None if expires is None else timedelta(seconds=expires)
         refresh_token_if_due.apply_async(
             (token_id,),
-            eta=run_at,
-            expires=None if lifetime is None else (run_at or now) + lifetime,
+            eta=eta,
+            expires=None if lifetime is None else (eta or now) + lifetime,
         )
 
     enqueued = services.fan_out_due(enqueue, limit, ahead=expires or 0.0)
@@ -44,11 +42,14 @@ def refresh_due_tokens(
     return {"enqueued": enqueued, "revoked": services.retry_due_revocations()}
 
 
-ETA_SLACK = timedelta(seconds=1)
+# A fanned-out task takes a row due within this many seconds as due: a task sent to run at
+# its row's due time may start a little early (timers, a worker clock a little ahead), and
+# would otherwise leave the row to the next tick, which would also send it a second time.
+ON_TIME = 1.0
 
 
 def _refresh_if_due(token_id: int) -> str:
-    return services.refresh_if_due(token_id).value
+    return services.refresh_if_due(token_id, early=ON_TIME).value
 
 
 # One row of a fanned-out sweep: never waits for a lock, no Celery retry (a failure backs the

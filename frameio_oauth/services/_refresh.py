@@ -80,10 +80,11 @@ def refresh_with_outcome(token_id: int, *, force: bool = False) -> tuple[OAuthTo
     return result.token, result.outcome
 
 
-def refresh_if_due(token_id: int) -> Outcome:
+def refresh_if_due(token_id: int, *, early: float = 0.0) -> Outcome:
     """The sweep's step for one row (a fanned-out task): skip it if another worker holds it
-    or it is no longer due, else refresh. A failure is recorded on the row, not raised."""
-    return _attempt(token_id, LockMode.SKIP).outcome
+    or it is not due (or due within ``early`` seconds), else refresh. A failure is recorded on
+    the row, not raised."""
+    return _attempt(token_id, LockMode.SKIP, early=early).outcome
 
 
 def lock_hold() -> float:
@@ -125,7 +126,12 @@ def attempt_on_demand(
 
 @sensitive_variables("rejected")
 def _attempt(
-    token_id: int, mode: LockMode, *, force: bool = False, rejected: str | None = None
+    token_id: int,
+    mode: LockMode,
+    *,
+    force: bool = False,
+    rejected: str | None = None,
+    early: float = 0.0,
 ) -> RefreshResult:
     """One refresh transaction for one row; its outcome announced after the commit."""
     result: RefreshResult | None = None
@@ -156,7 +162,7 @@ def _attempt(
                 if not force:
                     return RefreshResult(Outcome.NOT_DUE, token)
             # Re-checked under the lock: another worker may have refreshed it while we waited.
-            if not force and not is_due(token, timezone.now()):
+            if not force and not is_due(token, timezone.now() + timedelta(seconds=early)):
                 return RefreshResult(Outcome.NOT_DUE, token)
         result = refresh_locked(token, tx)
     return finish(tx, result)
