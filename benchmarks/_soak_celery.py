@@ -59,6 +59,10 @@ def _task() -> str:
 
 
 def _count(kind: str) -> None:
+    running: Counter[str] | None = getattr(_local, "statements", None)
+    if running is not None:
+        running[kind] += 1  # merged at the task's end, by task and by outcome
+        return
     with _lock:
         _statements[_task()][kind] += 1
 
@@ -138,6 +142,7 @@ def _on_reauth(sender: Any, token: Any, error: Any, **kwargs: Any) -> None:
 
 def _task_prerun(task: Any = None, **kwargs: Any) -> None:
     _local.task = task.name if task is not None else "unknown task"
+    _local.statements = Counter()
     _local.started = time.time()
     _local.cpu = time.thread_time()
 
@@ -150,7 +155,12 @@ def _task_postrun(task: Any = None, retval: Any = None, state: Any = None, **kwa
     cpu = time.thread_time() - getattr(_local, "cpu", time.thread_time())
     if isinstance(retval, dict) and "enqueued" in retval:
         _write_line(f"tick {retval['enqueued']} {started:.6f} {wall:.6f} {cpu:.6f}\n")
+    ran: Counter[str] = getattr(_local, "statements", None) or Counter()
+    _local.statements = None
     with _lock:
+        _statements[name].update(ran)
+        # The refresh's own statements, apart from tasks that found nothing to do.
+        _statements[f"{name}:{outcome}"].update(ran)
         _tasks[name][outcome] += 1
         if isinstance(retval, dict) and "enqueued" in retval:
             _tasks[name]["enqueued"] += retval["enqueued"]

@@ -931,7 +931,17 @@ def report(
     refresh_task = "frameio_oauth.tasks.refresh_token_if_due"
     tick_task = "frameio_oauth.tasks.refresh_due_tokens"
     refreshed_by_tasks = tasks.get(refresh_task, Counter()).get("refreshed", 0)
-    refresh_statements = statements.get(refresh_task, Counter())
+    # Statements of the tasks that refreshed; those that found their row locked or no longer
+    # due (overlapping ticks) are counted apart.
+    refresh_statements = statements.get(f"{refresh_task}:refreshed", Counter())
+    idle_tasks = sum(
+        n for outcome, n in tasks.get(refresh_task, Counter()).items() if outcome != "refreshed"
+    )
+    idle_statements = sum(
+        sum(kinds.values())
+        for key, kinds in statements.items()
+        if key.startswith(f"{refresh_task}:") and key != f"{refresh_task}:refreshed"
+    )
     tick_statements = statements.get(tick_task, Counter())
     enqueued = tasks.get(tick_task, Counter()).get("enqueued", 0)
     tick_count = tasks.get(tick_task, Counter()).get("SUCCESS", 0)
@@ -1071,7 +1081,9 @@ def report(
                 if refreshed_by_tasks and kind != "connect"
             )
             + f"), {round_trips:.2f} round trips with BEGIN; {connects_per_refresh:.2f} new "
-            f"connections per refresh; the tick's paging {tick_per_refresh:.3f} more ("
+            f"connections per refresh; {idle_tasks} tasks that found their row locked or no "
+            f"longer due, {idle_statements / refreshed_by_tasks if refreshed_by_tasks else 0:.3f} "
+            f"more; the tick's paging {tick_per_refresh:.3f} more ("
             + ", ".join(
                 f"{k} {tick_statements[k]}" for k in sorted(tick_statements) if k != "connect"
             )
