@@ -24,6 +24,7 @@ import secrets
 import selectors
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 
 
 def _answer() -> bytes:
@@ -69,14 +70,27 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
         writer.close()
 
 
-async def _main(delay: float, port: int) -> None:
-    server = await asyncio.start_server(
-        lambda r, w: _serve(r, w, delay), "127.0.0.1", port, backlog=128
-    )
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _listen(handle: Handler, port: int, backlog: int) -> None:
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=backlog)
     print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
     sys.stdout.close()
     async with server:
         await server.serve_forever()
+
+
+def serve(handle: Handler, port: int, *, backlog: int = 128) -> None:
+    """Serve ``handle`` on 127.0.0.1 until interrupted, printing ``port <n>`` once listening
+    (the line ``_setup.local_provider()`` and the soak wait for)."""
+    # A few dozen sockets at most, so select()'s cost is nothing; its timeout has microseconds.
+    loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        asyncio.Runner(loop_factory=lambda: loop) as runner,
+    ):
+        runner.run(_listen(handle, port, backlog))
 
 
 def main() -> None:
@@ -84,13 +98,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    # A handful of sockets, so select()'s cost is nothing; its timeout has microseconds.
-    loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
-    with (
-        contextlib.suppress(KeyboardInterrupt),
-        asyncio.Runner(loop_factory=lambda: loop) as runner,
-    ):
-        runner.run(_main(args.delay, args.port))
+    serve(lambda r, w: _serve(r, w, args.delay), args.port)
 
 
 if __name__ == "__main__":

@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import secrets
-import selectors
 import socket
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 from urllib.parse import parse_qs
+
+from _provider import serve
 
 
 class Grants:
@@ -157,30 +156,14 @@ async def _serve(
         writer.close()
 
 
-async def _main(delay: float, port: int, lifetime: int) -> None:
-    grants = Grants(lifetime)
-    server = await asyncio.start_server(
-        lambda r, w: _serve(r, w, grants, delay), "127.0.0.1", port, backlog=512
-    )
-    print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
-    sys.stdout.close()
-    async with server:
-        await server.serve_forever()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--delay", type=float, default=0.05)
     parser.add_argument("--lifetime", type=int, default=120)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    # A few dozen sockets: select()'s cost is small, and its timeout has microseconds.
-    loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
-    with (
-        contextlib.suppress(KeyboardInterrupt),
-        asyncio.Runner(loop_factory=lambda: loop) as runner,
-    ):
-        runner.run(_main(args.delay, args.port, args.lifetime))
+    grants = Grants(args.lifetime)
+    serve(lambda r, w: _serve(r, w, grants, args.delay), args.port, backlog=512)
 
 
 if __name__ == "__main__":
