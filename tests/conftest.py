@@ -4,6 +4,7 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -191,6 +192,21 @@ def admin_browser(client: Client, django_user_model: Any) -> Client:
     """The test client, signed in as a superuser."""
     client.force_login(django_user_model.objects.create_superuser("root", "r@x.example", "pw"))
     return client
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser tests save their screenshots."""
+    return tmp_path_factory.getbasetemp() / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def module_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One chromium per test module (starting one costs seconds); see tests/support/browser.py."""
+    from tests.support.browser import chromium
+
+    with chromium(tmp_path_factory.mktemp("profile")) as driver:
+        yield driver
 
 
 @pytest.fixture

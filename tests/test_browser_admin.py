@@ -17,7 +17,6 @@ from django.utils import timezone
 
 from frameio_oauth.models import OAuthToken
 from tests.support.browser import (
-    chromium,
     headings,
     resources_from_elsewhere,
     save_screenshot,
@@ -33,17 +32,6 @@ CHANGELIST = "/admin/frameio_oauth/oauthtoken/"
 # The test settings leave out django.contrib.staticfiles; the live server serves the admin's
 # own CSS and scripts from here, as a project's static files would.
 ADMIN_STATIC = Path(django.contrib.admin.__file__).parent / "static"
-
-
-@pytest.fixture(scope="module")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def module_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with chromium(tmp_path_factory.mktemp("profile")) as driver:
-        yield driver
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from django.utils import timezone
 
 from frameio_oauth.models import OAuthToken
 from tests.support.browser import (
-    chromium,
     headings,
     resources_from_elsewhere,
     save_screenshot,
@@ -26,17 +25,6 @@ from tests.support.browser import (
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def module_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with chromium(tmp_path_factory.mktemp("profile")) as driver:
-        yield driver
 
 
 @pytest.fixture
