@@ -135,14 +135,14 @@ class _Span:
 
 class ProviderCall:
     """Times one call to the authorization server, in a CLIENT span; the caller sets
-    ``status_code`` once the answer's status line is in."""
+    ``status_code`` once the answer's status line is in. Made only with OpenTelemetry loaded
+    (:func:`provider_call`), as are the two below."""
 
     __slots__ = ("_attributes", "_span", "_start", "endpoint", "status_code")
 
     def __init__(self, endpoint: Endpoint, method: str, url: str) -> None:
         self.endpoint = endpoint
         self.status_code: int | None = None
-        self._span: _Span | None = None
         self._attributes = {
             "frameio_oauth.endpoint": endpoint.value,
             "http.request.method": method,
@@ -151,12 +151,12 @@ class ProviderCall:
         }
 
     def __enter__(self) -> ProviderCall:
-        if trace is not None:
-            self._span = _Span(
-                f"{self._attributes['http.request.method']} frameio_oauth.{self.endpoint.value}",
-                trace.SpanKind.CLIENT,
-                self._attributes,
-            )
+        assert trace is not None
+        self._span = _Span(
+            f"{self._attributes['http.request.method']} frameio_oauth.{self.endpoint.value}",
+            trace.SpanKind.CLIENT,
+            self._attributes,
+        )
         self._start = time.perf_counter()
         return self
 
@@ -166,8 +166,7 @@ class ProviderCall:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if _instruments is None:
-            return
+        assert _instruments is not None
         seconds = time.perf_counter() - self._start
         attributes: dict[str, str | int] = {"frameio_oauth.endpoint": self.endpoint.value}
         error_type = exc_type.__name__ if exc_type is not None else None
@@ -178,10 +177,9 @@ class ProviderCall:
         if error_type is not None:
             attributes["error.type"] = error_type
         _instruments.provider_duration.record(seconds, attributes)
-        if self._span is not None:
-            if self.status_code is not None:
-                self._span.set("http.response.status_code", self.status_code)
-            self._span.end(error_type)
+        if self.status_code is not None:
+            self._span.set("http.response.status_code", self.status_code)
+        self._span.end(error_type)
 
 
 class RefreshSpan:
@@ -216,8 +214,7 @@ class SweepTimer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if _instruments is None:
-            return
+        assert _instruments is not None
         attributes = {"frameio_oauth.sweep.kind": self.kind.value}
         _instruments.sweep_duration.record(time.perf_counter() - self._start, attributes)
         _instruments.sweep_rows.record(self.rows, attributes)
