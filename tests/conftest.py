@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -35,7 +36,12 @@ SERVICE_SKIP_PREFIX = "needs a real service:"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    pg = "PostgreSQL" if postgres_available() else "SQLite (PostgreSQL not answering)"
+    if postgres_available():
+        pg = "PostgreSQL"
+    elif os.environ.get("FRAMEIO_TEST_DB") == "sqlite":
+        pg = "SQLite (FRAMEIO_TEST_DB=sqlite)"
+    else:
+        pg = "SQLite (PostgreSQL not answering)"
     redis = REDIS_URL if redis_available() else "not answering (Celery runs eager)"
     mode = "CI: every service is required" if IN_CI else "local: missing services skip"
     return [f"frameio_oauth services: database={pg}; redis={redis}; {mode}"]
