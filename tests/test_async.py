@@ -156,10 +156,11 @@ async def test_a_due_token_is_refreshed_for_an_async_caller_while_the_loop_runs_
     assert provider.requests == 1
     assert new != token.access_token
     assert new == (await in_thread(stored, token)).access_token
-    # The 0.3 s provider call ran in a thread: the loop kept ticking all along.
+    # The 0.3 s provider call ran in a thread: the loop kept ticking (about 30 times; a blocked
+    # loop ticks once at most, and a busy machine may stall it for some of them).
     assert took >= 0.3
     during = [tick for tick in ticks if started < tick < started + took]
-    assert len(during) >= 10
+    assert len(during) >= 3
 
 
 @pytest.mark.asyncio

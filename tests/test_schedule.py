@@ -207,13 +207,15 @@ def test_backoff_grows_with_each_failure(
 ) -> None:
     provider_http.post(TOKEN_URL, status=503)
     delays = []
-    for _ in range(4):
-        with pytest.raises(ProviderUnavailable):
-            services.refresh(due_token.pk, force=True)
-        delays.append((stored(due_token).next_refresh_at - timezone.now()).total_seconds())
+    # Frozen, so that the delays are exact whatever the machine's load.
+    with time_machine.travel(timezone.now(), tick=False):
+        for _ in range(4):
+            with pytest.raises(ProviderUnavailable):
+                services.refresh(due_token.pk, force=True)
+            delays.append((stored(due_token).next_refresh_at - timezone.now()).total_seconds())
     # Full jitter in [d/2, d] with d = 30, 60, 120, 240 s.
-    assert 14 <= delays[0] <= 30
-    assert 119 <= delays[3] <= 240
+    assert 15 <= delays[0] <= 30
+    assert 120 <= delays[3] <= 240
     assert stored(due_token).failure_count == 4
 
 

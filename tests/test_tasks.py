@@ -171,9 +171,10 @@ def test_the_token_tasks_retry_is_due_when_the_row_backs_off_until(
     assert row.next_refresh_at is not None
     assert failed_with_retry_after.retry_at == row.next_refresh_at
     backoff = (row.next_refresh_at - timezone.now()).total_seconds()
-    assert 119 <= backoff <= 120
+    # 120 s less the time since the failure, a few seconds at most on a busy machine.
+    assert 110 <= backoff <= 120
     # The retry runs when the row is due again, not before (it would find it not due).
-    assert abs(retry_countdown(failed_with_retry_after, 0) - backoff) < 1
+    assert abs(retry_countdown(failed_with_retry_after, 0) - backoff) < 5
     assert len(provider_http.calls) == 1
 
 
