@@ -85,13 +85,18 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    # Racing callers may connect all at once: more than the default backlog of 5.
+    request_queue_size = 64
+    daemon_threads = True
+
+
 @contextmanager
 def rotating_provider() -> Iterator[tuple[str, ProviderState]]:
     """Yields the token URL and the provider's state; stops the server afterwards."""
     state = ProviderState()
     handler = type("Handler", (_Handler,), {"state": state})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
