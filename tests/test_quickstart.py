@@ -228,6 +228,8 @@ def test_the_quickstart_is_short_and_made_of_the_blocks_this_test_follows() -> N
     )
 
 
+# The first test to use the workspace pays for its install.
+@pytest.mark.timeout(INSTALL_SECONDS + 120)
 def test_the_quickstart_with_a_public_client_passes_every_check(workspace: Path) -> None:
     shell = shell_in(workspace, "public")
     follow_quickstart(shell, public=True)
@@ -236,6 +238,8 @@ def test_the_quickstart_with_a_public_client_passes_every_check(workspace: Path)
 
 
 @pytest.mark.redis
+# Its own waits (the install, the services, the refresh) add up to more than the suite's 300 s.
+@pytest.mark.timeout(INSTALL_SECONDS + 600)
 def test_a_new_project_built_from_the_quickstart_signs_a_v4_user_in_and_refreshes_in_the_background(
     workspace: Path,
 ) -> None:
