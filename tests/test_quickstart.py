@@ -326,8 +326,8 @@ def free_port() -> int:
 
 def answers(url: str) -> bool:
     try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.ConnectionError:
+        return requests.get(url, timeout=10).status_code == 200
+    except requests.RequestException:  # refused, or a server still slow at its first request
         return False
 
 
