@@ -135,7 +135,8 @@ def fan_out_due(
     now = timezone.now()
     enqueued = 0
     with telemetry.sweep_timer(telemetry.SweepKind.FANOUT) as sweep:
-        for token_id, due_at in _due_rows(now + timedelta(seconds=ahead), limit):
+        for token_id, due_text in _due_rows(now + timedelta(seconds=ahead), limit):
+            due_at = _instant(due_text)
             enqueue(token_id, due_at if due_at > now else None)
             enqueued += 1
         sweep.rows = enqueued
@@ -150,8 +151,8 @@ def due_token_ids(limit: int | None = None, *, batch_size: int = 500) -> Iterato
 
 def _due_rows(
     until: datetime, limit: int | None, *, batch_size: int = 500
-) -> Iterator[tuple[int, datetime]]:
-    """(id, next_refresh_at) of the rows due at ``until``, by keyset pages."""
+) -> Iterator[tuple[int, str]]:
+    """(id, next_refresh_at as text) of the rows due at ``until``, by keyset pages."""
     cursor: tuple[str, int] | None = None
     yielded = 0
     while limit is None or yielded < limit:
@@ -171,7 +172,7 @@ def _due_rows(
         if not rows:
             return
         for at, token_id in rows:
-            yield token_id, _instant(at)
+            yield token_id, at
         yielded += len(rows)
         cursor = rows[-1]
 
