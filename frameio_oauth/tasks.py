@@ -28,9 +28,9 @@ def refresh_due_tokens(
     if not fanout:
         return services.refresh_due(limit).as_dict()
     now = timezone.now()
+    lifetime = None if expires is None else timedelta(seconds=expires)
 
     def enqueue(token_id: int, eta: datetime | None) -> None:
-        lifetime = None if expires is None else timedelta(seconds=expires)
         refresh_token_if_due.apply_async(
             (token_id,),
             eta=eta,
