@@ -141,11 +141,15 @@ def test_a_real_worker_runs_a_row_that_comes_due_after_the_tick_when_it_comes_du
     with rotating_provider() as (url, provider_state):
         oauth = {**settings.FRAMEIO_OAUTH, "TOKEN_URL": url}
         with override_settings(FRAMEIO_OAUTH=oauth):
-            due_at = timezone.now() + timedelta(seconds=2)
-            token = make_token(user, refresh_token=provider_state.issue(), next_refresh_at=due_at)
             app.conf.update(task_always_eager=False, broker_url=REDIS_URL, result_backend=REDIS_URL)
             try:
                 with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False):
+                    # Due two seconds after the tick, counted once the worker is up: a slow
+                    # start must not make the row due by the time of the tick.
+                    due_at = timezone.now() + timedelta(seconds=2)
+                    token = make_token(
+                        user, refresh_token=provider_state.issue(), next_refresh_at=due_at
+                    )
                     summary = refresh_due_tokens.apply(kwargs={"fanout": True, "expires": 10}).get()
                     assert provider_state.requests == 0  # not before its time
                     deadline = time.monotonic() + 15
