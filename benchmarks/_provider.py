@@ -25,44 +25,60 @@ import selectors
 import socket
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
 
 
-def _answer() -> bytes:
-    body = json.dumps(
-        {
-            "access_token": secrets.token_urlsafe(32),
-            "refresh_token": secrets.token_urlsafe(32),
-            "token_type": "bearer",
-            "expires_in": 3600,
-            "scope": "account.read offline",
-        }
-    ).encode()
+@dataclass(frozen=True)
+class Request:
+    method: bytes
+    path: bytes
+    body: bytes
+    arrived: float  # the loop's time once its head was read
+
+    async def answer_after(self, delay: float, response: bytes) -> bytes:
+        """``response``, ``delay`` seconds after the request arrived."""
+        await asyncio.sleep(max(delay - (asyncio.get_running_loop().time() - self.arrived), 0))
+        return response
+
+
+Answer = Callable[[Request], Awaitable[bytes]]
+
+
+def json_response(status: int, body: dict[str, object]) -> bytes:
+    data = json.dumps(body).encode()
     head = (
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
+        f"Cache-Control: no-store\r\nContent-Length: {len(data)}\r\n\r\n"
     )
-    return head.encode() + body
+    return head.encode() + data
 
 
-async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+async def _keep_alive(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    answer: Answer,
+    on_connection: Callable[[], None],
+) -> None:
+    """Answer the requests of one kept-alive connection until the client hangs up."""
     loop = asyncio.get_running_loop()
     sock = writer.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    on_connection()
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
             arrived = loop.time()
+            lines = head.split(b"\r\n")
+            method, path = lines[0].split(b" ")[:2]
             length = 0
-            for line in head.split(b"\r\n"):
+            for line in lines[1:]:
                 name, _, value = line.partition(b":")
                 if name.strip().lower() == b"content-length":
                     length = int(value)
-            if length:
-                await reader.readexactly(length)
-            response = _answer()
-            await asyncio.sleep(max(delay - (loop.time() - arrived), 0))
-            writer.write(response)
+            body = await reader.readexactly(length) if length else b""
+            writer.write(await answer(Request(method, path, body, arrived)))
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
@@ -70,27 +86,34 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
         writer.close()
 
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-async def _listen(handle: Handler, port: int, backlog: int) -> None:
-    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=backlog)
+async def _listen(
+    answer: Answer, port: int, backlog: int, on_connection: Callable[[], None]
+) -> None:
+    server = await asyncio.start_server(
+        lambda r, w: _keep_alive(r, w, answer, on_connection), "127.0.0.1", port, backlog=backlog
+    )
     print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
     sys.stdout.close()
     async with server:
         await server.serve_forever()
 
 
-def serve(handle: Handler, port: int, *, backlog: int = 128) -> None:
-    """Serve ``handle`` on 127.0.0.1 until interrupted, printing ``port <n>`` once listening
-    (the line ``_setup.local_provider()`` and the soak wait for)."""
+def serve(
+    answer: Answer,
+    port: int,
+    *,
+    backlog: int = 128,
+    on_connection: Callable[[], None] = lambda: None,
+) -> None:
+    """Serve ``answer`` over HTTP/1.1 keep-alive on 127.0.0.1 until interrupted, printing
+    ``port <n>`` once listening (the line ``_setup.local_provider()`` and the soak wait for)."""
     # A few dozen sockets at most, so select()'s cost is nothing; its timeout has microseconds.
     loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
     with (
         contextlib.suppress(KeyboardInterrupt),
         asyncio.Runner(loop_factory=lambda: loop) as runner,
     ):
-        runner.run(_listen(handle, port, backlog))
+        runner.run(_listen(answer, port, backlog, on_connection))
 
 
 def main() -> None:
@@ -98,7 +121,24 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    serve(lambda r, w: _serve(r, w, args.delay), args.port)
+
+    async def answer(request: Request) -> bytes:
+        return await request.answer_after(args.delay, _token_pair())
+
+    serve(answer, args.port)
+
+
+def _token_pair() -> bytes:
+    return json_response(
+        200,
+        {
+            "access_token": secrets.token_urlsafe(32),
+            "refresh_token": secrets.token_urlsafe(32),
+            "token_type": "bearer",
+            "expires_in": 3600,
+            "scope": "account.read offline",
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """The soak benchmark's token endpoint: rotating refresh tokens with reuse detection.
 
 Run by ``soak.py`` as its own process on 127.0.0.1 (ephemeral port unless ``--port``). Prints
-``port <n>`` once it listens. Like ``_provider.py`` (asyncio on a ``select()`` loop, HTTP/1.1
-keep-alive, ``TCP_NODELAY``, every answer ``--delay`` seconds after its request arrived), but
-it keeps the state of every grant, as Frame.io may:
+``port <n>`` once it listens. Served like ``_provider.py``, by its ``serve``, every token
+answer ``--delay`` seconds after its request arrived; but it keeps the state of every grant,
+as Frame.io may:
 
 * each grant has one current refresh token; a refresh answers a new access token that lives
   ``--lifetime`` seconds and a new refresh token, and the one presented is spent;
@@ -21,16 +21,13 @@ answers the counters and the token requests that arrived in each wall-clock seco
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import secrets
-import socket
 import time
 from collections import Counter
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from _provider import serve
+from _provider import Request, json_response, serve
 
 
 class Grants:
@@ -107,53 +104,16 @@ class Grants:
         }
 
 
-def _response(status: int, body: dict[str, object]) -> bytes:
-    data = json.dumps(body).encode()
-    reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}[status]
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-        f"Cache-Control: no-store\r\nContent-Length: {len(data)}\r\n\r\n"
-    )
-    return head.encode() + data
-
-
-async def _serve(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, grants: Grants, delay: float
-) -> None:
-    loop = asyncio.get_running_loop()
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    grants.counts["connections"] += 1
-    try:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            arrived = loop.time()
-            lines = head.split(b"\r\n")
-            method, path = lines[0].split(b" ")[:2]
-            length = 0
-            for line in lines[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            body = await reader.readexactly(length) if length else b""
-            if path == b"/admin/seed" and method == b"POST":
-                response = _response(200, {"seeded": grants.seed(body.decode())})
-            elif path == b"/admin/stats":
-                response = _response(200, grants.stats())
-            elif path.startswith(b"/oauth2/token") and method == b"POST":
-                grants.per_second[int(time.time())] += 1
-                status, answer = grants.refresh(parse_qs(body.decode()))
-                response = _response(status, answer)
-                await asyncio.sleep(max(delay - (loop.time() - arrived), 0))
-            else:
-                response = _response(404, {"error": "not_found"})
-            writer.write(response)
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
-        writer.close()
+async def _answer(request: Request, grants: Grants, delay: float) -> bytes:
+    if request.path == b"/admin/seed" and request.method == b"POST":
+        return json_response(200, {"seeded": grants.seed(request.body.decode())})
+    if request.path == b"/admin/stats":
+        return json_response(200, grants.stats())
+    if request.path.startswith(b"/oauth2/token") and request.method == b"POST":
+        grants.per_second[int(time.time())] += 1
+        status, answer = grants.refresh(parse_qs(request.body.decode()))
+        return await request.answer_after(delay, json_response(status, answer))
+    return json_response(404, {"error": "not_found"})
 
 
 def main() -> None:
@@ -163,7 +123,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     grants = Grants(args.lifetime)
-    serve(lambda r, w: _serve(r, w, grants, args.delay), args.port, backlog=512)
+
+    def connected() -> None:
+        grants.counts["connections"] += 1
+
+    serve(
+        lambda request: _answer(request, grants, args.delay),
+        args.port,
+        backlog=512,
+        on_connection=connected,
+    )
 
 
 if __name__ == "__main__":
