@@ -199,11 +199,7 @@ def local_provider(delay: float) -> Iterator[LocalProvider]:
         text=True,
     )
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line.startswith("port "):
-            raise RuntimeError(f"the local provider did not start: {line!r}")
-        server = LocalProvider(process, int(line.split()[1]))
+        server = LocalProvider(process, announced_port(process))
         _wait_until_listening(server.port)
         yield server
     finally:
@@ -213,6 +209,15 @@ def local_provider(delay: float) -> Iterator[LocalProvider]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+def announced_port(process: subprocess.Popen[str]) -> int:
+    """The port a provider process prints (``port <n>``, _provider.serve) once it listens."""
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("port "):
+        raise RuntimeError(f"the provider did not start: {line!r}")
+    return int(line.split()[1])
 
 
 def _wait_until_listening(port: int) -> None:

@@ -40,7 +40,6 @@ class Grants:
         self.dead: set[str] = set()  # the live refresh tokens of revoked grants
         self.counts: Counter[str] = Counter()
         self.per_second: Counter[int] = Counter()  # token requests by arrival second
-        self.reused_grants: list[int] = []
 
     def seed(self, path: str) -> int:
         added = 0
@@ -69,7 +68,6 @@ class Grants:
                 # Reuse detection: someone holds an old token; end the whole grant.
                 reused = self.spent[presented]
                 self.counts["reused"] += 1
-                self.reused_grants.append(reused)
                 live = self.live.pop(reused, None)
                 if live is not None:
                     self.current.pop(live, None)
@@ -100,7 +98,6 @@ class Grants:
             "per_second": {str(second): n for second, n in sorted(self.per_second.items())},
             "grants": len(self.live),
             "revoked": len(self.revoked),
-            "reused_grants": self.reused_grants[:100],
         }
 
 
